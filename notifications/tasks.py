@@ -1,0 +1,51 @@
+"""Jobs of the expiry-notification, filing-reminder and email queues."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.utils import timezone
+from procrastinate.contrib.django import app
+
+from compliance.selectors import tenant_get, tenant_local_date, tick_time
+from compliance.services import tenant_jobs_fan_out
+from kgc import jobs
+from kgc.queues import EMAIL, EXPIRY_NOTIFICATION, FILING_REMINDER, MAINTENANCE, SCHEDULES
+from notifications import delivery, reminders
+from notifications.services import EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL_TASK
+
+
+def _as_of(tenant_id: int, as_of: str | None) -> tuple[Any, date]:
+    tenant = tenant_get(tenant_id)
+    return tenant, date.fromisoformat(as_of) if as_of else tenant_local_date(tenant, timezone.now())
+
+
+@app.periodic(cron=SCHEDULES["notifications.check_expiry_all"], periodic_id="morning")
+@jobs.task(queue=MAINTENANCE, name="notifications.check_expiry_all")
+def check_expiry_all(timestamp: int | None = None) -> int:
+    return len(tenant_jobs_fan_out(task_name=EXPIRY_TASK, at=tick_time(timestamp, timezone.now())))
+
+
+@jobs.task(queue=EXPIRY_NOTIFICATION, name=EXPIRY_TASK)
+def check_expiry(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
+    tenant, day = _as_of(tenant_id, as_of)
+    return reminders.expiry_reminders_send(tenant=tenant, as_of=day).summary()
+
+
+@app.periodic(cron=SCHEDULES["notifications.send_filing_reminders_all"], periodic_id="morning")
+@jobs.task(queue=MAINTENANCE, name="notifications.send_filing_reminders_all")
+def send_filing_reminders_all(timestamp: int | None = None) -> int:
+    return len(tenant_jobs_fan_out(task_name=FILING_REMINDER_TASK, at=tick_time(timestamp, timezone.now())))
+
+
+@jobs.task(queue=FILING_REMINDER, name=FILING_REMINDER_TASK)
+def send_filing_reminders(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
+    tenant, day = _as_of(tenant_id, as_of)
+    return reminders.filing_reminders_send(tenant=tenant, as_of=day).summary()
+
+
+@jobs.task(queue=EMAIL, name=SEND_EMAIL_TASK)
+def send_email(outbound_email_id: int, tenant_id: int | None = None) -> str:
+    """Send one stored email; ``tenant_id`` is carried for the logs only."""
+    return delivery.email_send(outbound_email_id=outbound_email_id)

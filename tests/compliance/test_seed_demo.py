@@ -1,0 +1,92 @@
+"""seed_demo writes the same data for the same arguments, and only once."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import pytest
+from django.core.management import call_command
+
+from compliance.models import Client, Document, Filing, FilingTask, Membership, Requirement, Tenant
+from tests.helpers import manage
+
+pytestmark = pytest.mark.django_db
+ARGS = [
+    "--tenants",
+    "3",
+    "--clients-per-tenant",
+    "5",
+    "--documents-per-client",
+    "4",
+    "--seed",
+    "7",
+    "--as-of",
+    "2026-11-29",
+]
+
+
+def demo_digest() -> str:
+    """A fingerprint of the demo data without database ids or timestamps."""
+    rows = [
+        *Tenant.objects.order_by("slug").values_list("slug", "name", "timezone"),
+        *Membership.objects.order_by("user__username").values_list(
+            "tenant__slug", "user__username", "user__email", "role"
+        ),
+        *Client.objects.order_by("tenant__slug", "name").values_list("tenant__slug", "name", "is_active"),
+        *Requirement.objects.order_by("client__name", "document_type__code").values_list(
+            "client__name", "document_type__code"
+        ),
+        *Document.objects.order_by("client__name", "document_type__code", "expires_on").values_list(
+            "client__name", "document_type__code", "title", "expires_on"
+        ),
+        *Filing.objects.order_by("client__name", "filing_type").values_list(
+            "client__name", "filing_type", "due_date", "status"
+        ),
+        *FilingTask.objects.order_by("filing__client__name", "filing__filing_type").values_list(
+            "filing__client__name", "assignee__username", "is_done"
+        ),
+    ]
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def test_same_arguments_write_the_same_data():
+    call_command("seed_demo", *ARGS, verbosity=0)
+    first = demo_digest()
+    Tenant.objects.all().delete()
+    call_command("seed_demo", *ARGS, verbosity=0)
+    assert demo_digest() == first
+
+
+def test_another_seed_writes_other_data():
+    call_command("seed_demo", *ARGS, verbosity=0)
+    first = demo_digest()
+    Tenant.objects.all().delete()
+    call_command("seed_demo", *ARGS[:-4], "--seed", "8", "--as-of", "2026-11-29", verbosity=0)
+    assert demo_digest() != first
+
+
+def test_second_run_adds_nothing():
+    call_command("seed_demo", *ARGS, verbosity=0)
+    counts = [model.objects.count() for model in (Tenant, Client, Document, Filing, FilingTask, Membership)]
+    call_command("seed_demo", *ARGS, verbosity=0)
+    assert [model.objects.count() for model in (Tenant, Client, Document, Filing, FilingTask, Membership)] == counts
+
+
+def test_demo_data_covers_every_role_and_document_state():
+    call_command("seed_demo", *ARGS, verbosity=0)
+    as_of = date(2026, 11, 29)
+    assert set(Membership.objects.values_list("role", flat=True)) == set(Membership.Role.values)
+    documents = Document.objects.all()
+    assert documents.filter(expires_on__lt=as_of).exists()
+    assert documents.filter(expires_on__range=(as_of, date(2027, 1, 28))).exists()
+    assert documents.filter(expires_on__gt=date(2027, 1, 28)).exists()
+    assert documents.filter(expires_on__isnull=True).exists()
+    assert set(Filing.objects.values_list("status", flat=True)) == set(Filing.Status.values)
+    assert Document.objects.count() == 3 * 5 * 4
+
+
+def test_bad_argument_exits_with_code_2_and_one_line():
+    result = manage("seed_demo", "--tenants", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("argument --tenants: must be at least 1, got 0")

@@ -1,0 +1,48 @@
+"""Tasks used by the queue-layer tests, loaded by test workers via KGC_EXTRA_TASK_MODULES."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from procrastinate import JobContext
+from procrastinate.contrib.django import app
+
+from kgc import jobs
+from kgc.queues import QUEUES
+
+
+def _declare(queue: str) -> None:
+    slug = queue.replace("-", "_")
+
+    @jobs.task(queue=queue, name=f"tests.noop_{slug}")
+    def noop(**kwargs: object) -> None:
+        return None
+
+    @jobs.task(queue=queue, name=f"tests.sleep_{slug}", pass_context=True)
+    def sleep(context: JobContext, seconds: float, first_attempt_only: bool = False, **kwargs: object) -> int:
+        if not (first_attempt_only and context.job.attempts > 0):
+            time.sleep(seconds)
+        return os.getpid()
+
+
+for _queue in QUEUES:
+    _declare(_queue)
+
+
+@jobs.task(queue="maintenance", name="tests.fail_permanently")
+def fail_permanently(reason: str = "bad payload") -> None:
+    raise ValueError(reason)
+
+
+@jobs.task(queue="maintenance", name="tests.fail_transiently")
+def fail_transiently() -> None:
+    raise ConnectionError("upstream dropped the connection")
+
+
+if os.environ.get("KGC_TEST_CRON"):
+
+    @app.periodic(cron=os.environ["KGC_TEST_CRON"], periodic_id="test")
+    @jobs.task(queue="maintenance", name="tests.tick")
+    def tick(timestamp: int) -> int:
+        return timestamp

@@ -1,0 +1,59 @@
+"""With DATABASE_URL unset the project runs its own PostgreSQL, reuses its data and stops it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+from tests.helpers import ROOT, manage, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = """
+import sys
+from pathlib import Path
+import psycopg
+from kgc.embedded_db import embedded_database_url
+url = embedded_database_url(Path(sys.argv[1]))
+with psycopg.connect(url, autocommit=True) as conn:
+    conn.execute("CREATE TABLE IF NOT EXISTS visits (n int)")
+    conn.execute("INSERT INTO visits VALUES (1)")
+    print(url, conn.execute("SELECT count(*) FROM visits").fetchone()[0])
+"""
+
+
+def run_embedded(data_dir) -> tuple[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(data_dir)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    url, visits = out.stdout.split()
+    return url, int(visits)
+
+
+def test_embedded_server_starts_keeps_its_data_and_stops(tmp_path):
+    url, visits = run_embedded(tmp_path)
+    assert visits == 1
+    assert (tmp_path / "pgdata" / "PG_VERSION").exists()
+    # The last process using the server has exited: the server is stopped.
+    deadline = time.monotonic() + 10
+    while not_stopped := (tmp_path / "pgdata" / "postmaster.pid").exists():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not not_stopped
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)
+    _, visits = run_embedded(tmp_path)
+    assert visits == 2
+
+
+def test_manage_migrates_the_embedded_database_when_database_url_is_unset(tmp_path):
+    env = subprocess_env(DATABASE_URL=None, KGC_DATA_DIR=str(tmp_path))
+    result = manage("migrate", "--no-input", "-v", "0", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    result = manage("showmigrations", "compliance", env=env)
+    assert "[X] 0002_tenant_boundaries" in result.stdout

@@ -1,0 +1,73 @@
+"""Settings come from the environment; a bad one stops start-up with one line naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from kgc.config import ConfigError, Env, database_from_url
+from tests.helpers import manage, subprocess_env
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"DEBUG": "false", "SECRET_KEY": None}, "SECRET_KEY"),
+        ({"DATABASE_URL": "mysql://root@localhost/kgc"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:port/kgc"}, "DATABASE_URL"),
+        ({"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "five"}, "SMTP_PORT"),
+        ({"SMTP_HOST": "smtp.example.com", "SMTP_SECURE": "maybe"}, "SMTP_SECURE"),
+        ({"DEBUG": "yes please"}, "DEBUG"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ],
+)
+def test_bad_variable_stops_startup_with_one_line_naming_it(db, overrides, variable):
+    result = manage("check", env=subprocess_env(**overrides))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"kgc: configuration error: {variable}:")
+
+
+def test_redis_url_is_ignored_with_a_one_line_warning(db):
+    result = manage("check", env=subprocess_env(REDIS_URL="redis://localhost:6379"))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "REDIS_URL" in line]
+    assert warnings == ["kgc: REDIS_URL is set but ignored: Redis is no longer used, jobs live in PostgreSQL"]
+
+
+def test_secret_key_is_taken_from_the_environment_when_debug_is_off(db):
+    result = manage(
+        "check", "--deploy", "--fail-level", "CRITICAL", env=subprocess_env(DEBUG="false", SECRET_KEY="k" * 60)
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://kgc:s%40cret@db.internal:5433/kgc",
+            {"HOST": "db.internal", "PORT": "5433", "USER": "kgc", "PASSWORD": "s@cret", "NAME": "kgc"},
+        ),
+        ("postgres://postgres@/kgc?host=/run/pg", {"HOST": "/run/pg", "PORT": "", "NAME": "kgc"}),
+        ("postgresql://u@h/kgc?sslmode=require", {"OPTIONS": {"sslmode": "require"}}),
+    ],
+)
+def test_database_url_is_parsed(url, expected):
+    parsed = database_from_url(url)
+    assert {key: parsed[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "args"),
+    [("bool", "sometimes", (False,)), ("int", "12x", (1,)), ("choice", "loud", ("info", ("info", "debug")))],
+)
+def test_malformed_values_name_the_variable(method, raw, args):
+    with pytest.raises(ConfigError, match="^SOME_VAR: "):
+        getattr(Env({"SOME_VAR": raw}), method)("SOME_VAR", *args)
+
+
+def test_missing_required_variable_names_it():
+    with pytest.raises(ConfigError, match="^EMAIL_FROM: is required"):
+        Env({}).str("EMAIL_FROM")
