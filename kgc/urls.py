@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from kgc import views
 
@@ -8,5 +8,8 @@ admin.site.site_title = "KGC jobs console"
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("api/v1/", include("kgc.api.urls")),
+    # Delivery tracking webhooks (basic auth with ANYMAIL["WEBHOOK_SECRET"]).
+    path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
 ]
