@@ -6,10 +6,10 @@ import threading
 
 import pytest
 from django.db import connection
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from notifications.models import Notification, OutboundEmail
 from notifications.services import NotificationDraft, notifications_deliver
-from procrastinate.contrib.django.models import ProcrastinateJob
 
 
 def draft(user, key="expiry:doc-1:30", **fields) -> NotificationDraft:
