@@ -26,6 +26,8 @@ def refresh_all(timestamp: int | None = None, triggered_by: str = "schedule", pr
 
 @jobs.task(queue=COMPLIANCE, name=services.REFRESH_TASK)
 def refresh_tenant(tenant_id: int, triggered_by: str = "manual", as_of: str | None = None) -> dict[str, Any]:
+    """Score one tenant's clients for ``as_of`` (default: the tenant's today). An inactive or
+    unknown tenant fails the job at once (``UnknownTenant`` is permanent), with its reason."""
     tenant = tenant_get(tenant_id)
     day = date.fromisoformat(as_of) if as_of else tenant_local_date(tenant, timezone.now())
     return services.refresh_tenant_compliance(tenant=tenant, as_of=day, triggered_by=triggered_by).summary()

@@ -1,9 +1,26 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class KgcConfig(AppConfig):
-    """The shared queue layer: queue pause state, rate-limit log and failure records."""
+    """The shared queue layer: queue pause state, rate-limit log, job counters and failure records."""
 
     name = "kgc"
     verbose_name = "Queues"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        checks.register(check_rate_limits)
+
+
+def check_rate_limits(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    """KGC_RATE_LIMITS is parsed when the first job is fetched: refuse a bad one at start-up instead."""
+    from django.conf import settings
+
+    from kgc.queues import rate_limits_parse
+
+    try:
+        rate_limits_parse(settings.KGC_RATE_LIMITS)
+    except ValueError as exc:
+        return [checks.Error(f"KGC_RATE_LIMITS: {exc}", id="kgc.E001")]
+    return []

@@ -42,6 +42,10 @@ class JobNotFound(JobError, LookupError):
     pass
 
 
+class UnknownTask(JobError, LookupError):
+    pass
+
+
 class JobNotRetryable(JobError):
     pass
 
@@ -84,7 +88,10 @@ def job_defer(
         configure["queueing_lock"] = queueing_lock
     if schedule_in:
         configure["schedule_in"] = {"seconds": schedule_in.total_seconds()}
-    deferrer = app.configure_task(task_name, allow_unknown=False, **configure)
+    try:
+        deferrer = app.configure_task(task_name, allow_unknown=False, **configure)
+    except procrastinate_exceptions.TaskNotFound:
+        raise UnknownTask(f"no task named {task_name!r}") from None
     try:
         with transaction.atomic():
             return deferrer.defer(**kwargs), True

@@ -102,30 +102,84 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# --- Email (the seed's variables) -----------------------------------------------------
+# --- Email (the seed's variables, plus a provider through django-anymail) -------------
+# EMAIL_PROVIDER picks the backend: console (the development default: the whole message
+# is logged, like the seed's MVP), smtp (the default when SMTP_HOST is set; also
+# SendGrid's SMTP relay), or an email provider through anymail: ses, postmark, mailgun.
 DEFAULT_FROM_EMAIL = env.str("EMAIL_FROM", default="noreply@kgc-compliance.com")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-if env.is_set("SMTP_HOST"):
+EMAIL_PROVIDER = env.choice(
+    "EMAIL_PROVIDER",
+    "smtp" if env.is_set("SMTP_HOST") else "console",
+    ("console", "smtp", "ses", "postmark", "mailgun"),
+)
+_mailer: dict[str, object]
+if EMAIL_PROVIDER == "smtp":
     _smtp_port = env.int("SMTP_PORT", default=587, minimum=1, maximum=65535)
     # The seed's SMTP_SECURE means implicit TLS (port 465); otherwise STARTTLS on 587.
     _smtp_ssl = env.bool("SMTP_SECURE", default=False)
-    MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {
-                "host": env.str("SMTP_HOST"),
-                "port": _smtp_port,
-                "use_ssl": _smtp_ssl,
-                "use_tls": env.bool("SMTP_STARTTLS", default=not _smtp_ssl and _smtp_port == 587),
-                "username": env.str("SMTP_USER", default=""),
-                "password": env.str("SMTP_PASSWORD", default=""),
-                "timeout": env.int("SMTP_TIMEOUT", default=20, minimum=1),
-            },
-        }
+    _mailer = {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": env.str("SMTP_HOST"),
+            "port": _smtp_port,
+            "use_ssl": _smtp_ssl,
+            "use_tls": env.bool("SMTP_STARTTLS", default=not _smtp_ssl and _smtp_port == 587),
+            "username": env.str("SMTP_USER", default=""),
+            "password": env.str("SMTP_PASSWORD", default=""),
+            "timeout": env.int("SMTP_TIMEOUT", default=20, minimum=1),
+        },
+    }
+elif EMAIL_PROVIDER == "ses":
+    try:
+        import boto3  # noqa: F401 - anymail's SES backend needs it
+    except ImportError:
+        raise ConfigError("EMAIL_PROVIDER", "ses needs boto3 (pip install 'django-anymail[amazon-ses]')") from None
+    # Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an
+    # instance role...), never from here.
+    _ses_options: dict[str, object] = {"client_params": {"region_name": env.str("AWS_REGION")}}
+    if env.is_set("SES_CONFIGURATION_SET"):
+        _ses_options["configuration_set_name"] = env.str("SES_CONFIGURATION_SET")
+    _mailer = {"BACKEND": "anymail.backends.amazon_ses.EmailBackend", "OPTIONS": _ses_options}
+elif EMAIL_PROVIDER == "postmark":
+    _mailer = {
+        "BACKEND": "anymail.backends.postmark.EmailBackend",
+        "OPTIONS": {
+            "server_token": env.str("POSTMARK_SERVER_TOKEN"),
+            "message_stream": env.str("POSTMARK_MESSAGE_STREAM", default="outbound"),
+        },
+    }
+elif EMAIL_PROVIDER == "mailgun":
+    _mailer = {
+        "BACKEND": "anymail.backends.mailgun.EmailBackend",
+        "OPTIONS": {
+            "api_key": env.str("MAILGUN_API_KEY"),
+            # Mailgun's EU region: https://api.eu.mailgun.net/v3
+            "api_url": env.str("MAILGUN_API_URL", default="https://api.mailgun.net/v3"),
+            **({"sender_domain": env.str("MAILGUN_SENDER_DOMAIN")} if env.is_set("MAILGUN_SENDER_DOMAIN") else {}),
+        },
     }
 else:
-    # Development default: the whole message is written to the console, like the seed's MVP.
-    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+    _mailer = {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+MAILERS = {"default": _mailer}
+
+# Delivery tracking webhooks (/anymail/<provider>/tracking/) require HTTP basic auth
+# "user:password". Without one they must not be open: outside DEBUG a provider needs it,
+# and otherwise a random secret nobody knows keeps them shut.
+if env.is_set("ANYMAIL_WEBHOOK_SECRET"):
+    _webhook_secret = env.str("ANYMAIL_WEBHOOK_SECRET")
+    if ":" not in _webhook_secret:
+        raise ConfigError("ANYMAIL_WEBHOOK_SECRET", "must look like user:password")
+elif EMAIL_PROVIDER in ("ses", "postmark", "mailgun") and not DEBUG:
+    raise ConfigError("ANYMAIL_WEBHOOK_SECRET", f"is required with EMAIL_PROVIDER={EMAIL_PROVIDER} (user:password)")
+else:
+    import secrets
+
+    _webhook_secret = f"closed:{secrets.token_urlsafe(32)}"
+ANYMAIL: dict[str, object] = {"WEBHOOK_SECRET": _webhook_secret}
+if env.is_set("MAILGUN_WEBHOOK_SIGNING_KEY"):
+    # Mailgun signs its webhooks as well; anymail checks the signature with this key.
+    ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] = env.str("MAILGUN_WEBHOOK_SIGNING_KEY")
 
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("debug", "info", "warning", "error", "critical")).upper()

@@ -8,6 +8,8 @@ admin.site.site_title = "KGC jobs console"
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
     path("api/v1/", include("kgc.api.urls")),
     # Delivery tracking webhooks (basic auth with ANYMAIL["WEBHOOK_SECRET"]).
     path("anymail/", include("anymail.urls")),

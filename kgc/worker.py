@@ -71,8 +71,7 @@ WITH stalled AS (
     UPDATE procrastinate_jobs AS job
        SET status = CASE WHEN stalled.attempts + 1 < coalesce(policy.max_attempts, 1)
                          THEN 'todo' ELSE 'failed' END::procrastinate_job_status,
-           attempts = CASE WHEN stalled.attempts + 1 < coalesce(policy.max_attempts, 1)
-                           THEN job.attempts + 1 ELSE job.attempts END,
+           attempts = job.attempts + 1,
            worker_id = NULL
       FROM stalled LEFT JOIN policy ON policy.queue_name = stalled.queue_name
      WHERE job.id = stalled.id

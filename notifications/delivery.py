@@ -1,7 +1,417 @@
-"""Email delivery (being built)."""
+"""Sending one stored email, never twice.
+
+The send job works from the ``OutboundEmail`` row:
+
+1. It takes a PostgreSQL session advisory lock on the row's id for the whole send. A
+   second worker holding a job for the same row finds the lock taken and sends nothing;
+   a worker that dies loses its connection, and PostgreSQL releases its lock with it.
+2. It renders the message (a rendering error fails the row at once: the same data
+   would fail the same way on every retry).
+3. It claims the row in a short transaction (``SELECT ... FOR UPDATE``, queued →
+   sending, attempts + 1), then sends outside any transaction.
+4. It records ``sent``, the provider's message id and ``sent_at``, and mirrors the
+   outcome into ``Notification.email_status``.
+
+At most once: a job that finds its row in ``sending`` with the lock free knows the
+worker that claimed it died between sending and recording. It cannot tell whether the
+message left, so it does not send again: the row fails as "delivery unknown" for an
+operator to check and resend from the admin.
+
+Transient failures (SMTP 4xx, dropped or refused connections, timeouts, provider 429
+or 5xx) put the row back to ``queued`` and raise, so the queue retries with backoff;
+on the final attempt the row fails with the last error. Permanent failures (SMTP 5xx,
+an invalid address, provider 4xx, bad template data) fail the row at once and raise
+``PermanentJobError``, so there is no retry.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.utils import parseaddr
+from typing import Any
 
-def email_send(*, outbound_email_id: int) -> str:
-    raise NotImplementedError
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailUnsupportedFeature,
+)
+from django.conf import settings
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives
+from django.db import connection, models, transaction
+from django.utils import timezone
+from procrastinate.contrib.django import app
+
+from kgc import jobs
+from kgc.retry import PermanentJobError
+from notifications import rendering
+from notifications.exceptions import NotificationError
+from notifications.models import Notification, NotificationEmailStatus, OutboundEmail, OutboundStatus
+from notifications.services import SEND_EMAIL_TASK
+from notifications.tracking import DO_NOT_RESEND
+
+logger = logging.getLogger("notifications.email")
+
+# Advisory lock keys of outbound emails: this namespace in the high 32 bits, the row id
+# in the low ones. The single-bigint key space is separate from the two-int one the
+# queue layer uses for its rate limits.
+ADVISORY_LOCK_NAMESPACE = 0x4B47_4345  # "KGCE"
+LINE_BREAKS = ("\r", "\n")
+
+
+class SendOutcome(models.TextChoices):
+    SENT = "sent", "Sent"
+    ALREADY_SENT = "already-sent", "Already sent earlier: nothing sent"
+    ALREADY_FAILED = "already-failed", "Failed earlier: nothing sent"
+    IN_PROGRESS = "in-progress", "Another worker is sending it: nothing sent"
+
+
+class EmailTransientError(NotificationError):
+    """A send that may work later; not a ValueError, so the queue retries it."""
+
+
+class EmailPermanentError(PermanentJobError, NotificationError):
+    """A send that would fail the same way again: the row fails, the job fails without retry."""
+
+
+class EmailDeliveryUnknown(EmailPermanentError):
+    """The worker that claimed the row died before recording the outcome (see the module doc)."""
+
+
+class EmailBusy(EmailTransientError):
+    """Another worker holds the row's send lock: look again later (the row may be stuck)."""
+
+
+class HeaderInjection(EmailPermanentError, ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SendFailure:
+    permanent: bool
+    reason: str
+
+
+def _smtp_text(error: Any) -> str:
+    return error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+
+
+def send_failure_classify(exc: BaseException) -> SendFailure:
+    """Whether a send error is permanent, and a reason fit for the row and the logs.
+
+    Pure. The reason never contains the message body or credentials: SMTP replies and
+    provider responses are quoted, anymail's payload is not.
+    """
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        replies = "; ".join(f"{code} {_smtp_text(text)}" for code, text in exc.recipients.values())
+        return SendFailure(permanent=bool(codes) and min(codes) >= 500, reason=f"SMTP recipient refused: {replies}")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        # A configuration problem, not this email's: retried, so that fixing SMTP_USER
+        # or SMTP_PASSWORD within the backoff lets the queue drain.
+        return SendFailure(False, f"SMTP authentication failed: {exc.smtp_code} {_smtp_text(exc.smtp_error)}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = f"SMTP {exc.smtp_code} {_smtp_text(exc.smtp_error)}"
+        return SendFailure(permanent=500 <= exc.smtp_code < 600, reason=reply)
+    if isinstance(exc, AnymailRecipientsRefused):
+        return SendFailure(True, "the provider refused the recipient (invalid, bounced before or suppressed)")
+    if isinstance(exc, AnymailInvalidAddress | AnymailUnsupportedFeature):
+        return SendFailure(True, f"{type(exc).__name__}: {exc.args[0] if exc.args else ''}")
+    if isinstance(exc, AnymailAPIError):
+        status = exc.status_code
+        text = getattr(exc.response, "text", "") or ""
+        reason = f"{exc.esp_name or 'provider'} API {status or 'request failed'}" + (f": {text[:300]}" if text else "")
+        if status is None:
+            return SendFailure(False, reason)  # no response at all: network trouble
+        return SendFailure(permanent=400 <= status < 500 and status != 429, reason=reason)
+    # Dropped or refused connections, timeouts, TLS trouble, a server that hung up.
+    return SendFailure(False, f"{type(exc).__name__}: {exc}"[:500])
+
+
+def header_errors(*, subject: str, to_name: str, to_email: str) -> list[str]:
+    """Fields that would let a line break into the message headers."""
+    fields = {"subject": subject, "recipient_name": to_name, "recipient_email": to_email}
+    return [name for name, value in fields.items() if any(mark in value for mark in LINE_BREAKS)]
+
+
+def sender_domain(from_email: str) -> str:
+    """The domain of ``EMAIL_FROM`` (``Name <addr@domain>`` or ``addr@domain``)."""
+    _, at, domain = parseaddr(from_email)[1].rpartition("@")
+    return domain if at and domain else "kgc.invalid"
+
+
+def message_id_for(*, outbound_email_id: int, tenant_id: int, from_email: str) -> str:
+    """The stable Message-ID of an outbound email: the same on every attempt."""
+    return f"<outbound-{outbound_email_id}.{tenant_id}@{sender_domain(from_email)}>"
+
+
+def message_compose(
+    *,
+    to_email: str,
+    to_name: str,
+    subject: str,
+    template: str,
+    data: dict[str, Any],
+    tenant_name: str,
+    message_id: str,
+    headers: dict[str, str],
+) -> EmailMultiAlternatives:
+    """A message with its text and HTML parts and the given Message-ID and headers.
+
+    Raises ``HeaderInjection`` or ``rendering.EmailDataError`` (both permanent).
+    """
+    bad = header_errors(subject=subject, to_name=to_name, to_email=to_email)
+    if bad:
+        raise HeaderInjection(f"line break in {', '.join(bad)}: refused (header injection)")
+    rendered = rendering.email_render(template=template, subject=subject, data=data, tenant_name=tenant_name)
+    message = EmailMultiAlternatives(
+        subject=rendered.subject,
+        body=rendered.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[str(Address(display_name=to_name, addr_spec=to_email))],
+        headers={"Message-ID": message_id, **headers},
+    )
+    message.attach_alternative(rendered.html, "text/html")
+    return message
+
+
+def email_message_build(email: OutboundEmail) -> EmailMultiAlternatives:
+    """The message for one row: stable Message-ID, X-KGC-Tenant and X-KGC-Notification headers."""
+    message = message_compose(
+        to_email=email.to_email,
+        to_name=email.to_name,
+        subject=email.subject,
+        template=email.template,
+        data=email.context,
+        tenant_name=email.tenant.name,
+        message_id=message_id_for(
+            outbound_email_id=email.pk, tenant_id=email.tenant_id, from_email=settings.DEFAULT_FROM_EMAIL
+        ),
+        headers={"X-KGC-Tenant": str(email.tenant_id), "X-KGC-Notification": str(email.notification_id or "none")},
+    )
+    # Read by anymail's providers (tags, metadata in webhooks); ignored by SMTP.
+    message.tags = [email.template]  # type: ignore[attr-defined]
+    message.metadata = {"outbound_email_id": str(email.pk), "tenant_id": str(email.tenant_id)}  # type: ignore[attr-defined]
+    return message
+
+
+def provider_message_id(message: EmailMultiAlternatives) -> str:
+    """The id the provider knows the message by (anymail's), else its own Message-ID."""
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.message_id is not None:
+        return str(status.message_id)
+    return str(message.extra_headers["Message-ID"])
+
+
+def send_lock_key(outbound_email_id: int) -> int:
+    return (ADVISORY_LOCK_NAMESPACE << 32) | (outbound_email_id & 0xFFFF_FFFF)
+
+
+@contextmanager
+def _send_lock(outbound_email_id: int) -> Iterator[bool]:
+    """Hold the row's advisory lock on this connection for the block; yield whether we got it.
+
+    A session lock, not a transaction one: the send runs outside any transaction, and
+    the lock must last until the outcome is recorded (or the process dies with it).
+    """
+    key = send_lock_key(outbound_email_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def _claim(email: OutboundEmail) -> int | None:
+    """queued → sending under the row lock; return the attempt number, or None if not queued."""
+    with transaction.atomic():
+        row = OutboundEmail.objects.select_for_update().filter(pk=email.pk, tenant_id=email.tenant_id).first()
+        if row is None or row.status != OutboundStatus.QUEUED:
+            return None
+        row.status = OutboundStatus.SENDING
+        row.attempts += 1
+        row.save(update_fields=["status", "attempts"])
+    return row.attempts
+
+
+def _record(email: OutboundEmail, *, from_status: str, notification_status: str | None, **fields: Any) -> None:
+    """Write the outcome to the row and mirror it into the notification, in one transaction."""
+    with transaction.atomic():
+        OutboundEmail.objects.filter(pk=email.pk, tenant_id=email.tenant_id, status=from_status).update(**fields)
+        if email.notification_id and notification_status:
+            Notification.objects.filter(pk=email.notification_id, tenant_id=email.tenant_id).update(
+                email_status=notification_status
+            )
+
+
+def _fail(email: OutboundEmail, *, from_status: str, reason: str) -> None:
+    _record(
+        email,
+        from_status=from_status,
+        notification_status=NotificationEmailStatus.FAILED,
+        status=OutboundStatus.FAILED,
+        last_error=reason,
+    )
+
+
+def _log_fields(email: OutboundEmail) -> dict[str, Any]:
+    domain = email.to_email.rpartition("@")[2]
+    return {
+        "outbound_email_id": email.pk,
+        "tenant_id": email.tenant_id,
+        "template": email.template,
+        "to_domain": domain,
+    }
+
+
+def email_send(
+    *, outbound_email_id: int, tenant_id: int | None = None, final_attempt: bool = True, mailer: str = "default"
+) -> str:
+    """Send one stored email through the ``mailer`` (a MAILERS alias) at most once; return the outcome.
+
+    A row already sent, already failed, or being sent by another worker sends nothing.
+    ``final_attempt`` says whether the queue will retry a transient failure; on the
+    final attempt such a failure fails the row. Raises ``EmailTransientError`` (retry)
+    or ``EmailPermanentError`` (no retry) after recording the failure on the row.
+    """
+    with _send_lock(outbound_email_id) as held:
+        if not held:
+            # Another worker is in the middle of this row. Normally it records the outcome
+            # itself; looking again later (not on the last attempt) also covers a worker
+            # that was abandoned at shutdown and dies before recording.
+            if final_attempt:
+                return SendOutcome.IN_PROGRESS
+            raise EmailBusy(f"outbound email {outbound_email_id} is being sent by another worker")
+        rows = OutboundEmail.objects.select_related("tenant").filter(pk=outbound_email_id)
+        email = (rows.filter(tenant_id=tenant_id) if tenant_id is not None else rows).get()
+        if email.status == OutboundStatus.SENT:
+            return SendOutcome.ALREADY_SENT
+        if email.status == OutboundStatus.FAILED:
+            return SendOutcome.ALREADY_FAILED
+        if email.status == OutboundStatus.SENDING:
+            return _interrupted(email)
+        try:
+            message = email_message_build(email)
+        except (HeaderInjection, rendering.EmailDataError) as exc:
+            _fail(email, from_status=OutboundStatus.QUEUED, reason=str(exc))
+            logger.error("email not sent: %s", exc, extra={**_log_fields(email), "event": "email_failed"})
+            raise EmailPermanentError(str(exc)) from exc
+        attempt = _claim(email)
+        if attempt is None:
+            return SendOutcome.ALREADY_SENT
+        return _deliver(email, message, attempt=attempt, final_attempt=final_attempt, mailer=mailer)
+
+
+def _interrupted(email: OutboundEmail) -> str:
+    reason = (
+        "delivery unknown: the worker sending this email stopped before recording the outcome; "
+        "it may have been delivered. Check with the recipient or the provider, then resend if needed."
+    )
+    _fail(email, from_status=OutboundStatus.SENDING, reason=reason)
+    logger.error("email left in sending by a lost worker", extra={**_log_fields(email), "event": "email_unknown"})
+    raise EmailDeliveryUnknown(reason)
+
+
+def _deliver(
+    email: OutboundEmail, message: EmailMultiAlternatives, *, attempt: int, final_attempt: bool, mailer: str
+) -> str:
+    backend = mail.mailers[mailer]
+    try:
+        try:
+            sent = backend.send_messages([message])
+        finally:
+            # Also closes a half-open SMTP connection (a failed login), which
+            # send_messages leaves to the garbage collector.
+            with contextlib.suppress(Exception):
+                backend.close()
+        if not sent:
+            raise EmailTransientError("the mail backend reported 0 messages sent")
+    except Exception as exc:
+        failure = send_failure_classify(exc)
+        fields = {**_log_fields(email), "attempt": attempt, "error": type(exc).__name__}
+        if failure.permanent or final_attempt:
+            _fail(email, from_status=OutboundStatus.SENDING, reason=failure.reason)
+            logger.error("email failed: %s", failure.reason, extra={**fields, "event": "email_failed"})
+        else:
+            _record(
+                email,
+                from_status=OutboundStatus.SENDING,
+                notification_status=None,
+                status=OutboundStatus.QUEUED,
+                last_error=failure.reason,
+            )
+            logger.warning("email not sent, will retry: %s", failure.reason, extra={**fields, "event": "email_retry"})
+        if failure.permanent:
+            raise EmailPermanentError(failure.reason) from exc
+        raise EmailTransientError(failure.reason) from exc
+    message_id = provider_message_id(message)
+    _record(
+        email,
+        from_status=OutboundStatus.SENDING,
+        notification_status=NotificationEmailStatus.SENT,
+        status=OutboundStatus.SENT,
+        message_id=message_id[:255],
+        sent_at=timezone.now(),
+        last_error="",
+    )
+    logger.info(
+        "email sent",
+        extra={**_log_fields(email), "attempt": attempt, "message_id": message_id, "event": "email_sent"},
+    )
+    return SendOutcome.SENT
+
+
+# --- Resending failed emails (the admin's action) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    resent: list[int]
+    skipped: int
+
+
+def emails_resend(*, email_ids: list[int], user_id: int | None = None) -> ResendResult:
+    """Put failed emails back to ``queued`` and defer a send job for each; return which.
+
+    Only ``failed`` rows are touched, and not those the provider reported as bounced,
+    rejected or complained about (resending would hurt the sender's reputation). One
+    transaction: rows, notifications, jobs and the admin log entries commit together.
+    A constant number of queries whatever the number of emails.
+    """
+    with transaction.atomic():
+        eligible = (
+            OutboundEmail.objects.select_for_update()
+            .filter(pk__in=email_ids, status=OutboundStatus.FAILED)
+            .exclude(events__event_type__in=DO_NOT_RESEND)
+        )
+        rows = list(eligible.values_list("pk", "tenant_id", "notification_id"))
+        ids = [pk for pk, _, _ in rows]
+        OutboundEmail.objects.filter(pk__in=ids).update(status=OutboundStatus.QUEUED, last_error="")
+        Notification.objects.filter(pk__in=[n for _, _, n in rows if n]).update(
+            email_status=NotificationEmailStatus.QUEUED
+        )
+        if rows:
+            app.configure_task(
+                SEND_EMAIL_TASK, allow_unknown=False, priority=jobs.priority_to_stored(None)
+            ).batch_defer(*({"outbound_email_id": pk, "tenant_id": tenant_id} for pk, tenant_id, _ in rows))
+            if user_id is not None:
+                from django.contrib.admin.models import CHANGE, LogEntry
+
+                LogEntry.objects.log_actions(
+                    user_id=user_id,
+                    queryset=OutboundEmail.objects.filter(pk__in=ids),
+                    action_flag=CHANGE,
+                    change_message="Resent: status failed → queued, send job deferred",
+                )
+    return ResendResult(resent=ids, skipped=len(set(email_ids)) - len(ids))

@@ -1,14 +1,182 @@
-"""Expiry notifications and filing reminders (being built)."""
+"""Expiry notifications and filing reminders, one tenant at a time.
+
+Each run loads what is due with a constant number of queries (``notifications.selectors``),
+lets the pure rules (``notifications.rules``) decide who is told what, and hands the
+result to ``notifications_deliver``, which writes every notification, its email and
+the email's send job in one transaction, at most once per dedupe key. A second run,
+or two workers running the same job at once, therefore add nothing; a run after a
+missed day sends what the missed day would have.
+
+The ``*_plan`` functions are the same reads and rules without the write (``--dry-run``).
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from compliance.models import Tenant
+from notifications import rules, selectors
+from notifications.models import NotificationKind
+from notifications.services import NotificationDraft, notifications_deliver
 
-def expiry_reminders_send(*, tenant: Any, as_of: date) -> Any:
-    raise NotImplementedError
+logger = logging.getLogger("notifications.reminders")
 
 
-def filing_reminders_send(*, tenant: Any, as_of: date) -> Any:
-    raise NotImplementedError
+@dataclass(frozen=True)
+class ReminderPlan:
+    """What a run would send: the reminders due, and the assignees left out."""
+
+    tenant: Tenant
+    kind: str
+    as_of: date
+    candidates: int = 0
+    reminders: list[rules.Reminder] = field(default_factory=list)
+    skipped_assignees: list[rules.SkippedAssignee] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReminderResult:
+    tenant_id: int
+    kind: str
+    as_of: date
+    candidates: int = 0
+    due: int = 0
+    notifications: int = 0
+    emails: int = 0
+    duplicates: int = 0
+    skipped_assignees: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "kind": str(self.kind),
+            "as_of": self.as_of.isoformat(),
+            "candidates": self.candidates,
+            "due": self.due,
+            "notifications": self.notifications,
+            "emails": self.emails,
+            "duplicates": self.duplicates,
+            "skipped_assignees": self.skipped_assignees,
+        }
+
+
+def expiry_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
+    """The document-expiry reminders due for ``tenant`` on its local date ``as_of``; writes nothing.
+
+    Three queries (members, documents, keys already sent); none for an inactive tenant.
+    """
+    kind = NotificationKind.DOCUMENT_EXPIRY
+    if not tenant.is_active:
+        return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of)
+    members = rules.expiry_recipients(selectors.members_active(tenant=tenant))
+    documents = selectors.documents_expiring(tenant=tenant, as_of=as_of) if members else []
+    keys = rules.dedupe_keys_possible(
+        kind=kind,
+        object_ids=[d.document_id for d in documents],
+        thresholds=rules.EXPIRY_THRESHOLDS,
+        recipient_ids=[p.user_id for p in members],
+    )
+    reminders = rules.expiry_reminders(
+        documents=documents,
+        members=members,
+        sent_keys=selectors.dedupe_keys_sent(tenant=tenant, keys=keys),
+        tenant_name=tenant.name,
+        as_of=as_of,
+    )
+    return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of, candidates=len(documents), reminders=reminders)
+
+
+def filing_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
+    """The filing reminders due for ``tenant`` on its local date ``as_of``; writes nothing.
+
+    Four queries (members, filings, their tasks, keys already sent); none for an inactive tenant.
+    """
+    kind = NotificationKind.FILING_REMINDER
+    if not tenant.is_active:
+        return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of)
+    members = selectors.members_active(tenant=tenant)
+    filings = selectors.filings_upcoming(tenant=tenant, as_of=as_of)
+    member_ids = {p.user_id for p in members}
+    recipient_ids = {p.user_id for p in members if p.role in rules.FILING_ROLES}
+    recipient_ids |= {a.user_id for f in filings for a in f.assignments if a.user_id in member_ids}
+    keys = rules.dedupe_keys_possible(
+        kind=kind,
+        object_ids=[f.filing_id for f in filings],
+        thresholds=rules.FILING_THRESHOLDS,
+        recipient_ids=sorted(recipient_ids),
+    )
+    reminders, skipped = rules.filing_reminders(
+        filings=filings,
+        members=members,
+        sent_keys=selectors.dedupe_keys_sent(tenant=tenant, keys=keys),
+        tenant_name=tenant.name,
+        as_of=as_of,
+    )
+    return ReminderPlan(
+        tenant=tenant, kind=kind, as_of=as_of, candidates=len(filings), reminders=reminders, skipped_assignees=skipped
+    )
+
+
+def expiry_reminders_send(*, tenant: Tenant, as_of: date) -> ReminderResult:
+    """Notify the tenant's admins, managers and compliance officers of documents crossing 30, 14 or 7 days left.
+
+    Each (document, threshold, person) is notified, and emailed, once and only once;
+    ``as_of`` is the tenant's local date. Safe to run again or concurrently.
+    """
+    return _send(expiry_reminders_plan(tenant=tenant, as_of=as_of))
+
+
+def filing_reminders_send(*, tenant: Tenant, as_of: date) -> ReminderResult:
+    """Remind staff and assignees of draft or prepared filings crossing 14, 7 or 3 days before they are due.
+
+    Each (filing, threshold, person) is notified, and emailed, once and only once;
+    an assignee who is not an active member of the tenant is skipped and logged.
+    ``as_of`` is the tenant's local date. Safe to run again or concurrently.
+    """
+    return _send(filing_reminders_plan(tenant=tenant, as_of=as_of))
+
+
+def _send(plan: ReminderPlan) -> ReminderResult:
+    for skipped in plan.skipped_assignees:
+        logger.warning(
+            "filing assignee is not an active member of the tenant: not notified",
+            extra={
+                "event": "reminder_assignee_skipped",
+                "tenant_id": plan.tenant.pk,
+                "filing_id": skipped.filing_id,
+                "user_id": skipped.user_id,
+            },
+        )
+    delivered = notifications_deliver(tenant=plan.tenant, drafts=[_draft(r) for r in plan.reminders])
+    result = ReminderResult(
+        tenant_id=plan.tenant.pk,
+        kind=plan.kind,
+        as_of=plan.as_of,
+        candidates=plan.candidates,
+        due=len(plan.reminders),
+        notifications=delivered.notifications,
+        emails=delivered.emails,
+        duplicates=delivered.duplicates,
+        skipped_assignees=len(plan.skipped_assignees),
+    )
+    logger.debug("reminders sent", extra={"event": "reminders_sent", **result.summary()})
+    return result
+
+
+def _draft(reminder: rules.Reminder) -> NotificationDraft:
+    return NotificationDraft(
+        recipient_id=reminder.recipient.user_id,
+        recipient_email=reminder.recipient.email,
+        recipient_name=reminder.recipient.name,
+        kind=reminder.kind,
+        title=reminder.title,
+        body=reminder.body,
+        dedupe_key=reminder.dedupe_key,
+        email_template=reminder.email_template,
+        email_subject=reminder.email_subject,
+        data=reminder.data,
+        urgency=reminder.urgency,
+    )

@@ -17,6 +17,7 @@ from compliance.selectors import tenant_get
 from kgc import jobs
 from notifications.exceptions import InvalidEmailRequest
 from notifications.models import OutboundEmail
+from notifications.rendering import template_data_errors
 
 SEND_EMAIL_TASK = "notifications.send_email"
 EXPIRY_TASK = "notifications.check_expiry"
@@ -52,6 +53,10 @@ def email_request_errors(
         errors["template"] = f"unknown template {template!r}; known: {', '.join(EMAIL_TEMPLATES)}"
     if not isinstance(data, dict):
         errors["data"] = "must be an object"
+    elif template in EMAIL_TEMPLATES and (data_errors := template_data_errors(template, data)):
+        # The fields the template needs, checked now: the caller hears of a missing one
+        # instead of an email failing later in the queue.
+        errors.update(data_errors)
     else:
         try:
             size = len(json.dumps(data).encode())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 from django.db import connection
@@ -50,12 +52,67 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120) 
     )
 
 
-def manage_popen(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def manage_popen(
+    *args: str, env: dict[str, str] | None = None, output: IO[str] | int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), *args],
         env=env if env is not None else subprocess_env(),
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def wait_for(predicate, *, timeout: float = 30, interval: float = 0.1, message: str = "condition"):  # noqa: ANN001
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds.
+
+    The timeout only bounds a hung test; no test asserts how fast something happened.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def _newest_worker_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM procrastinate_workers")
+        return cursor.fetchone()[0]
+
+
+class WorkerProcesses:
+    """Worker subprocesses for a test; every one is stopped (SIGKILL if need be) at the end."""
+
+    def __init__(self, **env_overrides: str | None) -> None:
+        self.env = subprocess_env(KGC_EXTRA_TASK_MODULES="tests.kgc.sample_tasks", **env_overrides)
+        self.processes: list[subprocess.Popen[str]] = []
+        self.logs: list[IO[str]] = []
+
+    def start(self, *args: str, entry: str = "runworkers") -> subprocess.Popen[str]:
+        """Start a worker process and return once it has registered (so signals find it running)."""
+        command = ["runworkers", *args] if entry == "runworkers" else ["procrastinate", "worker", *args]
+        log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in stop_all
+        newest = _newest_worker_id()
+        process = manage_popen(*command, env=self.env, output=log)
+        self.processes.append(process)
+        self.logs.append(log)
+        wait_for(lambda: _newest_worker_id() > newest or process.poll() is not None, timeout=60, message="worker start")
+        return process
+
+    def stop_all(self) -> None:
+        for process, log in zip(self.processes, self.logs, strict=True):
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=30)
+            log.seek(0)
+            # Shown by pytest only when the test failed.
+            print(f"--- worker {process.args[2:]} exited {process.returncode} ---\n{log.read()[-5000:]}")
+            log.close()

@@ -1,0 +1,1 @@
+"""The JSON API under ``/api/v1/``: the enqueue contract of ``kgc/job_helpers.py`` over HTTP."""

@@ -57,3 +57,34 @@ def test_manage_migrates_the_embedded_database_when_database_url_is_unset(tmp_pa
     assert result.returncode == 0, result.stderr
     result = manage("showmigrations", "compliance", env=env)
     assert "[X] 0002_tenant_boundaries" in result.stdout
+
+
+def test_embedded_database_runs_a_job_through_a_worker(tmp_path):
+    """The smoke test of the default set-up: no DATABASE_URL, migrate, one job through a worker."""
+    env = subprocess_env(DATABASE_URL=None, KGC_DATA_DIR=str(tmp_path), KGC_EXTRA_TASK_MODULES="tests.kgc.sample_tasks")
+    assert manage("migrate", "--no-input", "-v", "0", env=env, timeout=300).returncode == 0
+    script = (
+        "import django; django.setup(); from kgc import jobs; import tests.kgc.sample_tasks;"
+        "print(jobs.job_defer(task_name='tests.noop_email', kwargs={})[0])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "kgc.settings"}, check=True
+    )
+    worker = subprocess.Popen([sys.executable, "manage.py", "runworkers", "--queues", "email"], cwd=ROOT, env=env)
+    try:
+        check = (
+            "import django; django.setup(); from kgc.jobs import get_queue_stats;"
+            "print(get_queue_stats('email').completed)"
+        )
+        deadline = time.monotonic() + 60
+        completed = "0"
+        while completed != "1" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            completed = subprocess.run(
+                [sys.executable, "-c", check], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "kgc.settings"},
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+        assert completed == "1"
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=60) == 0

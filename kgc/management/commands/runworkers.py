@@ -55,16 +55,13 @@ class Command(BaseCommand):
 
 
 def run_workers(names: list[str], shutdown_timeout: float) -> None:
-    abandoned = asyncio.run(_run(names, shutdown_timeout))
-    if abandoned:
-        # Requeued jobs may still be running in their threads; do not wait for them.
-        logging.shutdown()
-        os._exit(0)
+    asyncio.run(_run(names, shutdown_timeout))
 
 
-async def _run(names: list[str], shutdown_timeout: float) -> bool:
+async def _run(names: list[str], shutdown_timeout: float) -> None:
     queues = [QUEUES[name] for name in names]
     connector = worker_connector(concurrency=sum(q.concurrency for q in queues), workers=len(queues))
+    app.perform_import_paths()  # task modules named by settings (KGC_EXTRA_TASK_MODULES)
     with app.replace_connector(connector):
         async with app.open_async():
             workers = [
@@ -90,7 +87,12 @@ async def _run(names: list[str], shutdown_timeout: float) -> bool:
             )
             await asyncio.gather(*(worker.run() for worker in workers))
             logger.info("workers stopped", extra={"event": "workers_stopped", "pid": os.getpid()})
-            return any(worker.abandoned_job_ids for worker in workers)
+            if any(worker.abandoned_job_ids for worker in workers):
+                # Jobs put back at the timeout may still be running in their threads: exit
+                # now, before asyncio's teardown would cancel them (and report them
+                # aborted) and wait for the threads.
+                logging.shutdown()
+                os._exit(0)
 
 
 def _defaults() -> dict[str, Any]:

@@ -1,0 +1,65 @@
+# The verbs a newcomer looks for. `make run` and `make test` are the two that matter.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The first interpreter that is Python 3.12 or newer (Django 6 needs it).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	command -v $$p; break; fi; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help run test lint format typecheck worker web migrate seed bench clean
+
+help:
+	@echo "make run        set up, start PostgreSQL (embedded unless DATABASE_URL), migrate, load demo data,"
+	@echo "                create an admin user, serve the admin on 127.0.0.1:8000 and run the workers"
+	@echo "make test       the whole test suite, lint and migration checks"
+	@echo "make lint       ruff (lint and format check)"
+	@echo "make worker     the workers only (all queues, with the scheduler)"
+	@echo "make bench      the benchmarks in bench/ (long; prints figures)"
+
+$(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then echo "KGC needs Python 3.12 or newer: install it (e.g. pyenv install 3.12) or run make PYTHON=/path/to/python3.12"; exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	DEBUG=$${DEBUG:-true} bin/dev
+
+worker: $(STAMP)
+	$(BIN)/python manage.py runworkers
+
+web: $(STAMP)
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate
+
+seed: $(STAMP)
+	$(BIN)/python manage.py seed_demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	DEBUG=true $(BIN)/mypy kgc compliance notifications
+
+test: $(STAMP) lint
+	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
+	DEBUG=true $(BIN)/pytest
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; DEBUG=true $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,624 @@
+"""The operator console: the queue dashboard and the jobs screens, in the Django admin.
+
+The dashboard is the changelist of ``QueuePause`` (one row per paused queue, so the
+model the pause and resume buttons write): per queue its counts, oldest waiting job and
+pause flag, refreshed every few seconds from a JSON endpoint; a chart of jobs finished
+over the last day; the workers' heartbeats; the periodic schedules. Every action asks
+for confirmation on a page of its own, reports what it did and leaves an entry in the
+admin log with the user who did it.
+
+Jobs replace procrastinate's read-only screen: filters and search that stay fast on a
+table of millions (no unbounded COUNT), each attempt's exception and traceback, the
+event timeline, and the retry and cancel actions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection, models, transaction
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from procrastinate.contrib.django import app as procrastinate_app
+from procrastinate.contrib.django.models import ProcrastinateEvent, ProcrastinateJob
+
+from kgc import jobs, metrics
+from kgc.commands import age as parse_age
+from kgc.models import JobFailure, QueuePause
+from kgc.queues import QUEUES, UnknownQueue, product_queues, queue_get
+
+admin.site.index_template = "admin/kgc/index.html"
+
+AUTO_REFRESH_SECONDS = 5
+CHART_WIDTH = 864  # 288 five-minute buckets, 3 px each
+CHART_HEIGHT = 140
+
+
+# --- Pure helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartBar:
+    x: int
+    completed_y: float
+    completed_height: float
+    failed_y: float
+    failed_height: float
+    label: str
+
+
+def chart_bars(buckets: Sequence[metrics.FinishedBucket], *, width: int, height: int) -> list[ChartBar]:
+    """One stacked bar per bucket (completed below, failed above), scaled to the busiest bucket."""
+    if not buckets:
+        return []
+    step = width // len(buckets)
+    peak = max((b.completed + b.failed for b in buckets), default=0) or 1
+    bars = []
+    for index, bucket in enumerate(buckets):
+        completed = round(bucket.completed * height / peak, 2)
+        failed = round(bucket.failed * height / peak, 2)
+        bars.append(
+            ChartBar(
+                x=index * step,
+                completed_y=round(height - completed, 2),
+                completed_height=completed,
+                failed_y=round(height - completed - failed, 2),
+                failed_height=failed,
+                label=f"{bucket.start:%H:%M} UTC: {bucket.completed} completed, {bucket.failed} failed",
+            )
+        )
+    return bars
+
+
+def chart_ticks(buckets: Sequence[metrics.FinishedBucket], *, width: int, every: int = 36) -> list[tuple[int, str]]:
+    """An hour label every ``every`` buckets (3 hours of 5 minutes)."""
+    step = width // max(len(buckets), 1)
+    return [(index * step, f"{bucket.start:%H:%M}") for index, bucket in enumerate(buckets) if index % every == 0]
+
+
+def dashboard_data(*, now: datetime) -> dict[str, Any]:
+    """What the dashboard's poll refreshes: queues and workers."""
+    workers = metrics.workers_list()
+    return {
+        "now": now.isoformat(timespec="seconds"),
+        "queues": {
+            queue.name: {
+                **metrics.overview_as_dict(queue),
+                "oldest_waiting": metrics.age_format(queue.oldest_waiting_seconds),
+            }
+            for queue in metrics.queues_overview(now=now)
+        },
+        "workers_alive": sum(worker.is_alive(now) for worker in workers),
+    }
+
+
+def _log(
+    request: HttpRequest, *, model: type[models.Model], object_id: str, text: str, flag: int, message: str
+) -> None:
+    """An admin-log entry for an action on something that is not (or no longer) one row."""
+    LogEntry.objects.create(
+        user_id=request.user.pk,
+        content_type=ContentType.objects.get_for_model(model, for_concrete_model=False),
+        object_id=object_id,
+        object_repr=text[:200],
+        action_flag=flag,
+        change_message=message,
+    )
+
+
+# --- The queue dashboard --------------------------------------------------------------------
+
+
+@admin.register(QueuePause)
+class QueueDashboardAdmin(admin.ModelAdmin):
+    """The queue dashboard, at the changelist URL of the pause flags."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_operate(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _may_operate(self, request: HttpRequest) -> bool:
+        """Pausing, resuming, cleaning up and retrying need the pause flags' change permission."""
+        return request.user.has_perm("kgc.change_queuepause")
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("data/", wrap(self.data_view), name="kgc_dashboard_data"),
+            path("<str:name>/pause/", wrap(self.pause_view), name="kgc_queue_pause"),
+            path("<str:name>/resume/", wrap(self.resume_view), name="kgc_queue_resume"),
+            path("<str:name>/retry-failed/", wrap(self.retry_failed_view), name="kgc_queue_retry_failed"),
+            path("cleanup/", wrap(self.cleanup_view), name="kgc_queue_cleanup"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        buckets = metrics.jobs_finished_series(now=now)
+        workers = metrics.workers_list()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue dashboard",
+            "opts": self.opts,
+            "now": now,
+            "queues": metrics.queues_overview(now=now),
+            "may_operate": self._may_operate(request),
+            "chart": {
+                "bars": chart_bars(buckets, width=CHART_WIDTH, height=CHART_HEIGHT),
+                "ticks": chart_ticks(buckets, width=CHART_WIDTH),
+                "width": CHART_WIDTH,
+                "height": CHART_HEIGHT,
+                "completed": sum(b.completed for b in buckets),
+                "failed": sum(b.failed for b in buckets),
+            },
+            "workers": [
+                (worker, worker.is_alive(now), metrics.age_format((now - worker.last_heartbeat).total_seconds()))
+                for worker in workers
+            ],
+            "schedules": metrics.schedules_next(now=now),
+            "queue_names": [queue.name for queue in product_queues()],
+            "jobs_url": reverse("admin:procrastinate_procrastinatejob_changelist"),
+            "refresh_seconds": AUTO_REFRESH_SECONDS,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/kgc/dashboard.html", context)
+
+    def data_view(self, request: HttpRequest) -> JsonResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return JsonResponse(dashboard_data(now=timezone.now()))
+
+    def _queue_or_404(self, name: str) -> str:
+        try:
+            return queue_get(name).name
+        except UnknownQueue:
+            raise Http404(f"unknown queue {name!r}") from None
+
+    def _confirm(
+        self, request: HttpRequest, *, title: str, lines: list[str], button: str, fields: dict[str, str] | None = None
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "lines": lines,
+            "button": button,
+            "fields": fields or {},
+            "cancel_url": reverse("admin:kgc_queuepause_changelist"),
+        }
+        return TemplateResponse(request, "admin/kgc/confirm.html", context)
+
+    def _done(self, request: HttpRequest, message: str, level: int = messages.SUCCESS) -> HttpResponseRedirect:
+        self.message_user(request, message, level)
+        return HttpResponseRedirect(reverse("admin:kgc_queuepause_changelist"))
+
+    def pause_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        if not self._may_operate(request):
+            raise PermissionDenied
+        name = self._queue_or_404(name)
+        if request.method != "POST":
+            return self._confirm(
+                request,
+                title=f"Pause the {name} queue?",
+                lines=[
+                    "Workers will start none of its jobs until it is resumed.",
+                    "Jobs already running finish normally.",
+                ],
+                button=f"Yes, pause {name}",
+            )
+        with transaction.atomic():
+            changed = jobs.pause_queue(name, by=request.user.get_username())
+            if changed:
+                _log(
+                    request,
+                    model=QueuePause,
+                    object_id=name,
+                    text=f"{name} (paused)",
+                    flag=ADDITION,
+                    message="Paused the queue",
+                )
+        return self._done(request, f"Paused the {name} queue." if changed else f"The {name} queue was already paused.")
+
+    def resume_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        if not self._may_operate(request):
+            raise PermissionDenied
+        name = self._queue_or_404(name)
+        if request.method != "POST":
+            return self._confirm(
+                request,
+                title=f"Resume the {name} queue?",
+                lines=["Workers start its waiting jobs again at once."],
+                button=f"Yes, resume {name}",
+            )
+        with transaction.atomic():
+            changed = jobs.resume_queue(name)
+            if changed:
+                _log(
+                    request,
+                    model=QueuePause,
+                    object_id=name,
+                    text=f"{name} (paused)",
+                    flag=DELETION,
+                    message="Resumed the queue",
+                )
+        return self._done(request, f"Resumed the {name} queue." if changed else f"The {name} queue was not paused.")
+
+    def retry_failed_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        if not self._may_operate(request):
+            raise PermissionDenied
+        name = self._queue_or_404(name)
+        if request.method != "POST":
+            failed = jobs.get_queue_stats(name).failed
+            return self._confirm(
+                request,
+                title=f"Retry every failed job of the {name} queue?",
+                lines=[f"{failed} failed job(s) go back to waiting, each with a fresh set of attempts."],
+                button="Yes, retry them",
+            )
+        with transaction.atomic():
+            count = jobs.retry_failed(name)
+            _log(
+                request,
+                model=ProcrastinateJob,
+                object_id="",
+                text=f"failed jobs of {name}",
+                flag=CHANGE,
+                message=f"Retried {count} failed job(s) of the {name} queue",
+            )
+        return self._done(request, f"Put {count} failed job(s) of the {name} queue back in the queue.")
+
+    def cleanup_view(self, request: HttpRequest) -> HttpResponse:
+        if not self._may_operate(request):
+            raise PermissionDenied
+        data = request.POST if request.method == "POST" else request.GET
+        try:
+            name, completed_age, failed_age = cleanup_request_parse(data)
+        except ValueError as exc:
+            return self._done(request, f"Cleanup not started: {exc}", messages.ERROR)
+        described = cleanup_describe(completed_age, failed_age)
+        if request.method != "POST" or data.get("confirm") != "yes":
+            return self._confirm(
+                request,
+                title=f"Clean up the {name} queue?",
+                lines=[f"Delete {described}, with their events and failure records.", "This cannot be undone."],
+                button="Yes, delete them",
+                fields={
+                    "queue": name,
+                    "completed_age": data.get("completed_age", ""),
+                    "failed_age": data.get("failed_age", ""),
+                    "confirm": "yes",
+                },
+            )
+        result = jobs.cleanup_queue(name, completed_age=completed_age, failed_age=failed_age, now=timezone.now())
+        message = (
+            f"Deleted {result.completed} completed and {result.failed} failed job(s) of the {name} queue ({described})."
+        )
+        _log(
+            request,
+            model=ProcrastinateJob,
+            object_id="",
+            text=f"finished jobs of {name}",
+            flag=DELETION,
+            message=message,
+        )
+        return self._done(request, message)
+
+
+class CleanupRequestError(ValueError):
+    pass
+
+
+def cleanup_request_parse(data: Any) -> tuple[str, timedelta | None, timedelta | None]:
+    """The cleanup form's queue and ages (``7d``, ``12h``; blank keeps those jobs)."""
+    try:
+        name = queue_get(data.get("queue", "")).name
+    except UnknownQueue as exc:
+        raise CleanupRequestError(str(exc)) from None
+    ages = []
+    for field in ("completed_age", "failed_age"):
+        raw = (data.get(field) or "").strip()
+        try:
+            ages.append(parse_age(raw) if raw else None)
+        except Exception as exc:  # argparse.ArgumentTypeError carries the message
+            raise CleanupRequestError(f"{field.replace('_', ' ')}: {exc}") from None
+    if ages == [None, None]:
+        raise CleanupRequestError("give a completed age, a failed age or both (such as 7d or 12h)")
+    return name, ages[0], ages[1]
+
+
+def cleanup_describe(completed_age: timedelta | None, failed_age: timedelta | None) -> str:
+    parts = []
+    if completed_age is not None:
+        parts.append(f"completed jobs finished more than {metrics.age_format(completed_age.total_seconds())} ago")
+    if failed_age is not None:
+        parts.append(f"failed jobs that failed more than {metrics.age_format(failed_age.total_seconds())} ago")
+    return " and ".join(parts)
+
+
+# --- Jobs -------------------------------------------------------------------------------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """Never counts a big table: the unfiltered list takes PostgreSQL's row estimate
+    (``pg_class.reltuples``); a filtered list counts only up to the current page plus
+    one row, which tells whether a next page exists. Small tables are counted exactly."""
+
+    EXACT_BELOW = 10_000
+
+    def __init__(self, *args: Any, page_number: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.page_number = max(page_number, 1)
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if not queryset.query.where:
+            estimate = _table_estimate(queryset.model._meta.db_table)
+            return estimate if estimate >= self.EXACT_BELOW else queryset.count()
+        seen_until = self.page_number * self.per_page
+        return len(queryset.values_list("pk", flat=True)[: seen_until + 1])
+
+
+def _table_estimate(table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+    return int(row[0]) if row else -1
+
+
+class QueueFilter(admin.SimpleListFilter):
+    title = "queue"
+    parameter_name = "queue_name"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in QUEUES]  # declared, so no DISTINCT over the jobs table
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(queue_name=self.value()) if self.value() else queryset
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(status, status) for status in ProcrastinateJob.STATUSES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
+class TaskFilter(admin.SimpleListFilter):
+    title = "task"
+    parameter_name = "task_name"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = sorted(name for name in procrastinate_app.tasks if not name.startswith("builtin:"))
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(task_name=self.value()) if self.value() else queryset
+
+
+class TenantFilter(admin.SimpleListFilter):
+    """A tenant id typed in a box (a thousand tenants make no list of links)."""
+
+    title = "tenant id"
+    parameter_name = "tenant"
+    template = "admin/kgc/input_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return []
+
+    def has_output(self) -> bool:
+        return True
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = (self.value() or "").strip()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(args__tenant_id=int(value))
+
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+        yield {
+            "value": self.value() or "",
+            "parameter_name": self.parameter_name,
+            "other_params": [
+                (key, value) for key, value in changelist.get_filters_params().items() if key != self.parameter_name
+            ],
+            "clear_url": changelist.get_query_string(remove=[self.parameter_name]),
+        }
+
+
+admin.site.unregister(ProcrastinateJob)
+
+
+@admin.register(ProcrastinateJob)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "task_name", "queue_name", "status", "tenant", "attempts", "scheduled_at"]
+    list_display_links = ["id", "task_name"]
+    list_filter = [QueueFilter, StatusFilter, TaskFilter, TenantFilter]
+    search_fields = ["task_name"]
+    search_help_text = "A job id, or part of a task name."
+    ordering = ["-id"]
+    list_per_page = 100
+    list_max_show_all = 100  # never "show all" of an unknown number of rows
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    actions = ["retry_jobs", "cancel_jobs"]
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
+        try:
+            page = int(request.GET.get("p", 1))
+        except ValueError:
+            page = 1
+        return EstimatedCountPaginator(queryset, per_page, orphans, allow_empty_first_page, page_number=page)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if term.isdigit():
+            return queryset.filter(pk=int(term)), False
+        return super().get_search_results(request, queryset, term)
+
+    @admin.display(description="tenant")
+    def tenant(self, job: ProcrastinateJob) -> Any:
+        return (job.args or {}).get("tenant_id", "-")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    # --- Detail -------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:job_id>/retry/", wrap(self.retry_view), name="kgc_job_retry"),
+            path("<int:job_id>/cancel/", wrap(self.cancel_view), name="kgc_job_cancel"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        job = self.get_object(request, object_id)
+        if job is None or not self.has_view_or_change_permission(request, job):
+            raise Http404(f"no job with id {object_id}") if job is None else PermissionDenied
+        failures = JobFailure.objects.filter(job_id=job.pk).order_by("attempt", "failed_at")
+        events = ProcrastinateEvent.objects.filter(job_id=job.pk).order_by("at", "id")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Job {job.pk}: {job.task_name}",
+            "opts": self.opts,
+            "original": job,
+            "job": job,
+            "args_json": json.dumps(job.args, indent=2, sort_keys=True),
+            "failures": failures,
+            "events": events,
+            "max_attempts": QUEUES[job.queue_name].retry.max_attempts if job.queue_name in QUEUES else None,
+            "may_act": request.user.has_perm("procrastinate.change_procrastinatejob"),
+        }
+        return TemplateResponse(request, "admin/kgc/job_detail.html", context)
+
+    def _job_or_404(self, job_id: int) -> ProcrastinateJob:
+        job = ProcrastinateJob.objects.filter(pk=job_id).first()
+        if job is None:
+            raise Http404(f"no job with id {job_id}")
+        return job
+
+    def retry_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        return self._single_action(request, job_id, "retry")
+
+    def cancel_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        return self._single_action(request, job_id, "cancel")
+
+    def _single_action(self, request: HttpRequest, job_id: int, verb: str) -> HttpResponse:
+        if not request.user.has_perm("procrastinate.change_procrastinatejob"):
+            raise PermissionDenied
+        job = self._job_or_404(job_id)
+        queryset = ProcrastinateJob.objects.filter(pk=job.pk)
+        if request.method == "POST":
+            (self.retry_jobs if verb == "retry" else self.cancel_jobs)(request, queryset, confirmed=True)
+            return HttpResponseRedirect(reverse("admin:procrastinate_procrastinatejob_change", args=[job.pk]))
+        return self._action_confirm(request, queryset, verb, single=True)
+
+    # --- Actions ------------------------------------------------------------------------
+
+    @admin.action(description="Retry selected failed jobs", permissions=["change"])
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet, confirmed: bool = False) -> HttpResponse | None:
+        if not (confirmed or request.POST.get("confirm") == "yes"):
+            return self._action_confirm(request, queryset, "retry")
+        retried = []
+        for job_id in queryset.filter(status="failed").values_list("pk", flat=True):
+            try:
+                with transaction.atomic():
+                    retried.append(jobs.retry_job(job_id))
+            except jobs.JobError:  # retried or deleted since the page was shown
+                continue
+        self._report(request, retried, verb="Retried", only="failed")
+        return None
+
+    @admin.action(description="Cancel selected waiting jobs", permissions=["change"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet, confirmed: bool = False) -> HttpResponse | None:
+        if not (confirmed or request.POST.get("confirm") == "yes"):
+            return self._action_confirm(request, queryset, "cancel")
+        # procrastinate's own cancel: only a job still waiting ('todo') is cancelled.
+        cancelled = [
+            job_id
+            for job_id in queryset.filter(status="todo").values_list("pk", flat=True)
+            if procrastinate_app.job_manager.cancel_job_by_id(job_id)
+        ]
+        self._report(request, cancelled, verb="Cancelled", only="waiting")
+        return None
+
+    def _report(self, request: HttpRequest, job_ids: list[int], *, verb: str, only: str) -> None:
+        """Say what was done and record it in the admin log, one entry per job."""
+        if not job_ids:
+            self.message_user(request, f"Nothing {verb.lower()}: only {only} jobs can be.", messages.WARNING)
+            return
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk,
+            queryset=ProcrastinateJob.objects.filter(pk__in=job_ids),
+            action_flag=CHANGE,
+            change_message=f"{verb} from the jobs console",
+        )
+        shown = ", ".join(str(job_id) for job_id in job_ids[:20]) + (", …" if len(job_ids) > 20 else "")
+        self.message_user(
+            request,
+            f"{verb} {len(job_ids)} {only} job(s): {shown}.",
+            messages.SUCCESS,
+        )
+
+    def _action_confirm(
+        self, request: HttpRequest, queryset: QuerySet, verb: str, *, single: bool = False
+    ) -> TemplateResponse:
+        eligible_status = "failed" if verb == "retry" else "todo"
+        selected = list(queryset.order_by("-pk")[:101])
+        eligible = [job for job in selected if job.status == eligible_status]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{verb.capitalize()} jobs?",
+            "opts": self.opts,
+            "verb": verb,
+            "single": single,
+            "jobs": selected[:100],
+            "more": len(selected) > 100,
+            "eligible_count": len(eligible),
+            "eligible_status": "failed" if verb == "retry" else "waiting",
+            "selected_ids": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action": request.POST.get("action", ""),
+            "query_string": request.GET.urlencode(),
+        }
+        return TemplateResponse(request, "admin/kgc/job_action_confirm.html", context)

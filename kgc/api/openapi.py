@@ -1,0 +1,258 @@
+"""The OpenAPI 3 description of the JSON API, served at ``/api/v1/openapi.json``.
+
+Built from the same constants as the code (queues, templates, limits), and kept true
+by tests/api/test_openapi.py, which checks every route against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kgc import job_helpers, jobs
+from kgc.api import parsing
+from kgc.queues import QUEUES, product_queues
+from notifications.services import EMAIL_TEMPLATES
+
+PRODUCT_QUEUES = [queue.name for queue in product_queues()]
+STAT_FIELDS = ("waiting", "active", "delayed", "completed", "failed", "paused", "cancelled")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    """Omitted and ``null`` mean the same: the default."""
+    return {**schema, "nullable": True}
+
+
+TENANT_ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": parsing.MAX_ID}
+AGE = {"type": "integer", "format": "int64", "minimum": 0, "maximum": parsing.MAX_AGE_MS}
+ONE_LINE = "^[^\\r\\n]*$"
+
+ERRORS = {
+    400: _json(_ref("Error"), "The body is not JSON, or a field is wrong (``errors`` says which)."),
+    401: {
+        **_json(_ref("Error"), "No bearer token, or not one of the server's KGC_API_TOKENS."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    404: _json(_ref("Error"), "No such queue, or no active tenant with that id."),
+    411: _json(_ref("Error"), "A body was sent without Content-Length."),
+    413: _json(_ref("Error"), f"The body is over {parsing.MAX_BODY_BYTES} bytes."),
+}
+
+
+def _responses(ok: dict[int, dict[str, Any]], errors: tuple[int, ...]) -> dict[str, Any]:
+    return {str(status): response for status, response in {**ok, **{code: ERRORS[code] for code in errors}}.items()}
+
+
+def _post(
+    operation_id: str, summary: str, body: str, ok: dict[int, dict[str, Any]], *, not_found: bool = True
+) -> dict[str, Any]:
+    errors = (400, 401, 404, 411, 413) if not_found else (400, 401, 411, 413)
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(body)}}},
+            "responses": _responses(ok, errors),
+        }
+    }
+
+
+ENQUEUED = {
+    201: _json(_ref("EnqueuedJob"), "The job was queued."),
+}
+QUEUE_PARAMETER = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "enum": PRODUCT_QUEUES},
+}
+
+
+def _queue_path(operation: dict[str, Any]) -> dict[str, Any]:
+    return {"parameters": [QUEUE_PARAMETER], **operation}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "required": ["error", "errors"],
+    },
+    "EnqueuedJob": _object(
+        {
+            "id": {"type": "integer", "format": "int64"},
+            "queue": {"type": "string", "enum": list(QUEUES)},
+            "name": {"type": "string", "description": "The task name, e.g. compliance.refresh_tenant."},
+        },
+        ("id", "queue", "name"),
+    ),
+    "ComplianceRefreshRequest": _object(
+        {
+            "tenantId": _optional({**TENANT_ID, "description": "Omitted: every active tenant."}),
+            "triggeredBy": _optional(
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": job_helpers.TRIGGERED_BY_MAX,
+                    "pattern": "\\S",
+                    "default": "manual",
+                }
+            ),
+            "priority": _optional(
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": jobs.MAX_PRIORITY,
+                    "description": "As in BullMQ: 1 is the highest. Omitted: the default priority.",
+                }
+            ),
+        }
+    ),
+    "TenantRequest": _object({"tenantId": _optional({**TENANT_ID, "description": "Omitted: every active tenant."})}),
+    "EmailRequest": _object(
+        {
+            "recipientEmail": {"type": "string", "format": "email", "maxLength": 254},
+            "recipientName": {"type": "string", "maxLength": 200, "pattern": ONE_LINE},
+            "subject": {"type": "string", "maxLength": 300, "pattern": "^[^\\r\\n]*\\S[^\\r\\n]*$"},
+            "template": {"type": "string", "enum": list(EMAIL_TEMPLATES)},
+            "data": {
+                "type": "object",
+                "description": "The template's variables: at most 32 KiB of JSON, strings without NUL characters.",
+            },
+            "tenantId": TENANT_ID,
+        },
+        tuple(parsing.EMAIL_FIELDS),
+    ),
+    "CleanupRequest": _object(
+        {
+            "completedAge": _optional({**AGE, "description": "Milliseconds. Omitted: completed jobs are kept."}),
+            "failedAge": _optional({**AGE, "description": "Milliseconds. Omitted: failed jobs are kept."}),
+        }
+    ),
+    "NoFields": _object({}),
+    "QueueStats": _object(
+        {field: {"type": "integer", "minimum": 0} for field in STAT_FIELDS},
+        STAT_FIELDS,
+    ),
+    "AllQueueStats": _object({name: _ref("QueueStats") for name in PRODUCT_QUEUES}, tuple(PRODUCT_QUEUES)),
+    "QueueState": _object(
+        {
+            "queue": {"type": "string", "enum": PRODUCT_QUEUES},
+            "paused": {"type": "boolean"},
+            "changed": {"type": "boolean", "description": "False when the queue already was in that state."},
+        },
+        ("queue", "paused", "changed"),
+    ),
+    "CleanupResult": _object(
+        {
+            "queue": {"type": "string", "enum": PRODUCT_QUEUES},
+            "completed": {"type": "integer", "minimum": 0},
+            "failed": {"type": "integer", "minimum": 0},
+        },
+        ("queue", "completed", "failed"),
+    ),
+}
+
+PATHS: dict[str, Any] = {
+    "/api/v1/jobs/compliance-refresh": _post(
+        "enqueueComplianceRefresh",
+        "Refresh one tenant's compliance scores, or every active tenant's",
+        "ComplianceRefreshRequest",
+        {**ENQUEUED, 200: _json(_ref("EnqueuedJob"), "The tenant already had a refresh waiting: that job.")},
+    ),
+    "/api/v1/jobs/expiry-check": _post(
+        "enqueueExpiryCheck", "Check expiring documents (one tenant or all)", "TenantRequest", ENQUEUED
+    ),
+    "/api/v1/jobs/filing-reminder": _post(
+        "enqueueFilingReminder", "Check upcoming filings (one tenant or all)", "TenantRequest", ENQUEUED
+    ),
+    "/api/v1/jobs/email": _post("enqueueEmail", "Queue one email", "EmailRequest", ENQUEUED),
+    "/api/v1/queues": {
+        "get": {
+            "operationId": "getAllQueueStats",
+            "summary": "Job counts of the four queues, keyed by queue name",
+            "responses": _responses({200: _json(_ref("AllQueueStats"), "The counts.")}, (401,)),
+        }
+    },
+    "/api/v1/queues/{name}": _queue_path(
+        {
+            "get": {
+                "operationId": "getQueueStats",
+                "summary": "One queue's job counts",
+                "responses": _responses({200: _json(_ref("QueueStats"), "The counts.")}, (401, 404)),
+            }
+        }
+    ),
+    "/api/v1/queues/{name}/pause": _queue_path(
+        _post(
+            "pauseQueue",
+            "Stop workers from starting this queue's jobs",
+            "NoFields",
+            {200: _json(_ref("QueueState"), "Paused.")},
+        )
+    ),
+    "/api/v1/queues/{name}/resume": _queue_path(
+        _post(
+            "resumeQueue",
+            "Let workers start this queue's jobs again",
+            "NoFields",
+            {200: _json(_ref("QueueState"), "Running.")},
+        )
+    ),
+    "/api/v1/queues/{name}/cleanup": _queue_path(
+        _post(
+            "cleanupQueue",
+            "Delete this queue's jobs that finished longer ago than the ages",
+            "CleanupRequest",
+            {200: _json(_ref("CleanupResult"), "How many jobs were deleted.")},
+        )
+    ),
+    "/api/v1/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This description",
+            "security": [],
+            "responses": {
+                "200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}
+            },
+        }
+    },
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "KGC Compliance Cloud jobs API",
+        "version": "1.0.0",
+        "description": (
+            "The enqueue contract of kgc/job_helpers.py over HTTP, with the seed's job-helpers.ts names. "
+            "Errors answer {error, errors}; a request that fails enqueues nothing."
+        ),
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"bearerAuth": []}],
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "One of KGC_API_TOKENS."}
+        },
+    },
+}

@@ -1,0 +1,196 @@
+"""The queue layer with real worker processes: limits, pause, crash recovery, shutdown, cron, order."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from kgc import jobs
+from kgc.models import JobFailure
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def defer(task: str, priority: int | None = None, **kwargs: object) -> int:
+    return jobs.job_defer(task_name=task, kwargs=kwargs, priority=priority)[0]
+
+
+def statuses(ids: list[int]) -> list[str]:
+    found = dict(ProcrastinateJob.objects.filter(id__in=ids).values_list("id", "status"))
+    return [found[i] for i in ids]
+
+
+def all_succeeded(ids: list[int]) -> bool:
+    return statuses(ids) == ["succeeded"] * len(ids)
+
+
+def start_times(sql, ids: list[int]) -> list[tuple[int, datetime]]:
+    return sql(
+        "SELECT job_id, at FROM procrastinate_events WHERE type = 'started' AND job_id = ANY(%s) ORDER BY at, id", [ids]
+    )
+
+
+def test_rate_limit_holds_across_three_worker_processes(workers, sql):
+    group = workers(KGC_RATE_LIMITS="compliance=3/4s")
+    ids = [defer("tests.noop_compliance") for _ in range(9)]
+    group.start("--queues", "compliance")
+    group.start("--queues", "compliance")
+    group.start("-q", "compliance", entry="procrastinate")  # the other entry point obeys the same limit
+    wait_for(lambda: all_succeeded(ids), timeout=60, message="nine rate-limited jobs")
+    starts = [at for _, at in start_times(sql, ids)]
+    for first in starts:
+        in_window = [at for at in starts if first <= at <= first + timedelta(seconds=4)]
+        assert len(in_window) <= 3, f"{len(in_window)} starts within 4 s of {first}"
+    assert not JobFailure.objects.exists()  # held back, not failed
+    # one attempt each: waiting for the limit used up no retry
+    assert set(ProcrastinateJob.objects.filter(id__in=ids).values_list("attempts", flat=True)) == {1}
+
+
+def test_pause_is_seen_by_other_processes_and_resume_restarts_pickup(workers, sql):
+    group = workers()
+    group.start("-q", "email", entry="procrastinate")
+    jobs.pause_queue("email")
+    ids = [defer("tests.noop_email") for _ in range(3)]
+    time.sleep(3)  # several fetch rounds of the worker
+    assert statuses(ids) == ["todo"] * 3
+    assert jobs.get_queue_stats("email").paused == 3
+    jobs.resume_queue("email")
+    wait_for(lambda: all_succeeded(ids), timeout=30, message="jobs after resume")
+
+
+def test_running_job_finishes_when_its_queue_is_paused(workers):
+    group = workers()
+    group.start("--queues", "email")
+    running = defer("tests.sleep_email", seconds=2)
+    wait_for(lambda: statuses([running]) == ["doing"], message="job start")
+    jobs.pause_queue("email")
+    waiting = defer("tests.noop_email")
+    wait_for(lambda: statuses([running]) == ["succeeded"], message="running job to finish")
+    time.sleep(2)
+    assert statuses([waiting]) == ["todo"]
+
+
+def test_restarted_worker_still_sees_the_pause(workers):
+    jobs.pause_queue("email")
+    group = workers()
+    job = defer("tests.noop_email")
+    first = group.start("--queues", "email")
+    time.sleep(2)  # several fetch rounds
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    group.start("--queues", "email")
+    time.sleep(2)
+    assert statuses([job]) == ["todo"]
+
+
+def test_job_of_a_killed_worker_runs_again_on_a_live_worker(workers):
+    group = workers()
+    doomed = group.start("--queues", "compliance")
+    job = defer("tests.sleep_compliance", seconds=120, first_attempt_only=True)
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    group.start("--queues", "compliance")
+    os.kill(doomed.pid, signal.SIGKILL)
+    wait_for(lambda: statuses([job]) == ["succeeded"], timeout=90, message="rescued job to succeed")
+    assert ProcrastinateJob.objects.get(id=job).attempts == 2  # the lost run and the successful one
+    failure = JobFailure.objects.get(job_id=job)
+    assert (failure.exception_type, failure.attempt, failure.will_retry) == ("WorkerLost", 1, True)
+
+
+def test_sigterm_lets_the_running_job_finish_and_exits_zero(workers, sql):
+    registered_before = sql("SELECT count(*) FROM procrastinate_workers")
+    group = workers()
+    process = group.start("--queues", "email")
+    job = defer("tests.sleep_email", seconds=3)
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert statuses([job]) == ["succeeded"]
+    assert sql("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'") == [(0,)]
+    assert sql("SELECT count(*) FROM procrastinate_workers") == registered_before  # it unregistered
+
+
+def test_job_still_running_at_the_shutdown_timeout_goes_back_to_its_queue(workers):
+    group = workers()
+    process = group.start("--queues", "email", "--shutdown-timeout", "1")
+    job = defer("tests.sleep_email", seconds=120)
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    assert statuses([job]) == ["todo"]
+    assert JobFailure.objects.get(job_id=job).exception_type == "TimeoutError"
+
+
+def test_one_job_per_cron_tick_with_three_workers(workers, sql):
+    group = workers(KGC_TEST_CRON="* * * * * */2")  # every 2 seconds
+    for _ in range(3):
+        group.start("--queues", "maintenance")
+    wait_for(
+        lambda: ProcrastinateJob.objects.filter(task_name="tests.tick", status="succeeded").count() >= 3,
+        timeout=60,
+        message="three ticks",
+    )
+    per_tick = sql(
+        "SELECT args->>'timestamp', count(*) FROM procrastinate_jobs WHERE task_name = 'tests.tick' GROUP BY 1"
+    )
+    assert len(per_tick) >= 3
+    assert {count for _, count in per_tick} == {1}
+
+
+def test_tick_missed_while_no_worker_was_up_runs_when_a_worker_starts(workers):
+    missed = (datetime.now(tz=UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
+    group = workers(KGC_TEST_CRON=f"{missed.minute} {missed.hour} * * *")
+    group.start("--queues", "maintenance")
+    wait_for(
+        lambda: ProcrastinateJob.objects.filter(task_name="tests.tick", status="succeeded").exists(),
+        timeout=60,
+        message="the missed tick's job",
+    )
+    assert [job.args for job in ProcrastinateJob.objects.filter(task_name="tests.tick")] == [
+        {"timestamp": int(missed.timestamp())}
+    ]
+
+
+def test_priority_1_starts_before_waiting_default_priority_jobs(workers, sql):
+    group = workers()
+    backlog = [defer("tests.noop_maintenance") for _ in range(5)]
+    urgent = defer("tests.noop_maintenance", priority=1)
+    group.start("--queues", "maintenance")  # concurrency 1: one at a time, in priority order
+    wait_for(lambda: all_succeeded([*backlog, urgent]), timeout=60, message="all jobs")
+    order = [job_id for job_id, _ in start_times(sql, [*backlog, urgent])]
+    assert order == [urgent, *backlog]
+
+
+def test_worker_records_a_permanent_failure_without_retry(workers):
+    group = workers()
+    job = defer("tests.fail_permanently", reason="tenant 42 does not exist")
+    group.start("--queues", "maintenance")
+    wait_for(lambda: statuses([job]) == ["failed"], message="failure")
+    failure = JobFailure.objects.get(job_id=job)
+    assert (failure.exception_type, failure.message, failure.attempt, failure.will_retry) == (
+        "ValueError",
+        "tenant 42 does not exist",
+        1,
+        False,
+    )
+    assert "raise ValueError(reason)" in failure.traceback
+    assert [f.id for f in jobs.get_failed("maintenance")] == [job]
+
+
+def test_worker_retries_a_transient_failure_later_with_a_record(workers):
+    group = workers()
+    job = defer("tests.fail_transiently")
+    group.start("--queues", "maintenance")
+    wait_for(lambda: JobFailure.objects.filter(job_id=job).exists(), message="failure record")
+    wait_for(lambda: statuses([job]) == ["todo"], message="retry scheduling")
+    stored = ProcrastinateJob.objects.get(id=job)
+    assert stored.attempts == 1
+    assert stored.scheduled_at > datetime.now(tz=UTC)  # backoff: delayed, not immediately re-run
+    failure = JobFailure.objects.get(job_id=job)
+    assert (failure.exception_type, failure.will_retry) == ("ConnectionError", True)
+    assert jobs.get_queue_stats("maintenance").delayed == 1
