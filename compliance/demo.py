@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -164,7 +165,7 @@ def _tenant_create(
     result.filings += len(filings)
 
 
-def _staff_create(rng: random.Random, tenant: Tenant) -> list[tuple[object, str]]:
+def _staff_create(rng: random.Random, tenant: Tenant) -> list[tuple[Any, str]]:
     user_model = get_user_model()
     users = []
     for index, role in enumerate(STAFF_ROLES, start=1):

@@ -6,6 +6,7 @@ operator sees ``DATABASE_URL: ...`` rather than a traceback from deep inside Dja
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 from collections.abc import Mapping
@@ -32,10 +33,10 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
 
-    def is_set(self, name: str) -> bool:
+    def is_set(self, name: builtins.str) -> builtins.bool:
         return bool(self.environ.get(name, "").strip())
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self.environ.get(name, "").strip()
         if value:
             return value
@@ -43,7 +44,7 @@ class Env:
             raise ConfigError(name, "is required and not set")
         return default
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.environ.get(name)
         if raw is None:
             return default
@@ -54,7 +55,14 @@ class Env:
             return False
         raise ConfigError(name, f"expected true or false, got {raw!r}")
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int = 0,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         raw = self.environ.get(name, "").strip()
         if not raw:
             return default
@@ -67,13 +75,13 @@ class Env:
             raise ConfigError(name, f"must be {bound}, got {value}")
         return value
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def list(self, name: builtins.str, default: builtins.list[builtins.str]) -> builtins.list[builtins.str]:
         raw = self.environ.get(name, "").strip()
         if not raw:
             return default
         return [item.strip() for item in raw.split(",") if item.strip()]
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
         value = self.environ.get(name, "").strip() or default
         if value.lower() not in choices:
             raise ConfigError(name, f"expected one of {', '.join(choices)}, got {value!r}")

@@ -8,6 +8,7 @@ commits or rolls back with the caller's rows.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -382,7 +383,7 @@ def retry_failed(queue: str | None = None) -> int:
         )
         rows = cursor.fetchall()
         for name in {row[1] for row in rows}:
-            transaction.on_commit(lambda name=name: _notify_queue(name))
+            transaction.on_commit(functools.partial(_notify_queue, name))
     return len(rows)
 
 

@@ -9,6 +9,7 @@ so they fail at once with their reason.
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from procrastinate import jobs, retry
@@ -51,4 +52,5 @@ class QueueRetryStrategy(retry.BaseRetryStrategy):
     def get_retry_decision(self, *, exception: BaseException, job: jobs.Job) -> retry.RetryDecision | None:
         if not self.will_retry(exception, job):
             return None
-        return retry.RetryDecision(retry_in={"seconds": backoff_seconds(self.policy, job.attempts)})
+        delay = timedelta(seconds=backoff_seconds(self.policy, job.attempts))
+        return retry.RetryDecision(retry_at=datetime.now(tz=UTC) + delay)
