@@ -80,3 +80,30 @@ def test_rate_limit_override_for_an_unknown_queue_is_refused():
 def test_malformed_rate_limit_is_refused():
     with pytest.raises(ValueError, match="must look like 5/60s or off"):
         rate_limits_parse("email=fast")
+
+
+@pytest.mark.parametrize(
+    ("attempts_before", "exception", "retried"),
+    [
+        (0, ConnectionError(), True),
+        (1, ConnectionError(), True),
+        (2, ConnectionError(), False),  # the third and last attempt of three
+        (0, ValueError("unknown tenant"), False),
+    ],
+)
+def test_transient_errors_are_retried_until_the_queue_attempts_run_out(attempts_before, exception, retried):
+    from procrastinate.jobs import Job
+
+    from kgc.retry import QueueRetryStrategy
+
+    strategy = QueueRetryStrategy(Retry(max_attempts=3))
+    job = Job(id=1, queue="compliance", lock=None, queueing_lock=None, task_name="t", attempts=attempts_before)
+    decision = strategy.get_retry_decision(exception=exception, job=job)
+    assert (decision is not None) is retried
+
+
+@pytest.mark.parametrize(("concurrency", "workers", "size"), [(1, 1, 4), (5, 1, 8), (11, 5, 26)])
+def test_worker_pool_is_sized_to_the_concurrency(concurrency, workers, size):
+    from kgc.worker import default_pool_size
+
+    assert default_pool_size(concurrency, workers) == size
