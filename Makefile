@@ -54,7 +54,12 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	DEBUG=true $(BIN)/mypy kgc compliance notifications
 
-test: $(STAMP) lint
+# TypeScript (the client's type check and tests) from the lockfile.
+NODE_DEPS := clients/typescript/node_modules/.package-lock.json
+$(NODE_DEPS): clients/typescript/package-lock.json
+	npm ci --prefix clients/typescript --no-audit --no-fund
+
+test: $(STAMP) lint $(NODE_DEPS)
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=true $(BIN)/pytest
 

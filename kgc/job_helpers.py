@@ -52,24 +52,30 @@ def enqueue_compliance_refresh(
     A tenant that already has a refresh waiting gets that job's id back, not a second job.
     Priority as in BullMQ: 1 is the highest, larger is lower.
     """
+    return compliance_refresh_defer(tenant_id, triggered_by=triggered_by, priority=priority)[0]
+
+
+def compliance_refresh_defer(
+    tenant_id: int | None = None, *, triggered_by: str = "manual", priority: int | None = None
+) -> tuple[int, bool]:
+    """``enqueue_compliance_refresh``, also saying whether the job is new (False: one was waiting)."""
     if not isinstance(triggered_by, str) or not triggered_by.strip() or len(triggered_by) > TRIGGERED_BY_MAX:
         raise InvalidTrigger(f"triggered_by must be a non-empty string of at most {TRIGGERED_BY_MAX} characters")
     jobs.priority_to_stored(priority)  # validate before touching the database
     if tenant_id is None:
-        job_id, _ = jobs.job_defer(
+        # The all-tenants fan-out has no queueing lock: each call is a new job.
+        return jobs.job_defer(
             task_name="compliance.refresh_all",
             kwargs={"triggered_by": triggered_by, "priority": priority},
             priority=priority,
         )
-        return job_id
     tenant = tenant_get(tenant_id)
-    job_id, _ = jobs.job_defer(
+    return jobs.job_defer(
         task_name=compliance_services.REFRESH_TASK,
         kwargs={"tenant_id": tenant.pk, "triggered_by": triggered_by},
         priority=priority,
         queueing_lock=compliance_services.REFRESH_LOCK.format(tenant_id=tenant.pk),
     )
-    return job_id
 
 
 def enqueue_expiry_check(tenant_id: int | None = None) -> int:

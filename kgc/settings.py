@@ -211,3 +211,7 @@ KGC_RATE_LIMITS = env.str("KGC_RATE_LIMITS", default="")
 KGC_SCHEDULER_CATCH_UP_HOURS = env.int("KGC_SCHEDULER_CATCH_UP_HOURS", default=20, minimum=0, maximum=23)
 PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": KGC_SCHEDULER_CATCH_UP_HOURS * 3600}
 KGC_SHUTDOWN_TIMEOUT = env.int("KGC_SHUTDOWN_TIMEOUT", default=30, minimum=1)
+
+# --- HTTP API -----------------------------------------------------------------------------
+# Bearer tokens accepted by /api/v1/ (comma-separated, so a token can be rotated without downtime).
+KGC_API_TOKENS = env.list("KGC_API_TOKENS", default=[])

@@ -136,7 +136,7 @@ def _enqueued(job_id: int, *, created: bool = True) -> JsonResponse:
 
 @endpoint("POST")
 def compliance_refresh(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
-    job_id, created = services.compliance_refresh_enqueue(**parsing.compliance_refresh_args(body))
+    job_id, created = job_helpers.compliance_refresh_defer(**parsing.compliance_refresh_args(body))
     return _enqueued(job_id, created=created)
 
 

@@ -1,0 +1,208 @@
+/**
+ * KGC Compliance Cloud job helpers: the drop-in replacement for the Next.js app's
+ * `src/lib/job-helpers.ts`. Same exported names and arguments; the jobs now live in
+ * PostgreSQL behind the jobs API (`/api/v1/`), so there is no Redis or BullMQ here.
+ *
+ * Configuration, read at each call (so tests and rotations need no restart):
+ *   KGC_JOBS_URL    the jobs service's base URL, e.g. https://jobs.internal.example
+ *   KGC_JOBS_TOKEN  one of the service's KGC_API_TOKENS
+ *
+ * No runtime dependencies: Node 18+'s global fetch. Every failure is thrown as a
+ * `JobsApiError` carrying the HTTP status, the server's message and its field errors.
+ */
+
+export type QueueName = 'compliance' | 'expiry-notification' | 'filing-reminder' | 'email';
+
+export type EmailTemplate = 'document-expiry' | 'filing-reminder' | 'compliance-alert' | 'custom';
+
+/** A queued job: `id` is a string, as BullMQ's `job.id` was. */
+export interface EnqueuedJob {
+  id: string;
+  queue: string;
+  name: string;
+}
+
+/** A queue's job counts, in BullMQ's shape. */
+export interface QueueStats {
+  waiting: number;
+  active: number;
+  delayed: number;
+  completed: number;
+  failed: number;
+  paused: number;
+  cancelled: number;
+}
+
+export type AllQueueStats = Record<QueueName, QueueStats>;
+
+export interface QueueState {
+  queue: QueueName;
+  paused: boolean;
+  /** False when the queue already was in that state. */
+  changed: boolean;
+}
+
+export interface CleanupResult {
+  queue: QueueName;
+  /** How many completed (and cancelled) jobs were deleted. */
+  completed: number;
+  /** How many failed jobs were deleted. */
+  failed: number;
+}
+
+export interface ComplianceRefreshOptions {
+  /** Who asked, for the score's audit trail (default 'manual'). */
+  triggeredBy?: string;
+  /** As in BullMQ: 1 is the highest priority, larger numbers are lower. */
+  priority?: number;
+}
+
+export interface EmailJob {
+  recipientEmail: string;
+  recipientName: string;
+  subject: string;
+  template: EmailTemplate | string;
+  data: Record<string, unknown>;
+  tenantId: number;
+}
+
+export interface CleanupOptions {
+  /** Delete completed jobs that finished more than this many milliseconds ago (omitted: keep them). */
+  completedAge?: number;
+  /** Delete failed jobs that failed more than this many milliseconds ago (omitted: keep them). */
+  failedAge?: number;
+}
+
+/** Any failure of a job helper: `status` is the HTTP status (0 when no answer came). */
+export class JobsApiError extends Error {
+  readonly status: number;
+  /** What is wrong with each field of the request, by its camelCase name (400 only). */
+  readonly errors: Record<string, string>;
+
+  constructor(status: number, message: string, errors: Record<string, string> = {}) {
+    super(message);
+    this.name = 'JobsApiError';
+    this.status = status;
+    this.errors = errors;
+  }
+}
+
+interface Environment {
+  process?: { env?: Record<string, string | undefined> };
+}
+
+function setting(name: string): string {
+  // globalThis rather than `process`: no dependency on @types/node for the app's build.
+  const value = (globalThis as Environment).process?.env?.[name]?.trim();
+  if (!value) {
+    throw new JobsApiError(0, `${name} is not set: the job helpers need KGC_JOBS_URL and KGC_JOBS_TOKEN`);
+  }
+  return value;
+}
+
+async function request<T>(method: 'GET' | 'POST', path: string, body?: object): Promise<T> {
+  const url = `${setting('KGC_JOBS_URL').replace(/\/+$/, '')}/api/v1/${path}`;
+  const headers: Record<string, string> = {
+    Authorization: `Bearer ${setting('KGC_JOBS_TOKEN')}`,
+    Accept: 'application/json',
+  };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new JobsApiError(0, `the jobs API at ${url} did not answer: ${reason}`);
+  }
+  const text = await response.text();
+  let payload: unknown;
+  try {
+    payload = text ? JSON.parse(text) : undefined;
+  } catch {
+    payload = undefined;
+  }
+  if (!response.ok) {
+    const problem = (payload ?? {}) as { error?: unknown; errors?: unknown };
+    const message = typeof problem.error === 'string' ? problem.error : `HTTP ${response.status} from ${url}`;
+    const errors = problem.errors && typeof problem.errors === 'object' ? (problem.errors as Record<string, string>) : {};
+    throw new JobsApiError(response.status, message, errors);
+  }
+  if (payload === undefined) {
+    throw new JobsApiError(response.status, `the jobs API at ${url} answered without JSON`);
+  }
+  return payload as T;
+}
+
+async function enqueue(path: string, body: object): Promise<EnqueuedJob> {
+  const job = await request<{ id: number; queue: string; name: string }>('POST', path, body);
+  return { id: String(job.id), queue: job.queue, name: job.name };
+}
+
+function queuePath(name: string, action?: string): string {
+  return `queues/${encodeURIComponent(name)}${action ? `/${action}` : ''}`;
+}
+
+/**
+ * Refresh one tenant's compliance scores (or every active tenant's when `tenantId` is
+ * omitted). A tenant with a refresh already waiting gets that job back, not a second one.
+ */
+export async function enqueueComplianceRefresh(
+  tenantId?: number | null,
+  options: ComplianceRefreshOptions = {},
+): Promise<EnqueuedJob> {
+  return enqueue('jobs/compliance-refresh', {
+    tenantId: tenantId ?? undefined,
+    triggeredBy: options.triggeredBy,
+    priority: options.priority,
+  });
+}
+
+/** Check expiring documents (7, 14 and 30 days ahead) for one tenant, or every active tenant. */
+export async function enqueueExpiryCheck(tenantId?: number | null): Promise<EnqueuedJob> {
+  return enqueue('jobs/expiry-check', { tenantId: tenantId ?? undefined });
+}
+
+/** Check filings due in 3, 7 and 14 days for one tenant, or every active tenant. */
+export async function enqueueFilingReminder(tenantId?: number | null): Promise<EnqueuedJob> {
+  return enqueue('jobs/filing-reminder', { tenantId: tenantId ?? undefined });
+}
+
+/** Queue one email; the template's data is checked when it is queued. */
+export async function enqueueEmail(email: EmailJob): Promise<EnqueuedJob> {
+  return enqueue('jobs/email', {
+    recipientEmail: email.recipientEmail,
+    recipientName: email.recipientName,
+    subject: email.subject,
+    template: email.template,
+    data: email.data,
+    tenantId: email.tenantId,
+  });
+}
+
+/** The four queues' job counts, keyed by queue name. */
+export async function getAllQueueStats(): Promise<AllQueueStats> {
+  return request<AllQueueStats>('GET', 'queues');
+}
+
+/** One queue's job counts. */
+export async function getQueueStats(name: QueueName | string): Promise<QueueStats> {
+  return request<QueueStats>('GET', queuePath(name));
+}
+
+/** Stop workers from starting this queue's jobs; running jobs finish. */
+export async function pauseQueue(name: QueueName | string): Promise<QueueState> {
+  return request<QueueState>('POST', queuePath(name, 'pause'), {});
+}
+
+/** Let workers start this queue's jobs again. */
+export async function resumeQueue(name: QueueName | string): Promise<QueueState> {
+  return request<QueueState>('POST', queuePath(name, 'resume'), {});
+}
+
+/** Delete this queue's jobs that finished longer ago than the ages (milliseconds). */
+export async function cleanupQueue(name: QueueName | string, options: CleanupOptions = {}): Promise<CleanupResult> {
+  return request<CleanupResult>('POST', queuePath(name, 'cleanup'), {
+    completedAge: options.completedAge,
+    failedAge: options.failedAge,
+  });
+}

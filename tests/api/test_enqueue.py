@@ -1,0 +1,101 @@
+"""The enqueue routes: each defers the same job as kgc/job_helpers.py and answers {id, queue, name}."""
+
+from __future__ import annotations
+
+import pytest
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from notifications.models import OutboundEmail
+from tests.factories import TenantFactory
+
+EMAIL = {
+    "recipientEmail": "user@example.com",
+    "recipientName": "John Doe",
+    "subject": "Compliance Alert",
+    "template": "compliance-alert",
+    "data": {
+        "clientName": "ACME Corp",
+        "complianceScore": 65,
+        "complianceLevel": "amber",
+        "issues": ["Missing TIN Certificate", "VAT Filing Overdue"],
+        "recommendations": ["Upload TIN Certificate", "Submit VAT Filing"],
+    },
+}
+
+
+def test_compliance_refresh_for_a_tenant_answers_201_with_the_job(api, tenant):
+    response = api.post("jobs/compliance-refresh", {"tenantId": tenant.pk, "triggeredBy": "manual", "priority": 1})
+    assert response.status_code == 201
+    job = ProcrastinateJob.objects.get()
+    assert response.json() == {"id": job.id, "queue": "compliance", "name": "compliance.refresh_tenant"}
+    assert job.args == {"tenant_id": tenant.pk, "triggered_by": "manual"}
+    assert job.priority == -1
+
+
+def test_compliance_refresh_already_waiting_answers_200_with_the_same_job(api, tenant):
+    first = api.post("jobs/compliance-refresh", {"tenantId": tenant.pk})
+    second = api.post("jobs/compliance-refresh", {"tenantId": tenant.pk, "priority": 1})
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json()["id"] == first.json()["id"]
+    assert ProcrastinateJob.objects.get().priority == -1  # raised to the second request's priority
+
+
+def test_compliance_refresh_without_a_tenant_defers_the_fan_out(api):
+    response = api.post("jobs/compliance-refresh", {"triggeredBy": "deploy"})
+    assert response.status_code == 201
+    assert response.json()["name"] == "compliance.refresh_all"
+    assert ProcrastinateJob.objects.get().args == {"triggered_by": "deploy", "priority": None}
+
+
+def test_compliance_refresh_without_a_tenant_twice_defers_two_jobs(api):
+    first = api.post("jobs/compliance-refresh")
+    second = api.post("jobs/compliance-refresh")
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["id"] != second.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "task", "queue"),
+    [
+        ("jobs/expiry-check", "notifications.check_expiry", "expiry-notification"),
+        ("jobs/filing-reminder", "notifications.send_filing_reminders", "filing-reminder"),
+    ],
+)
+def test_tenant_check_defers_the_tenants_job(api, tenant, path, task, queue):
+    response = api.post(path, {"tenantId": tenant.pk})
+    assert response.status_code == 201
+    job = ProcrastinateJob.objects.get()
+    assert response.json() == {"id": job.id, "queue": queue, "name": task}
+    assert job.args == {"tenant_id": tenant.pk}
+
+
+@pytest.mark.parametrize(
+    ("path", "task"),
+    [
+        ("jobs/expiry-check", "notifications.check_expiry_all"),
+        ("jobs/filing-reminder", "notifications.send_filing_reminders_all"),
+    ],
+)
+def test_check_without_a_tenant_defers_the_fan_out(api, path, task):
+    response = api.post(path, b"")
+    assert response.status_code == 201
+    assert response.json()["name"] == task
+    assert response.json()["queue"] == "maintenance"
+
+
+def test_email_stores_the_email_and_defers_its_send_job(api, tenant):
+    response = api.post("jobs/email", {**EMAIL, "tenantId": tenant.pk})
+    assert response.status_code == 201
+    email = OutboundEmail.objects.get()
+    job = ProcrastinateJob.objects.get()
+    assert response.json() == {"id": job.id, "queue": "email", "name": "notifications.send_email"}
+    assert job.args == {"outbound_email_id": email.pk, "tenant_id": tenant.pk}
+    assert (email.to_email, email.to_name, email.template) == ("user@example.com", "John Doe", "compliance-alert")
+    assert email.context == EMAIL["data"]
+
+
+def test_inactive_tenant_is_unknown(api):
+    tenant = TenantFactory(is_active=False)
+    response = api.post("jobs/expiry-check", {"tenantId": tenant.pk})
+    assert response.status_code == 404
+    assert not ProcrastinateJob.objects.exists()
