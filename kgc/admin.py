@@ -19,9 +19,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
@@ -105,12 +106,16 @@ def dashboard_data(*, now: datetime) -> dict[str, Any]:
     }
 
 
+def _user_id(request: HttpRequest) -> int:
+    return cast(int, request.user.pk)  # admin views only run for a logged-in staff user
+
+
 def _log(
     request: HttpRequest, *, model: type[models.Model], object_id: str, text: str, flag: int, message: str
 ) -> None:
     """An admin-log entry for an action on something that is not (or no longer) one row."""
     LogEntry.objects.create(
-        user_id=request.user.pk,
+        user_id=_user_id(request),
         content_type=ContentType.objects.get_for_model(model, for_concrete_model=False),
         object_id=object_id,
         object_repr=text[:200],
@@ -175,6 +180,7 @@ class QueueDashboardAdmin(admin.ModelAdmin):
                 (worker, worker.is_alive(now), metrics.age_format((now - worker.last_heartbeat).total_seconds()))
                 for worker in workers
             ],
+            "workers_alive": sum(worker.is_alive(now) for worker in workers),
             "schedules": metrics.schedules_next(now=now),
             "queue_names": [queue.name for queue in product_queues()],
             "jobs_url": reverse("admin:procrastinate_procrastinatejob_changelist"),
@@ -371,7 +377,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset = cast(QuerySet, self.object_list)
         if not queryset.query.where:
             estimate = _table_estimate(queryset.model._meta.db_table)
             return estimate if estimate >= self.EXACT_BELOW else queryset.count()
@@ -441,7 +447,7 @@ class TenantFilter(admin.SimpleListFilter):
             return queryset.none()
         return queryset.filter(args__tenant_id=int(value))
 
-    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:  # type: ignore[override]
         yield {
             "value": self.value() or "",
             "parameter_name": self.parameter_name,
@@ -484,10 +490,17 @@ class JobAdmin(admin.ModelAdmin):
         return EstimatedCountPaginator(queryset, per_page, orphans, allow_empty_first_page, page_number=page)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        """A job id, or part of a task name: matched against the declared tasks first, so the
+        query is an equality on task_name rather than a substring scan of every row."""
         term = search_term.strip()
+        if not term:
+            return queryset, False
         if term.isdigit():
             return queryset.filter(pk=int(term)), False
-        return super().get_search_results(request, queryset, term)
+        names = [name for name in procrastinate_app.tasks if term.lower() in name.lower()]
+        if names:
+            return queryset.filter(task_name__in=names), False
+        return queryset.filter(task_name__icontains=term), False
 
     @admin.display(description="tenant")
     def tenant(self, job: ProcrastinateJob) -> Any:
@@ -588,7 +601,7 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(request, f"Nothing {verb.lower()}: only {only} jobs can be.", messages.WARNING)
             return
         LogEntry.objects.log_actions(
-            user_id=request.user.pk,
+            user_id=_user_id(request),
             queryset=ProcrastinateJob.objects.filter(pk__in=job_ids),
             action_flag=CHANGE,
             change_message=f"{verb} from the jobs console",
@@ -616,7 +629,7 @@ class JobAdmin(admin.ModelAdmin):
             "more": len(selected) > 100,
             "eligible_count": len(eligible),
             "eligible_status": "failed" if verb == "retry" else "waiting",
-            "selected_ids": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "selected_ids": request.POST.getlist(ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),
             "action": request.POST.get("action", ""),
             "query_string": request.GET.urlencode(),

@@ -18,11 +18,13 @@ hour: Prometheus' ``rate()`` and ``increase()`` treat that as an ordinary counte
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from kgc import jobs
 from kgc.queues import QUEUES, SCHEDULES
@@ -51,6 +53,16 @@ class QueueOverview:
         return age_format(self.oldest_waiting_seconds)
 
 
+@contextmanager
+def _cursor() -> Iterator[Any]:
+    """A cursor with JIT compilation off: these queries read a few thousand rows at most, but
+    the planner's row estimates for "the last hour" can exceed jit_above_cost, and compiling
+    then costs far more (near a second) than running the query (milliseconds)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        yield cursor
+
+
 # Each queue's first due job in line (lowest id), and since when it has been due: the
 # latest of its scheduled time and the events that put it (back) in the queue. The
 # per-queue subquery walks procrastinate_jobs_id_lock_idx_v1 (todo/doing jobs by id)
@@ -74,7 +86,7 @@ SELECT q.name, extract(epoch FROM %(now)s - first.since)
 
 def oldest_waiting_ages(*, names: Sequence[str], now: datetime) -> dict[str, float | None]:
     """Seconds the first waiting job of each queue has been due (None: nothing waits)."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(OLDEST_WAITING_SQL, {"queues": list(names), "now": now})
         return {name: None if age is None else max(float(age), 0.0) for name, age in cursor.fetchall()}
 
@@ -82,7 +94,9 @@ def oldest_waiting_ages(*, names: Sequence[str], now: datetime) -> dict[str, flo
 def queues_overview(*, now: datetime) -> list[QueueOverview]:
     """Every product queue, in declaration order, with counts and oldest waiting age."""
     stats = jobs.get_all_queue_stats()
-    ages = oldest_waiting_ages(names=list(stats), now=now)
+    # Only queues with jobs due need the search (which walks the due jobs in id order).
+    due = [name for name, counts in stats.items() if counts.waiting or counts.paused]
+    ages = oldest_waiting_ages(names=due, now=now) if due else {}
     return [QueueOverview(name=name, stats=stats[name], oldest_waiting_seconds=ages.get(name)) for name in stats]
 
 
@@ -129,7 +143,7 @@ def buckets_fill(
 def jobs_finished_series(*, now: datetime) -> list[FinishedBucket]:
     """Jobs completed and failed (for good) per 5 minutes over the 24 hours up to ``now``."""
     origin = chart_origin(now)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(CHART_SQL, {"bucket": CHART_BUCKET, "origin": origin, "now": now})
         rows = cursor.fetchall()
     return buckets_fill(rows, origin=origin, count=CHART_WINDOW // CHART_BUCKET, bucket=CHART_BUCKET)
@@ -150,7 +164,7 @@ class WorkerBeat:
 
 def workers_list(*, limit: int = 200) -> list[WorkerBeat]:
     """Registered workers, most recent heartbeat first, each with its running jobs."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             """SELECT worker.id, worker.last_heartbeat,
                       (SELECT count(*) FROM procrastinate_jobs AS job
@@ -162,7 +176,7 @@ def workers_list(*, limit: int = 200) -> list[WorkerBeat]:
 
 
 def latest_heartbeat() -> datetime | None:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute("SELECT max(last_heartbeat) FROM procrastinate_workers")
         return cursor.fetchone()[0]
 
@@ -217,10 +231,12 @@ class Histogram:
 # its finishing event. Both lookups are index scans (finished events by time; events by job).
 FINISHED_SQL = """
 WITH finished AS (
-    SELECT job.queue_name, finished.type::text AS kind,
+    -- The queue through a correlated subquery: one primary-key lookup per finished job
+    -- (a join tempts the planner into a sequential scan of the whole jobs table).
+    SELECT (SELECT job.queue_name FROM procrastinate_jobs AS job WHERE job.id = finished.job_id) AS queue_name,
+           finished.type::text AS kind,
            extract(epoch FROM finished.at - started.at)::float8 AS seconds
       FROM procrastinate_events AS finished
-      JOIN procrastinate_jobs AS job ON job.id = finished.job_id
       LEFT JOIN LATERAL (
             SELECT max(event.at) AS at FROM procrastinate_events AS event
              WHERE event.job_id = finished.job_id AND event.type = 'started' AND event.at <= finished.at
@@ -272,7 +288,7 @@ def job_totals(*, since: datetime, now: datetime) -> JobTotals:
         retried=dict.fromkeys(names, 0),
         durations={name: Histogram() for name in names},
     )
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(FINISHED_SQL, {"bounds": list(DURATION_BUCKETS), "since": since, "now": now})
         for queue, kind, bucket, count, seconds in cursor.fetchall():
             if queue not in totals.durations:
@@ -288,7 +304,7 @@ def job_totals(*, since: datetime, now: datetime) -> JobTotals:
 
 
 def email_totals(*, since: datetime, now: datetime) -> dict[str, int]:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(EMAILS_SQL, {"since": since, "now": now})
         found = {status: int(count) for status, count in cursor.fetchall()}
     return {status: found.get(status, 0) for status in ("sent", "queued", "sending", "failed")}
@@ -382,7 +398,7 @@ def _render_totals(out: Exposition, *, since: datetime, now: datetime) -> None:
 
 
 def _render_workers(out: Exposition, *, now: datetime) -> None:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE last_heartbeat >= %s), max(last_heartbeat) FROM procrastinate_workers",
             [now - HEARTBEAT_FRESH],
@@ -412,7 +428,7 @@ def age_format(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     whole = int(seconds)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if parts or whole >= size or unit == "s":
             parts.append(f"{whole // size}{unit}")

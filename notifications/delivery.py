@@ -32,6 +32,7 @@ import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any
@@ -233,26 +234,72 @@ def _send_lock(outbound_email_id: int) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
+# The claim is one statement: the UPDATE takes the row lock, checks the row is still
+# queued and moves it to sending, as its own short transaction (autocommit), committed
+# before anything is sent.
+CLAIM_SQL = """
+UPDATE notifications_outboundemail SET status = 'sending', attempts = attempts + 1
+ WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = 'queued'
+RETURNING attempts
+"""
+
+# The outcome and its mirror in the notification, in one statement (one transaction),
+# and only if the row is still in the state this worker left it in.
+RECORD_SQL = """
+WITH email AS (
+    UPDATE notifications_outboundemail
+       SET status = %(status)s, last_error = %(last_error)s,
+           message_id = coalesce(%(message_id)s, message_id), sent_at = coalesce(%(sent_at)s, sent_at)
+     WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = %(from_status)s
+ RETURNING notification_id
+)
+UPDATE notifications_notification AS notification SET email_status = %(notification_status)s
+  FROM email
+ WHERE notification.id = email.notification_id AND notification.tenant_id = %(tenant_id)s
+   AND %(notification_status)s::varchar IS NOT NULL
+"""
+
+
 def _claim(email: OutboundEmail) -> int | None:
-    """queued → sending under the row lock; return the attempt number, or None if not queued."""
-    with transaction.atomic():
-        row = OutboundEmail.objects.select_for_update().filter(pk=email.pk, tenant_id=email.tenant_id).first()
-        if row is None or row.status != OutboundStatus.QUEUED:
-            return None
-        row.status = OutboundStatus.SENDING
-        row.attempts += 1
-        row.save(update_fields=["status", "attempts"])
-    return row.attempts
+    """queued → sending, attempts + 1; return the attempt number, or None if no longer queued."""
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, {"id": email.pk, "tenant_id": email.tenant_id})
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
-def _record(email: OutboundEmail, *, from_status: str, notification_status: str | None, **fields: Any) -> None:
-    """Write the outcome to the row and mirror it into the notification, in one transaction."""
-    with transaction.atomic():
-        OutboundEmail.objects.filter(pk=email.pk, tenant_id=email.tenant_id, status=from_status).update(**fields)
-        if email.notification_id and notification_status:
-            Notification.objects.filter(pk=email.notification_id, tenant_id=email.tenant_id).update(
-                email_status=notification_status
-            )
+def _record(
+    email: OutboundEmail,
+    *,
+    from_status: str,
+    status: str,
+    notification_status: str | None,
+    last_error: str = "",
+    message_id: str | None = None,
+    sent_at: datetime | None = None,
+) -> None:
+    """Write the outcome to the row and mirror it into the notification, in one transaction.
+
+    Committed asynchronously (no wait for the WAL flush; it is the slow part of a send on
+    a busy server). Only a PostgreSQL crash in the next fraction of a second can lose it,
+    and then the row stays in ``sending``: the rerun fails it as "delivery unknown",
+    never sends it twice. The claim, which must be durable before the send, is not.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO off")
+        cursor.execute(
+            RECORD_SQL,
+            {
+                "id": email.pk,
+                "tenant_id": email.tenant_id,
+                "from_status": from_status,
+                "status": status,
+                "last_error": last_error,
+                "message_id": message_id,
+                "sent_at": sent_at,
+                "notification_status": notification_status,
+            },
+        )
 
 
 def _fail(email: OutboundEmail, *, from_status: str, reason: str) -> None:

@@ -7,7 +7,6 @@ from typing import TypedDict
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 
-
 class EnqueuedJob(TypedDict):
     id: int
     queue: str
