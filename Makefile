@@ -64,7 +64,7 @@ test: $(STAMP) lint $(NODE_DEPS)
 	DEBUG=true $(BIN)/pytest
 
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; DEBUG=true $(BIN)/python $$script || exit 1; done
+	@for name in queue refresh reminders email admin; do echo "== bench/$$name.py"; DEBUG=true $(BIN)/python -m bench.$$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

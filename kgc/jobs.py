@@ -346,7 +346,11 @@ def get_failed(queue: str | None = None, limit: int = 50) -> list[FailedJob]:
     failures: dict[int, list[JobFailure]] = {row[0]: [] for row in rows}
     for failure in JobFailure.objects.filter(job_id__in=failures).order_by("-failed_at", "-id"):
         failures[failure.job_id].append(failure)
-    return [FailedJob(id=r[0], queue=r[1], task=r[2], args=r[3], attempts=r[4], failures=failures[r[0]]) for r in rows]
+    return [
+        # A raw cursor leaves jsonb as text.
+        FailedJob(id=r[0], queue=r[1], task=r[2], args=json.loads(r[3]), attempts=r[4], failures=failures[r[0]])
+        for r in rows
+    ]
 
 
 # A manually retried job starts a fresh set of attempts, as BullMQ's job.retry() does.

@@ -17,6 +17,11 @@ class QueuePause(models.Model):
     paused_at = models.DateTimeField(auto_now_add=True)
     paused_by = models.CharField(max_length=150, blank=True)
 
+    class Meta:
+        # Its admin changelist is the queue dashboard.
+        verbose_name = "queue"
+        verbose_name_plural = "queue dashboard"
+
     def __str__(self) -> str:
         return f"{self.queue_name} (paused)"
 

@@ -215,3 +215,5 @@ KGC_SHUTDOWN_TIMEOUT = env.int("KGC_SHUTDOWN_TIMEOUT", default=30, minimum=1)
 # --- HTTP API -----------------------------------------------------------------------------
 # Bearer tokens accepted by /api/v1/ (comma-separated, so a token can be rotated without downtime).
 KGC_API_TOKENS = env.list("KGC_API_TOKENS", default=[])
+# Bearer token for /metrics; without one, /metrics answers loopback addresses only.
+KGC_METRICS_TOKEN = env.str("KGC_METRICS_TOKEN", default="")

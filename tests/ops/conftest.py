@@ -1,0 +1,145 @@
+"""Fixtures for the operator console's tests: users, and jobs in every state.
+
+Jobs are put in their states the way workers put them there (todo → doing → failed or
+succeeded, one UPDATE each), so procrastinate's triggers write the same events and the
+count triggers the same deltas as in production.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+import tests.kgc.sample_tasks  # noqa: F401  (registers the tests.* tasks in this process)
+from kgc import jobs
+from kgc.models import JobFailure
+from tests.factories import UserFactory
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # WhiteNoise warns when STATIC_ROOT has not been collected (a checkout without
+    # collectstatic); the admin pages are the first to load the middleware.
+    for item in items:
+        if "tests/ops/" in str(item.path):
+            item.add_marker(pytest.mark.filterwarnings("ignore:No directory at:UserWarning"))
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="operator", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin_client_for(db):
+    """``admin_client_for(user)``: a test client logged in as that user."""
+
+    def make(user) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def staff_client(superuser, admin_client_for) -> Client:
+    return admin_client_for(superuser)
+
+
+@pytest.fixture
+def staff_without_permissions(db):
+    return UserFactory(username="intern", is_staff=True)
+
+
+@pytest.fixture
+def staff_viewer(db):
+    """Staff who may look at the dashboard and jobs but not act."""
+    user: Any = UserFactory(username="viewer", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_queuepause", "view_procrastinatejob"]))
+    return user
+
+
+def defer(queue: str = "email", *, tenant_id: int | None = None, task: str | None = None, **kwargs: Any) -> int:
+    task_name = task or f"tests.noop_{queue.replace('-', '_')}"
+    if tenant_id is not None:
+        kwargs["tenant_id"] = tenant_id
+    job_id, _ = jobs.job_defer(task_name=task_name, kwargs=kwargs)
+    return job_id
+
+
+def _set_status(job_id: int, status: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE procrastinate_jobs SET status = %s::procrastinate_job_status, attempts = attempts + %s
+                WHERE id = %s""",
+            [status, 1 if status in ("succeeded", "failed") else 0, job_id],
+        )
+
+
+def start(job_id: int) -> None:
+    _set_status(job_id, "doing")
+
+
+def succeed(job_id: int) -> None:
+    start(job_id)
+    _set_status(job_id, "succeeded")
+
+
+def _failure_of(message: str) -> tuple[str, str]:
+    try:
+        raise ValueError(message)
+    except ValueError as exc:
+        return "ValueError", "".join(traceback.format_exception(exc))
+
+
+def fail(job_id: int, *, messages: tuple[str, ...] = ("bad payload",), now: datetime | None = None) -> None:
+    """Fail a job for good after ``len(messages)`` attempts, each with its failure record."""
+    now = now or timezone.now()
+    job = ProcrastinateJob.objects.get(pk=job_id)
+    for attempt, message in enumerate(messages, start=1):
+        exception_type, text = _failure_of(message)
+        JobFailure.objects.create(
+            job_id=job_id,
+            queue_name=job.queue_name,
+            task_name=job.task_name,
+            attempt=attempt,
+            exception_type=exception_type,
+            message=message,
+            traceback=text,
+            will_retry=attempt < len(messages),
+            failed_at=now - timedelta(seconds=len(messages) - attempt),
+        )
+    start(job_id)
+    _set_status(job_id, "failed")
+
+
+def events_move(job_id: int, *, by: timedelta) -> None:
+    """Shift a job's events into the past, as if it had happened ``by`` ago."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE procrastinate_events SET at = at - make_interval(secs => %s) WHERE job_id = %s",
+            [by.total_seconds(), job_id],
+        )
+
+
+def status_of(job_id: int) -> str:
+    return ProcrastinateJob.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def heartbeat(*, age: timedelta = timedelta(0)) -> int:
+    """Register a worker the way procrastinate does, with a heartbeat ``age`` old."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO procrastinate_workers (last_heartbeat)"
+            " VALUES (now() - make_interval(secs => %s)) RETURNING id",
+            [age.total_seconds()],
+        )
+        return cursor.fetchone()[0]
