@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from procrastinate import App, job_context, jobs, manager, psycopg_connector, worker
+from procrastinate import App, exceptions, job_context, manager, psycopg_connector, worker
+from procrastinate import jobs as jobs_module
 from procrastinate.contrib.django import django_connector, utils
 from procrastinate.contrib.django import settings as procrastinate_settings
 from procrastinate.contrib.django.db_cleanup import DjangoApp
@@ -97,16 +98,38 @@ def rate_limit_arguments() -> dict[str, list[Any]]:
 
 
 class KgcJobManager(manager.JobManager):
-    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
+    def __init__(self, connector: Any, django_connector: django_connector.DjangoConnector) -> None:
+        super().__init__(connector)
+        self.django_connector = django_connector
+
+    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs_module.Job | None:
         row = await self.connector.execute_query_one_async(
             query=FETCH_JOB_SQL,
-            queues=list(queues) if queues else None,
+            # "All queues" is every declared one: kgc_fetch_job looks each up over its index.
+            queues=list(queues) if queues else list(QUEUES),
             worker_id=worker_id,
             **rate_limit_arguments(),
         )
         if row["id"] is None:
             return None
-        return jobs.Job.from_row(row)
+        return jobs_module.Job.from_row(row)
+
+    def batch_defer_jobs(self, jobs: list[jobs_module.Job], connection: Any | None = None) -> list[jobs_module.Job]:
+        """Synchronous defers always go through Django's connection of the calling thread.
+
+        A worker swaps its own pool in as the app's connector; without this, a job deferred
+        by a task (a fan-out, the email of a new notification) would commit on its own,
+        before the task's transaction, and its worker could look for rows not yet there.
+        """
+        if connection is not None:
+            return super().batch_defer_jobs(jobs, connection=connection)
+        try:
+            results = self.django_connector.execute_query_all(**self._defer_jobs_query_kwargs(jobs=jobs))
+        except exceptions.UniqueViolation as exc:
+            self._raise_already_enqueued(exc=exc, queueing_lock=exc.queueing_lock)
+        return [
+            job.evolve(id=results[index]["id"], status=jobs_module.Status.TODO.value) for index, job in enumerate(jobs)
+        ]
 
 
 def default_pool_size(concurrency: int, workers: int = 1) -> int:
@@ -130,7 +153,7 @@ class KgcDjangoConnector(django_connector.DjangoConnector):
         return worker_connector(concurrency=max(q.concurrency for q in QUEUES.values()))
 
 
-def _log_fields(job: jobs.Job) -> dict[str, Any]:
+def _log_fields(job: jobs_module.Job) -> dict[str, Any]:
     return {
         "queue": job.queue,
         "task": job.task_name,
@@ -168,7 +191,7 @@ async def job_lifecycle(
     return result
 
 
-async def job_failure_record(connector: Any, job: jobs.Job, exc: BaseException, *, will_retry: bool) -> None:
+async def job_failure_record(connector: Any, job: jobs_module.Job, exc: BaseException, *, will_retry: bool) -> None:
     # Written on the worker's own connection, outside the task's transaction, so the
     # record survives the task's rollback.
     await connector.execute_query_async(
@@ -279,6 +302,6 @@ def on_app_ready(app: App) -> None:
     """Hook named by PROCRASTINATE_ON_APP_READY: upgrade procrastinate's app in place."""
     app.__class__ = KgcApp
     app.connector = KgcDjangoConnector(alias=app.connector.alias)  # type: ignore[attr-defined]
-    app.job_manager = KgcJobManager(connector=app.connector)
+    app.job_manager = KgcJobManager(connector=app.connector, django_connector=app.connector)
     middleware = list(app.worker_defaults.get("worker_middleware") or [])
     app.worker_defaults["worker_middleware"] = [job_lifecycle, *middleware]

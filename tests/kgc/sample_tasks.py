@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from django.db import transaction
 from procrastinate import JobContext
 from procrastinate.contrib.django import app
 
@@ -46,3 +47,11 @@ if os.environ.get("KGC_TEST_CRON"):
     @jobs.task(queue="maintenance", name="tests.tick")
     def tick(timestamp: int) -> int:
         return timestamp
+
+
+@jobs.task(queue="maintenance", name="tests.defer_then_fail")
+def defer_then_fail() -> None:
+    """Defers a follow-up job inside a transaction that then rolls back."""
+    with transaction.atomic():
+        jobs.job_defer(task_name="tests.noop_email", kwargs={"deferred_by": "defer_then_fail"})
+        raise ValueError("the follow-up must vanish with this transaction")

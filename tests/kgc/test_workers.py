@@ -194,3 +194,19 @@ def test_worker_retries_a_transient_failure_later_with_a_record(workers):
     failure = JobFailure.objects.get(job_id=job)
     assert (failure.exception_type, failure.will_retry) == ("ConnectionError", True)
     assert jobs.get_queue_stats("maintenance").delayed == 1
+
+
+def test_job_deferred_by_a_task_commits_or_rolls_back_with_the_tasks_transaction(workers):
+    group = workers()
+    job = defer("tests.defer_then_fail")
+    group.start("--queues", "maintenance")
+    wait_for(lambda: statuses([job]) == ["failed"], message="the task to fail")
+    assert not ProcrastinateJob.objects.filter(task_name="tests.noop_email").exists()
+
+
+def test_procrastinate_entry_point_defers_inside_the_tasks_transaction_too(workers):
+    group = workers()
+    job = defer("tests.defer_then_fail")
+    group.start("-q", "maintenance", entry="procrastinate")
+    wait_for(lambda: statuses([job]) == ["failed"], message="the task to fail")
+    assert not ProcrastinateJob.objects.filter(task_name="tests.noop_email").exists()

@@ -1,0 +1,400 @@
+"""The compliance domain in the admin: tenants and their staff, clients with their latest
+score, documents, filings, tasks, requirements and the scores themselves.
+
+Built for the big tables (a million documents, a hundred thousand clients, a score per
+client per day): every list pages with a bounded count (``CappedCountPaginator``), skips
+the full-table count, selects its related rows in the same query, and uses raw id
+widgets for foreign keys so no page lists a whole table in a ``<select>``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from compliance import conf, selectors  # conf: registers the scoring settings' system check
+from compliance.models import (
+    Client,
+    ComplianceScore,
+    Document,
+    DocumentType,
+    Filing,
+    FilingStatus,
+    FilingTask,
+    Membership,
+    Requirement,
+    ScoreLevel,
+    Tenant,
+)
+from compliance.scoring import OVERDUE_STATUSES, UPCOMING_STATUSES, DeductionReason
+
+COUNT_CAP = 10_000
+LEVEL_COLOURS: dict[str, str] = {ScoreLevel.GREEN: "#1e7e34", ScoreLevel.AMBER: "#b36b00", ScoreLevel.RED: "#b02a37"}
+
+
+class CappedCount(int):
+    """A row count that stopped at the cap: shows as "10000+" and computes as the cap."""
+
+    def __str__(self) -> str:
+        return f"{int(self)}+"
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``COUNT_CAP + 1`` rows, so a list over a million rows never counts them all.
+
+    The count runs without ordering or annotations (a client's latest score, say), which
+    it does not need; past the cap the admin shows "10000+" and pages up to the cap.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet):
+            return len(queryset)
+        found = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
+        return CappedCount(COUNT_CAP) if found > COUNT_CAP else found
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+
+def level_badge(level: str | None) -> SafeString | str:
+    if not level:
+        return "—"
+    return format_html(
+        '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px">{}</span>',
+        LEVEL_COLOURS.get(level, "#555"),
+        ScoreLevel(level).label,
+    )
+
+
+def _today() -> date:
+    # The admin's "today" is the server's (UTC); each tenant's own date only matters to the jobs.
+    return timezone.localdate()
+
+
+# --- Tenants ---------------------------------------------------------------------------------
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).select_related("user")
+
+
+@admin.register(Tenant)
+class TenantAdmin(BigTableAdmin):
+    list_display = ("name", "slug", "timezone", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [MembershipInline]
+
+
+# --- Clients and their scores ----------------------------------------------------------------
+
+
+class RequirementInline(admin.TabularInline):
+    model = Requirement
+    extra = 0
+    fields = ("document_type",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Requirement]:
+        return super().get_queryset(request).select_related("document_type")
+
+
+def _latest_score() -> QuerySet[ComplianceScore]:
+    # An index lookup per listed client: a backward scan of the (client, calculated_on) unique index.
+    return ComplianceScore.objects.filter(client_id=OuterRef("pk")).order_by("-calculated_on")
+
+
+@admin.register(Client)
+class ClientAdmin(BigTableAdmin):
+    list_display = ("name", "tenant", "is_active", "latest_score", "latest_level", "latest_on")
+    list_filter = ("is_active",)
+    list_select_related = ("tenant",)
+    search_fields = ("name",)
+    raw_id_fields = ("tenant",)
+    ordering = ("-pk",)
+    readonly_fields = ("score_chart", "latest_breakdown")
+    fields = ("tenant", "name", "is_active", "score_chart", "latest_breakdown")
+    inlines = [RequirementInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Client]:
+        latest = _latest_score()
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                latest_score_value=Subquery(latest.values("score")[:1]),
+                latest_level_value=Subquery(latest.values("level")[:1]),
+                latest_on_value=Subquery(latest.values("calculated_on")[:1]),
+            )
+        )
+
+    # Not sortable: ordering by the latest score would compute it for every client in the table.
+    @admin.display(description="score")
+    def latest_score(self, obj: Client) -> int | str:
+        value = getattr(obj, "latest_score_value", None)
+        return "—" if value is None else value
+
+    @admin.display(description="level")
+    def latest_level(self, obj: Client) -> SafeString | str:
+        return level_badge(getattr(obj, "latest_level_value", None))
+
+    @admin.display(description="scored on")
+    def latest_on(self, obj: Client) -> date | str:
+        return getattr(obj, "latest_on_value", None) or "—"
+
+    @admin.display(description="score over time")
+    def score_chart(self, obj: Client) -> SafeString | str:
+        if obj.pk is None:
+            return "—"
+        history = selectors.client_score_history(client=obj)
+        if not history:
+            return "No score yet."
+        points = [(s.calculated_on, s.score, s.level) for s in history]
+        policy = conf.scoring_policy()
+        return mark_safe(render_to_string("compliance/admin/score_chart.svg", score_chart_context(points, policy)))  # noqa: S308 - the template escapes every value
+
+    @admin.display(description="latest breakdown")
+    def latest_breakdown(self, obj: Client) -> SafeString | str:
+        if obj.pk is None:
+            return "—"
+        latest = ComplianceScore.objects.filter(tenant_id=obj.tenant_id, client=obj).order_by("-calculated_on").first()
+        return breakdown_html(latest) if latest else "No score yet."
+
+
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 480, 140, 28
+
+
+def score_chart_context(points: list[tuple[date, int, str]], policy: conf.ScoringPolicy) -> dict[str, Any]:
+    """Coordinates for the score chart: scores 0-100 up the y axis, one point per day scored."""
+    inner_w, inner_h = CHART_WIDTH - 2 * CHART_PAD, CHART_HEIGHT - 2 * CHART_PAD
+
+    def y(score: float) -> float:
+        return round(CHART_PAD + inner_h * (1 - score / 100), 1)
+
+    first, last = points[0][0], points[-1][0]
+    span = max((last - first).days, 1)
+    dots = [
+        {
+            "x": round(CHART_PAD + inner_w * ((day - first).days / span if len(points) > 1 else 0.5), 1),
+            "y": y(score),
+            "day": day,
+            "score": score,
+            "colour": LEVEL_COLOURS.get(level, "#555"),
+        }
+        for day, score, level in points
+    ]
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "pad": CHART_PAD,
+        "right": CHART_WIDTH - CHART_PAD,
+        "inner_width": inner_w,
+        "bottom": CHART_HEIGHT - CHART_PAD,
+        "dots": dots,
+        "polyline": " ".join(f"{d['x']},{d['y']}" for d in dots),
+        "bands": [
+            {"y": y(top), "h": round(y(bottom) - y(top), 1), "colour": colour}
+            for top, bottom, colour in (
+                (100, policy.green_from, LEVEL_COLOURS[ScoreLevel.GREEN]),
+                (policy.green_from, policy.amber_from, "#e0a800"),
+                (policy.amber_from, 0, LEVEL_COLOURS[ScoreLevel.RED]),
+            )
+        ],
+        "ticks": [{"y": y(v), "label": v} for v in (0, policy.amber_from, policy.green_from, 100)],
+        "first": first,
+        "last": last,
+        "latest": points[-1][1],
+    }
+
+
+def _admin_link(model: str, pk: int | None) -> str | None:
+    if pk is None:
+        return None
+    try:
+        return reverse(f"admin:compliance_{model}_change", args=[pk])
+    except NoReverseMatch:
+        return None
+
+
+def breakdown_html(score: ComplianceScore) -> SafeString:
+    rows = []
+    for item in score.breakdown or []:
+        reason = item.get("reason", "")
+        target = (
+            _admin_link("filing", item.get("filing_id"))
+            if reason in (DeductionReason.OVERDUE, DeductionReason.UPCOMING)
+            else _admin_link("document", item.get("document_id"))
+        )
+        rows.append(
+            {
+                "reason": DeductionReason(reason).label if reason in DeductionReason.values else reason,
+                "points": item.get("points"),
+                "issue": item.get("issue", ""),
+                "recommendation": item.get("recommendation", ""),
+                "link": target,
+            }
+        )
+    return mark_safe(  # noqa: S308 - the template escapes every value
+        render_to_string(
+            "compliance/admin/breakdown.html", {"score": score, "rows": rows, "level_badge": level_badge(score.level)}
+        )
+    )
+
+
+# --- Documents, filings, tasks ---------------------------------------------------------------
+
+
+class ExpiringSoonFilter(admin.SimpleListFilter):
+    title = "expiry"
+    parameter_name = "expiry"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("expired", "Expired"),
+            ("7", "Expiring within 7 days"),
+            ("30", "Expiring within 30 days"),
+            ("never", "Never expires"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        today = _today()
+        value = self.value()
+        if value == "expired":
+            return queryset.filter(expires_on__lt=today)
+        if value in ("7", "30"):
+            return queryset.filter(expires_on__range=(today, today + timedelta(days=int(value))))
+        if value == "never":
+            return queryset.filter(expires_on__isnull=True)
+        return None
+
+
+@admin.register(Document)
+class DocumentAdmin(BigTableAdmin):
+    list_display = ("title", "client", "tenant", "document_type", "expires_on", "uploaded_at")
+    list_filter = (ExpiringSoonFilter, "document_type")
+    list_select_related = ("client", "tenant", "document_type")
+    raw_id_fields = ("tenant", "client")
+    search_fields = ("title",)
+    ordering = ("-pk",)
+
+
+class DueSoonFilter(admin.SimpleListFilter):
+    title = "due"
+    parameter_name = "due"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("overdue", "Overdue"), ("7", "Due within 7 days"), ("14", "Due within 14 days")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        today = _today()
+        value = self.value()
+        if value == "overdue":
+            return queryset.filter(due_date__lt=today, status__in=OVERDUE_STATUSES)
+        if value in ("7", "14"):
+            open_statuses = UPCOMING_STATUSES | {FilingStatus.PREPARED}
+            return queryset.filter(
+                due_date__range=(today, today + timedelta(days=int(value))), status__in=open_statuses
+            )
+        return None
+
+
+class FilingTaskInline(admin.TabularInline):
+    model = FilingTask
+    extra = 0
+    raw_id_fields = ("assignee",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FilingTask]:
+        return super().get_queryset(request).select_related("assignee")
+
+
+@admin.register(Filing)
+class FilingAdmin(BigTableAdmin):
+    list_display = ("filing_type", "period", "client", "tenant", "due_date", "status")
+    list_filter = (DueSoonFilter, "status")
+    list_select_related = ("client", "tenant")
+    raw_id_fields = ("tenant", "client")
+    search_fields = ("filing_type", "period")
+    ordering = ("-pk",)
+    inlines = [FilingTaskInline]
+
+
+@admin.register(FilingTask)
+class FilingTaskAdmin(BigTableAdmin):
+    list_display = ("title", "filing", "assignee", "is_done")
+    list_filter = ("is_done",)
+    list_select_related = ("filing", "filing__client", "assignee")
+    raw_id_fields = ("filing", "assignee")
+    search_fields = ("title",)
+    ordering = ("-pk",)
+
+
+@admin.register(DocumentType)
+class DocumentTypeAdmin(admin.ModelAdmin):
+    list_display = ("name", "code")
+    search_fields = ("name", "code")
+
+
+@admin.register(Requirement)
+class RequirementAdmin(BigTableAdmin):
+    list_display = ("client", "document_type")
+    list_filter = ("document_type",)
+    list_select_related = ("client", "document_type")
+    raw_id_fields = ("client",)
+    ordering = ("-pk",)
+
+
+# --- Scores ----------------------------------------------------------------------------------
+
+
+@admin.register(ComplianceScore)
+class ComplianceScoreAdmin(BigTableAdmin):
+    """Scores are computed by the refresh: read-only here (deleting one is allowed)."""
+
+    list_display = ("client", "tenant", "calculated_on", "score", "level_display", "deductions", "triggered_by")
+    list_filter = ("level", "calculated_on")
+    list_select_related = ("client", "tenant")
+    raw_id_fields = ("tenant", "client")
+    ordering = ("-pk",)
+    fields = ("tenant", "client", "calculated_on", "score", "level", "breakdown_display", "calculated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="level", ordering="level")
+    def level_display(self, obj: ComplianceScore) -> SafeString | str:
+        return level_badge(obj.level)
+
+    @admin.display(description="deductions")
+    def deductions(self, obj: ComplianceScore) -> int:
+        return len(obj.breakdown or [])
+
+    @admin.display(description="breakdown")
+    def breakdown_display(self, obj: ComplianceScore) -> SafeString:
+        return breakdown_html(obj)

@@ -1,0 +1,90 @@
+"""Send document-expiry notifications now, or show who would get them (``--dry-run``)."""
+
+from __future__ import annotations
+
+from argparse import ArgumentTypeError
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from tqdm import tqdm
+
+from compliance.exceptions import UnknownTenant
+from compliance.models import Tenant
+from compliance.selectors import tenant_get, tenant_local_date
+from kgc.commands import iso_date
+from notifications import reminders
+
+
+class ReminderCommand(BaseCommand):
+    """One reminder service over one tenant or every active tenant (shared by both reminder commands)."""
+
+    what = "document-expiry notifications"
+    plan: Callable[..., reminders.ReminderPlan] = staticmethod(reminders.expiry_reminders_plan)
+    send: Callable[..., reminders.ReminderResult] = staticmethod(reminders.expiry_reminders_send)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--tenant", help="tenant id or slug (default: every active tenant)")
+        parser.add_argument("--as-of", help="YYYY-MM-DD to check for (default: each tenant's today)")
+        parser.add_argument("--dry-run", action="store_true", help="print who would be told what; write nothing")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            tenant = tenant_get(options["tenant"]) if options["tenant"] is not None else None
+        except UnknownTenant as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        try:
+            as_of = iso_date(options["as_of"]) if options["as_of"] is not None else None
+        except ArgumentTypeError as exc:
+            raise CommandError(f"--as-of: {exc}", returncode=2) from None
+        tenants = [tenant] if tenant else list(Tenant.objects.filter(is_active=True).order_by("pk"))
+        now = timezone.now()
+        progress = tqdm(tenants, unit="tenant", disable=options["verbosity"] == 0 or len(tenants) < 2)
+        if options["dry_run"]:
+            self._dry_run(progress, as_of, now)
+        else:
+            self._send(progress, as_of, now)
+
+    def _dry_run(self, tenants: Any, as_of: date | None, now: Any) -> None:
+        total = 0
+        for tenant in tenants:
+            plan = type(self).plan(tenant=tenant, as_of=as_of or tenant_local_date(tenant, now))
+            for reminder in plan.reminders:
+                person = reminder.recipient
+                self.stdout.write(
+                    f"{tenant.slug} {plan.as_of}: {person.name} <{person.email}> ({person.role}) "
+                    f"← [{reminder.urgency}] {reminder.title} ({reminder.threshold}-day reminder)"
+                )
+            for skipped in plan.skipped_assignees:
+                self.stdout.write(
+                    f"{tenant.slug} {plan.as_of}: assignee user {skipped.user_id} of filing {skipped.filing_id} "
+                    "skipped: not an active member of this tenant"
+                )
+            total += len(plan.reminders)
+        self.stdout.write(f"Dry run: {total} {self.what} would be sent; nothing was written")
+
+    def _send(self, tenants: Any, as_of: date | None, now: Any) -> None:
+        count = notifications = emails = duplicates = skipped = 0
+        for tenant in tenants:
+            result = type(self).send(tenant=tenant, as_of=as_of or tenant_local_date(tenant, now))
+            count += 1
+            notifications += result.notifications
+            emails += result.emails
+            duplicates += result.duplicates
+            skipped += result.skipped_assignees
+        line = (
+            f"{self.what.capitalize()} for {count} tenant(s) on {as_of or 'each tenant’s today'}: "
+            f"{notifications} notification(s) and {emails} email(s) created, {duplicates} already sent"
+        )
+        if skipped:
+            line += f", {skipped} assignee(s) skipped (not active members)"
+        self.stdout.write(line)
+
+
+class Command(ReminderCommand):
+    help = (
+        "Notify admins, managers and compliance officers of documents crossing 30, 14 or 7 days before expiry; "
+        "each reminder once. --dry-run prints who would be told what and writes nothing."
+    )

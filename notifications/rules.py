@@ -1,0 +1,351 @@
+"""The reminder rules: who is told what, and when. Plain functions over plain data.
+
+No ORM and no clock: the selectors load ``ExpiringDocument``, ``UpcomingFiling`` and
+``Person`` rows, the service passes the tenant's local date, and these functions
+decide. Every reminder is keyed ``<kind>:<object id>:<threshold>:<recipient id>``;
+the database refuses a second notification with the same key.
+
+Crossing, not exact days: an object is due the reminder for threshold T once its
+days left are T or fewer. A run sends only the smallest threshold crossed, and only
+if neither it nor a smaller one was sent to that person before. So a missed day still
+gets its reminder the next day, a first run at 12 days left sends the 14-day reminder
+once (not the 30-day one too), and reminders never step back to a larger threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from compliance.models import FilingStatus, MembershipRole
+from notifications.models import NotificationKind, NotificationUrgency
+
+EXPIRY_THRESHOLDS = (30, 14, 7)
+FILING_THRESHOLDS = (14, 7, 3)
+EXPIRY_ROLES = frozenset({MembershipRole.ADMIN, MembershipRole.MANAGER, MembershipRole.COMPLIANCE_OFFICER})
+FILING_ROLES = EXPIRY_ROLES | {MembershipRole.TAX_PREPARER}
+FILING_STATUSES_REMINDED = (FilingStatus.DRAFT, FilingStatus.PREPARED)
+EXPIRY_TEMPLATE = "document-expiry"
+FILING_TEMPLATE = "filing-reminder"
+
+
+@dataclass(frozen=True)
+class Person:
+    """An active user with a membership in the tenant."""
+
+    user_id: int
+    email: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class ExpiringDocument:
+    """The latest document of its (client, document type), with an expiry date."""
+
+    document_id: int
+    client_id: int
+    client_name: str
+    title: str
+    document_type: str
+    expires_on: date
+
+
+@dataclass(frozen=True)
+class FilingAssignment:
+    user_id: int
+    task_title: str
+
+
+@dataclass(frozen=True)
+class UpcomingFiling:
+    filing_id: int
+    client_id: int
+    client_name: str
+    filing_type: str
+    period: str
+    due_date: date
+    status: str
+    assignments: tuple[FilingAssignment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """One notification (and its email) for one person."""
+
+    recipient: Person
+    kind: str
+    object_id: int
+    threshold: int
+    days_left: int
+    urgency: str
+    title: str
+    body: str
+    email_template: str
+    email_subject: str
+    dedupe_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SkippedAssignee:
+    """A filing's assignee who is not an active member of the filing's tenant."""
+
+    filing_id: int
+    user_id: int
+
+
+# --- Thresholds ---------------------------------------------------------------------------
+
+
+def days_left(*, until: date, as_of: date) -> int:
+    return (until - as_of).days
+
+
+def threshold_due(*, days_left: int, thresholds: Iterable[int], sent: Iterable[int] = ()) -> int | None:
+    """The threshold to send now, or ``None``.
+
+    The smallest threshold crossed (``days_left <= T``), unless it, or a smaller one,
+    was already sent. Nothing once the date has passed (``days_left < 0``).
+    """
+    if days_left < 0:
+        return None
+    crossed = [t for t in thresholds if days_left <= t]
+    if not crossed:
+        return None
+    due = min(crossed)
+    if any(t <= due for t in sent):
+        return None
+    return due
+
+
+def filing_urgency(days_left: int) -> str:
+    """The seed's levels: 3 days or less URGENT, 7 or less HIGH, otherwise NORMAL."""
+    if days_left <= 3:
+        return NotificationUrgency.URGENT
+    if days_left <= 7:
+        return NotificationUrgency.HIGH
+    return NotificationUrgency.NORMAL
+
+
+def expiry_urgency(days_left: int) -> str:
+    """A document in its last week is HIGH; earlier reminders are NORMAL."""
+    return NotificationUrgency.HIGH if days_left <= 7 else NotificationUrgency.NORMAL
+
+
+def dedupe_key(*, kind: str, object_id: int, threshold: int, recipient_id: int) -> str:
+    return f"{kind}:{object_id}:{threshold}:{recipient_id}"
+
+
+def dedupe_keys_possible(
+    *, kind: str, object_ids: Iterable[int], thresholds: Iterable[int], recipient_ids: Iterable[int]
+) -> list[str]:
+    """Every key a run could have written for these objects and people (to read what was sent)."""
+    thresholds, recipient_ids = tuple(thresholds), tuple(recipient_ids)
+    return [
+        dedupe_key(kind=kind, object_id=o, threshold=t, recipient_id=r)
+        for o in object_ids
+        for t in thresholds
+        for r in recipient_ids
+    ]
+
+
+def _sent(
+    kind: str, object_id: int, recipient_id: int, thresholds: Iterable[int], sent_keys: frozenset[str]
+) -> set[int]:
+    return {
+        t
+        for t in thresholds
+        if dedupe_key(kind=kind, object_id=object_id, threshold=t, recipient_id=recipient_id) in sent_keys
+    }
+
+
+# --- Recipients ---------------------------------------------------------------------------
+
+
+def expiry_recipients(members: Iterable[Person]) -> list[Person]:
+    """Admins, managers and compliance officers (``members`` are active members only)."""
+    return [person for person in members if person.role in EXPIRY_ROLES]
+
+
+def filing_recipients(
+    *, members: dict[int, Person], filing: UpcomingFiling
+) -> tuple[list[Person], list[SkippedAssignee]]:
+    """Admins, managers, tax preparers and compliance officers, plus the filing's assignees.
+
+    An assignee must be in ``members`` (the tenant's active members); one who is not
+    (membership removed, user deactivated) is returned as skipped, never as a recipient.
+    Each person appears once, however many roles and tasks they have.
+    """
+    recipients = {p.user_id: p for p in members.values() if p.role in FILING_ROLES}
+    skipped = []
+    for assignment in filing.assignments:
+        person = members.get(assignment.user_id)
+        if person is None:
+            skipped.append(SkippedAssignee(filing_id=filing.filing_id, user_id=assignment.user_id))
+        else:
+            recipients.setdefault(person.user_id, person)
+    return sorted(recipients.values(), key=lambda p: p.user_id), _unique(skipped)
+
+
+def _unique(skipped: list[SkippedAssignee]) -> list[SkippedAssignee]:
+    return list(dict.fromkeys(skipped))
+
+
+# --- Texts --------------------------------------------------------------------------------
+
+
+def when(days: int) -> str:
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "tomorrow"
+    return f"in {days} days"
+
+
+def long_date(day: date) -> str:
+    return f"{day.day} {day:%B %Y}"
+
+
+def _expiry_texts(document: ExpiringDocument, days: int) -> tuple[str, str]:
+    title = f"{document.document_type} for {document.client_name} expires {when(days)}"
+    body = (
+        f"{document.client_name}'s {document.document_type} (“{document.title}”) expires on "
+        f"{long_date(document.expires_on)}, {when(days)}. Upload the renewed document before then "
+        f"so that {document.client_name} stays compliant."
+    )
+    return title, body
+
+
+_STATUS_PHRASES: dict[str, str] = {
+    FilingStatus.DRAFT: "is still a draft",
+    FilingStatus.PREPARED: "is prepared but not yet submitted",
+}
+
+
+def _filing_texts(filing: UpcomingFiling, days: int, urgency: str, tasks: list[str]) -> tuple[str, str]:
+    what = f"{filing.filing_type} {filing.period} for {filing.client_name}"
+    prefix = "Urgent: " if urgency == NotificationUrgency.URGENT else ""
+    title = f"{prefix}{what} is due {when(days)}"
+    body = (
+        f"The {filing.filing_type} for period {filing.period} of {filing.client_name} is due on "
+        f"{long_date(filing.due_date)}, {when(days)}, and {_STATUS_PHRASES.get(filing.status, 'is not submitted')}. "
+        f"Priority: {NotificationUrgency(urgency).label.lower()}."
+    )
+    if tasks:
+        body += " Your task: " + "; ".join(tasks) + "."
+    return title, body
+
+
+# --- Reminders ----------------------------------------------------------------------------
+
+
+def expiry_reminders(
+    *,
+    documents: Iterable[ExpiringDocument],
+    members: Iterable[Person],
+    sent_keys: frozenset[str],
+    tenant_name: str,
+    as_of: date,
+) -> list[Reminder]:
+    """The document-expiry reminders due on ``as_of`` (the tenant's local date)."""
+    kind = NotificationKind.DOCUMENT_EXPIRY
+    recipients = expiry_recipients(members)
+    reminders = []
+    for document in documents:
+        days = days_left(until=document.expires_on, as_of=as_of)
+        title, body = _expiry_texts(document, days)
+        data = {
+            "documentId": document.document_id,
+            "clientId": document.client_id,
+            "documentTitle": document.title,
+            "documentType": document.document_type,
+            "clientName": document.client_name,
+            "expiresOn": document.expires_on.isoformat(),
+            "daysLeft": days,
+            "tenantName": tenant_name,
+        }
+        for person in recipients:
+            sent = _sent(kind, document.document_id, person.user_id, EXPIRY_THRESHOLDS, sent_keys)
+            threshold = threshold_due(days_left=days, thresholds=EXPIRY_THRESHOLDS, sent=sent)
+            if threshold is None:
+                continue
+            reminders.append(
+                Reminder(
+                    recipient=person,
+                    kind=kind,
+                    object_id=document.document_id,
+                    threshold=threshold,
+                    days_left=days,
+                    urgency=expiry_urgency(days),
+                    title=title,
+                    body=body,
+                    email_template=EXPIRY_TEMPLATE,
+                    email_subject=title,
+                    dedupe_key=dedupe_key(
+                        kind=kind, object_id=document.document_id, threshold=threshold, recipient_id=person.user_id
+                    ),
+                    data=data,
+                )
+            )
+    return reminders
+
+
+def filing_reminders(
+    *,
+    filings: Iterable[UpcomingFiling],
+    members: Iterable[Person],
+    sent_keys: frozenset[str],
+    tenant_name: str,
+    as_of: date,
+) -> tuple[list[Reminder], list[SkippedAssignee]]:
+    """The filing reminders due on ``as_of`` (the tenant's local date), and the assignees skipped."""
+    kind = NotificationKind.FILING_REMINDER
+    by_id = {person.user_id: person for person in members}
+    reminders, skipped = [], []
+    for filing in filings:
+        if filing.status not in FILING_STATUSES_REMINDED:
+            continue
+        days = days_left(until=filing.due_date, as_of=as_of)
+        urgency = filing_urgency(days)
+        recipients, filing_skipped = filing_recipients(members=by_id, filing=filing)
+        skipped += filing_skipped
+        data = {
+            "filingId": filing.filing_id,
+            "clientId": filing.client_id,
+            "filingType": filing.filing_type,
+            "period": filing.period,
+            "clientName": filing.client_name,
+            "dueDate": filing.due_date.isoformat(),
+            "daysLeft": days,
+            "urgency": str(urgency),
+            "tenantName": tenant_name,
+        }
+        for person in recipients:
+            sent = _sent(kind, filing.filing_id, person.user_id, FILING_THRESHOLDS, sent_keys)
+            threshold = threshold_due(days_left=days, thresholds=FILING_THRESHOLDS, sent=sent)
+            if threshold is None:
+                continue
+            tasks = [a.task_title for a in filing.assignments if a.user_id == person.user_id]
+            title, body = _filing_texts(filing, days, urgency, tasks)
+            reminders.append(
+                Reminder(
+                    recipient=person,
+                    kind=kind,
+                    object_id=filing.filing_id,
+                    threshold=threshold,
+                    days_left=days,
+                    urgency=urgency,
+                    title=title,
+                    body=body,
+                    email_template=FILING_TEMPLATE,
+                    email_subject=title,
+                    dedupe_key=dedupe_key(
+                        kind=kind, object_id=filing.filing_id, threshold=threshold, recipient_id=person.user_id
+                    ),
+                    data=data,
+                )
+            )
+    return reminders, skipped

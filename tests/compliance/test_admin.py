@@ -1,0 +1,152 @@
+"""The compliance screens of the admin: latest scores, breakdowns, charts, filters, big-table paging."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from compliance import admin as compliance_admin
+from compliance.models import Tenant
+from compliance.services import refresh_tenant_compliance
+from tests.factories import ClientFactory, DocumentFactory, FilingFactory, TenantFactory
+
+pytestmark = [
+    pytest.mark.django_db,
+    # WhiteNoise warns when collectstatic has not run (a fresh checkout); the admin works without it.
+    pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
+]
+
+
+def changelist(model: str) -> str:
+    return reverse(f"admin:compliance_{model}_changelist")
+
+
+@pytest.fixture
+def scored_client(tenant, make_client, past_score, as_of):
+    client = make_client(tenant, "amber")
+    past_score(client, "green", days_ago=1)
+    refresh_tenant_compliance(tenant=tenant, as_of=as_of, triggered_by="test")
+    return client
+
+
+def test_client_list_shows_the_latest_score_and_level(admin_client, scored_client):
+    response = admin_client.get(changelist("client"))
+    row = next(c for c in response.context["cl"].result_list if c.pk == scored_client.pk)
+    assert (row.latest_score_value, row.latest_level_value) == (75, "amber")
+    assert ">Amber</span>" in response.text
+
+
+def test_client_list_query_count_does_not_grow_with_its_rows(admin_client, make_client, past_score):
+    def queries_for(rows: int) -> int:
+        tenant = TenantFactory()
+        for _ in range(rows):
+            past_score(make_client(tenant), "green")
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(changelist("client"), {"tenant__id__exact": tenant.pk}).status_code == 200
+        return len(queries)
+
+    assert queries_for(3) == queries_for(30)
+
+
+def test_client_page_shows_the_breakdown_and_the_score_chart(admin_client, scored_client, as_of):
+    response = admin_client.get(reverse("admin:compliance_client_change", args=[scored_client.pk]))
+    assert response.status_code == 200
+    assert "Missing TIN Certificate" in response.text
+    assert 'class="compliance-score-chart"' in response.text
+    assert f"<title>{as_of - timedelta(days=1)}: 100</title>" in response.text
+    assert f"<title>{as_of}: 75</title>" in response.text
+
+
+def test_score_chart_places_higher_scores_higher(as_of):
+    context = compliance_admin.score_chart_context(
+        [(as_of - timedelta(days=1), 100, "green"), (as_of, 40, "red")], compliance_admin.conf.DEFAULT_POLICY
+    )
+    first, last = context["dots"]
+    assert first["y"] < last["y"]
+    assert first["x"] < last["x"]
+
+
+def test_document_expiring_soon_filter(admin_client, tenant):
+    today = timezone.localdate()
+    client = ClientFactory(tenant=tenant)
+    expected = {
+        DocumentFactory(client=client, expires_on=today).pk,
+        DocumentFactory(client=client, expires_on=today + timedelta(days=30)).pk,
+    }
+    for expires_on in (today - timedelta(days=1), today + timedelta(days=31), None):
+        DocumentFactory(client=client, expires_on=expires_on)
+    response = admin_client.get(changelist("document"), {"expiry": "30"})
+    assert {d.pk for d in response.context["cl"].result_list} == expected
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [("7", {"due-in-3-draft", "due-in-7-prepared"}), ("overdue", {"overdue-draft", "overdue-rejected"})],
+)
+def test_filing_due_soon_filter(admin_client, tenant, choice, expected):
+    today = timezone.localdate()
+    client = ClientFactory(tenant=tenant)
+    for period, days, status in [
+        ("due-in-3-draft", 3, "draft"),
+        ("due-in-7-prepared", 7, "prepared"),
+        ("due-in-3-submitted", 3, "submitted"),
+        ("due-in-8-draft", 8, "draft"),
+        ("overdue-draft", -1, "draft"),
+        ("overdue-rejected", -9, "rejected"),
+        ("overdue-accepted", -1, "accepted"),
+    ]:
+        FilingFactory(client=client, period=period, due_date=today + timedelta(days=days), status=status)
+    response = admin_client.get(changelist("filing"), {"due": choice})
+    assert {f.period for f in response.context["cl"].result_list} == expected
+
+
+def test_list_count_stops_at_the_cap(monkeypatch):
+    monkeypatch.setattr(compliance_admin, "COUNT_CAP", 3)
+    TenantFactory.create_batch(5)
+    paginator = compliance_admin.CappedCountPaginator(Tenant.objects.all(), 2)
+    assert (int(paginator.count), str(paginator.count), paginator.num_pages) == (3, "3+", 2)
+
+
+def test_list_count_below_the_cap_is_exact():
+    TenantFactory.create_batch(5)
+    paginator = compliance_admin.CappedCountPaginator(Tenant.objects.all(), 2)
+    assert (paginator.count, str(paginator.count)) == (5, "5")
+
+
+@pytest.mark.parametrize(
+    "model", ["tenant", "client", "document", "filing", "filingtask", "documenttype", "requirement", "compliancescore"]
+)
+def test_every_compliance_list_renders(admin_client, scored_client, model):
+    assert admin_client.get(changelist(model)).status_code == 200
+
+
+def test_tenant_page_lists_its_members(admin_client, tenant, member_of):
+    member = member_of(tenant, "compliance_officer")
+    response = admin_client.get(reverse("admin:compliance_tenant_change", args=[tenant.pk]))
+    assert member.username in response.text
+
+
+def test_scores_are_read_only(admin_client, scored_client):
+    score = scored_client.scores.get(calculated_on="2026-11-29")
+    assert admin_client.get(reverse("admin:compliance_compliancescore_add")).status_code == 403
+    response = admin_client.get(reverse("admin:compliance_compliancescore_change", args=[score.pk]))
+    assert "Missing TIN Certificate" in response.text
+    assert 'name="score"' not in response.text
+
+
+def test_anonymous_visitors_are_sent_to_the_login(client):
+    response = client.get(changelist("client"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_list_past_the_cap_says_so(admin_client, monkeypatch):
+    monkeypatch.setattr(compliance_admin, "COUNT_CAP", 3)
+    TenantFactory.create_batch(5)
+    response = admin_client.get(changelist("tenant"))
+    assert "3+ tenants" in response.text
