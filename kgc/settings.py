@@ -212,6 +212,16 @@ KGC_SCHEDULER_CATCH_UP_HOURS = env.int("KGC_SCHEDULER_CATCH_UP_HOURS", default=2
 PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": KGC_SCHEDULER_CATCH_UP_HOURS * 3600}
 KGC_SHUTDOWN_TIMEOUT = env.int("KGC_SHUTDOWN_TIMEOUT", default=30, minimum=1)
 
+# --- Compliance scoring ---------------------------------------------------------------------
+# COMPLIANCE_MISSING_POINTS=25 overrides one weight or window of compliance/conf.py (which
+# holds the defaults); the system check compliance.E001 refuses unknown names and values
+# that cannot work, such as COMPLIANCE_AMBER_FROM above COMPLIANCE_GREEN_FROM.
+COMPLIANCE_SCORING = {
+    name.removeprefix("COMPLIANCE_").lower(): env.int(name, default=0, maximum=100_000)
+    for name in sorted(env.environ)
+    if name.startswith("COMPLIANCE_")
+}
+
 # --- HTTP API -----------------------------------------------------------------------------
 # Bearer tokens accepted by /api/v1/ (comma-separated, so a token can be rotated without downtime).
 KGC_API_TOKENS = env.list("KGC_API_TOKENS", default=[])
