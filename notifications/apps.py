@@ -1,16 +1,9 @@
-from importlib import import_module
-
 from django.apps import AppConfig
 
 
 class NotificationsConfig(AppConfig):
     name = "notifications"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def import_models(self) -> None:
-        super().import_models()
-        # EmailEvent is declared beside the webhook receiver that writes it.
-        import_module(f"{self.name}.tracking")
 
     def ready(self) -> None:
         from anymail.signals import tracking as tracking_signal

@@ -2,15 +2,18 @@
 
 The send job works from the ``OutboundEmail`` row:
 
-1. It takes a PostgreSQL session advisory lock on the row's id for the whole send. A
-   second worker holding a job for the same row finds the lock taken and sends nothing;
-   a worker that dies loses its connection, and PostgreSQL releases its lock with it.
+1. It loads the row and takes a PostgreSQL session advisory lock on it (one query),
+   held for the whole send. A second worker holding a job for the same row finds the
+   lock taken and sends nothing; a worker that dies loses its connection, and
+   PostgreSQL releases its lock with it.
 2. It renders the message (a rendering error fails the row at once: the same data
    would fail the same way on every retry).
-3. It claims the row in a short transaction (``SELECT ... FOR UPDATE``, queued →
-   sending, attempts + 1), then sends outside any transaction.
+3. It claims the row: one ``UPDATE ... WHERE status = 'queued'`` (the row lock, the
+   check and queued → sending, attempts + 1 in one short, durably committed
+   transaction), then sends outside any transaction, on this thread's kept-open
+   connection to the mail server.
 4. It records ``sent``, the provider's message id and ``sent_at``, and mirrors the
-   outcome into ``Notification.email_status``.
+   outcome into ``Notification.email_status``, in one statement; then unlocks.
 
 At most once: a job that finds its row in ``sending`` with the lock free knows the
 worker that claimed it died between sending and recording. It cannot tell whether the
@@ -29,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,8 +52,10 @@ from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, models, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from procrastinate.contrib.django import app
+from procrastinate.types import JSONValue
 
 from kgc import jobs
 from kgc.retry import PermanentJobError
@@ -215,28 +222,83 @@ def send_lock_key(outbound_email_id: int) -> int:
     return (ADVISORY_LOCK_NAMESPACE << 32) | (outbound_email_id & 0xFFFF_FFFF)
 
 
-@contextmanager
-def _send_lock(outbound_email_id: int) -> Iterator[bool]:
-    """Hold the row's advisory lock on this connection for the block; yield whether we got it.
+def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> OutboundEmail:
+    """The row, with ``send_locked``: whether this call took its advisory lock (one query).
 
     A session lock, not a transaction one: the send runs outside any transaction, and
     the lock must last until the outcome is recorded (or the process dies with it).
     """
-    key = send_lock_key(outbound_email_id)
+    rows = OutboundEmail.objects.select_related("tenant").filter(pk=outbound_email_id)
+    if tenant_id is not None:
+        rows = rows.filter(tenant_id=tenant_id)
+    return rows.annotate(send_locked=RawSQL("pg_try_advisory_lock(%s)", [send_lock_key(outbound_email_id)])).get()
+
+
+def _send_unlock(outbound_email_id: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        held = bool(cursor.fetchone()[0])
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [send_lock_key(outbound_email_id)])
+
+
+# --- Connections to the mail server ---------------------------------------------------------
+# Each worker thread keeps its connection (SMTP session, provider HTTP session) open
+# between sends: opening one costs more than sending a message. One idle longer than
+# KEEP_OPEN_SECONDS is closed and reopened rather than trusted (servers drop idle
+# sessions), and one that failed is never reused.
+KEEP_OPEN_SECONDS = 15.0
+
+
+@dataclass
+class _OpenConnection:
+    backend: Any
+    config: str
+    used_at: float
+
+
+_connections = threading.local()
+
+
+def _connection_close(alias: str) -> None:
+    held = getattr(_connections, "by_alias", {}).pop(alias, None)
+    if held is not None:
+        with contextlib.suppress(Exception):  # already broken: nothing left to close cleanly
+            held.backend.close()
+
+
+def mail_connections_close() -> None:
+    """Close this thread's open mail connections (tests, shutdown)."""
+    for alias in list(getattr(_connections, "by_alias", {})):
+        _connection_close(alias)
+
+
+@contextmanager
+def mailer_connection(alias: str) -> Iterator[Any]:
+    """This thread's open connection to the ``alias`` mailer (opened if need be)."""
+    by_alias = _connections.__dict__.setdefault("by_alias", {})
+    config = repr(settings.MAILERS.get(alias))
+    held = by_alias.get(alias)
+    if held is not None and (held.config != config or time.monotonic() - held.used_at > KEEP_OPEN_SECONDS):
+        _connection_close(alias)
+        held = None
+    if held is None:
+        backend = mail.mailers[alias]
+        try:
+            backend.open()
+        except BaseException:
+            with contextlib.suppress(Exception):  # a half-open SMTP session (failed login)
+                backend.close()
+            raise
+        held = by_alias[alias] = _OpenConnection(backend=backend, config=config, used_at=time.monotonic())
     try:
-        yield held
-    finally:
-        if held:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        yield held.backend
+    except BaseException:
+        _connection_close(alias)
+        raise
+    held.used_at = time.monotonic()
 
 
 # The claim is one statement: the UPDATE takes the row lock, checks the row is still
 # queued and moves it to sending, as its own short transaction (autocommit), committed
-# before anything is sent.
+# (durably) before anything is sent.
 CLAIM_SQL = """
 UPDATE notifications_outboundemail SET status = 'sending', attempts = attempts + 1
  WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = 'queued'
@@ -244,13 +306,17 @@ RETURNING attempts
 """
 
 # The outcome and its mirror in the notification, in one statement (one transaction),
-# and only if the row is still in the state this worker left it in.
+# and only if the row is still in the state this worker left it in. Committed
+# asynchronously: set_config(..., true) lasts for this statement's own transaction
+# (autocommit), and the EXISTS makes PostgreSQL evaluate it first.
 RECORD_SQL = """
-WITH email AS (
+WITH async_commit AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)),
+email AS (
     UPDATE notifications_outboundemail
        SET status = %(status)s, last_error = %(last_error)s,
            message_id = coalesce(%(message_id)s, message_id), sent_at = coalesce(%(sent_at)s, sent_at)
      WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = %(from_status)s
+       AND EXISTS (SELECT FROM async_commit)
  RETURNING notification_id
 )
 UPDATE notifications_notification AS notification SET email_status = %(notification_status)s
@@ -278,15 +344,14 @@ def _record(
     message_id: str | None = None,
     sent_at: datetime | None = None,
 ) -> None:
-    """Write the outcome to the row and mirror it into the notification, in one transaction.
+    """Write the outcome to the row and mirror it into the notification, in one statement.
 
     Committed asynchronously (no wait for the WAL flush; it is the slow part of a send on
     a busy server). Only a PostgreSQL crash in the next fraction of a second can lose it,
     and then the row stays in ``sending``: the rerun fails it as "delivery unknown",
     never sends it twice. The claim, which must be durable before the send, is not.
     """
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO off")
+    with connection.cursor() as cursor:
         cursor.execute(
             RECORD_SQL,
             {
@@ -332,32 +397,37 @@ def email_send(
     final attempt such a failure fails the row. Raises ``EmailTransientError`` (retry)
     or ``EmailPermanentError`` (no retry) after recording the failure on the row.
     """
-    with _send_lock(outbound_email_id) as held:
-        if not held:
-            # Another worker is in the middle of this row. Normally it records the outcome
-            # itself; looking again later (not on the last attempt) also covers a worker
-            # that was abandoned at shutdown and dies before recording.
-            if final_attempt:
-                return SendOutcome.IN_PROGRESS
-            raise EmailBusy(f"outbound email {outbound_email_id} is being sent by another worker")
-        rows = OutboundEmail.objects.select_related("tenant").filter(pk=outbound_email_id)
-        email = (rows.filter(tenant_id=tenant_id) if tenant_id is not None else rows).get()
-        if email.status == OutboundStatus.SENT:
-            return SendOutcome.ALREADY_SENT
-        if email.status == OutboundStatus.FAILED:
-            return SendOutcome.ALREADY_FAILED
-        if email.status == OutboundStatus.SENDING:
-            return _interrupted(email)
-        try:
-            message = email_message_build(email)
-        except (HeaderInjection, rendering.EmailDataError) as exc:
-            _fail(email, from_status=OutboundStatus.QUEUED, reason=str(exc))
-            logger.error("email not sent: %s", exc, extra={**_log_fields(email), "event": "email_failed"})
-            raise EmailPermanentError(str(exc)) from exc
-        attempt = _claim(email)
-        if attempt is None:
-            return SendOutcome.ALREADY_SENT
-        return _deliver(email, message, attempt=attempt, final_attempt=final_attempt, mailer=mailer)
+    email = _email_lock_and_get(outbound_email_id, tenant_id)
+    if not email.send_locked:  # type: ignore[attr-defined]
+        # Another worker is in the middle of this row. Normally it records the outcome
+        # itself; looking again later (not on the last attempt) also covers a worker
+        # that was abandoned at shutdown and dies before recording.
+        if final_attempt:
+            return SendOutcome.IN_PROGRESS
+        raise EmailBusy(f"outbound email {outbound_email_id} is being sent by another worker")
+    try:
+        return _send_locked(email, final_attempt=final_attempt, mailer=mailer)
+    finally:
+        _send_unlock(outbound_email_id)
+
+
+def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> str:
+    if email.status == OutboundStatus.SENT:
+        return SendOutcome.ALREADY_SENT
+    if email.status == OutboundStatus.FAILED:
+        return SendOutcome.ALREADY_FAILED
+    if email.status == OutboundStatus.SENDING:
+        return _interrupted(email)
+    try:
+        message = email_message_build(email)
+    except (HeaderInjection, rendering.EmailDataError) as exc:
+        _fail(email, from_status=OutboundStatus.QUEUED, reason=str(exc))
+        logger.error("email not sent: %s", exc, extra={**_log_fields(email), "event": "email_failed"})
+        raise EmailPermanentError(str(exc)) from exc
+    attempt = _claim(email)
+    if attempt is None:  # not while we hold the lock; were it to happen, nothing is sent
+        return SendOutcome.IN_PROGRESS
+    return _deliver(email, message, attempt=attempt, final_attempt=final_attempt, mailer=mailer)
 
 
 def _interrupted(email: OutboundEmail) -> str:
@@ -373,15 +443,9 @@ def _interrupted(email: OutboundEmail) -> str:
 def _deliver(
     email: OutboundEmail, message: EmailMultiAlternatives, *, attempt: int, final_attempt: bool, mailer: str
 ) -> str:
-    backend = mail.mailers[mailer]
     try:
-        try:
+        with mailer_connection(mailer) as backend:
             sent = backend.send_messages([message])
-        finally:
-            # Also closes a half-open SMTP connection (a failed login), which
-            # send_messages leaves to the garbage collector.
-            with contextlib.suppress(Exception):
-                backend.close()
         if not sent:
             raise EmailTransientError("the mail backend reported 0 messages sent")
     except Exception as exc:
@@ -428,6 +492,10 @@ class ResendResult:
     skipped: int
 
 
+def _send_kwargs(outbound_email_id: int, tenant_id: int) -> dict[str, JSONValue]:
+    return {"outbound_email_id": outbound_email_id, "tenant_id": tenant_id}
+
+
 def emails_resend(*, email_ids: list[int], user_id: int | None = None) -> ResendResult:
     """Put failed emails back to ``queued`` and defer a send job for each; return which.
 
@@ -451,7 +519,7 @@ def emails_resend(*, email_ids: list[int], user_id: int | None = None) -> Resend
         if rows:
             app.configure_task(
                 SEND_EMAIL_TASK, allow_unknown=False, priority=jobs.priority_to_stored(None)
-            ).batch_defer(*({"outbound_email_id": pk, "tenant_id": tenant_id} for pk, tenant_id, _ in rows))
+            ).batch_defer(*(_send_kwargs(pk, tenant_id) for pk, tenant_id, _ in rows))
             if user_id is not None:
                 from django.contrib.admin.models import CHANGE, LogEntry
 

@@ -110,3 +110,36 @@ class OutboundEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.to_email}"
+
+
+class EmailEventType(models.TextChoices):
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained (spam report)"
+    REJECTED = "rejected", "Rejected by the provider"
+
+
+class EmailEvent(models.Model):
+    """One provider event about one sent email (stored once per ``event_key``)."""
+
+    Type = EmailEventType
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="email_events")
+    outbound_email = models.ForeignKey(OutboundEmail, on_delete=models.CASCADE, related_name="events")
+    event_type = models.CharField(max_length=16, choices=EmailEventType.choices)
+    event_key = models.CharField(max_length=255, unique=True)
+    provider = models.CharField(max_length=32)
+    recipient = models.CharField(max_length=254, blank=True)
+    description = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(event_type__in=EmailEventType.values), name="email_event_type_valid"),
+        ]
+        indexes = [models.Index(fields=["outbound_email", "received_at"], name="email_event_email_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_type_display()} ({self.provider})"

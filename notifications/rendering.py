@@ -1,0 +1,160 @@
+"""Email templates: one branded, mobile-friendly HTML layout (CSS inlined) plus a text part.
+
+The data each template needs is declared once in ``TEMPLATE_FIELDS``; a missing or
+malformed field is a permanent error naming it (the same data would fail the same way
+on every retry). Template data is HTML-escaped by Django's autoescaping; the text part
+is rendered with autoescaping off, since it is not HTML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import css_inline
+from django.template.loader import render_to_string
+
+from notifications.exceptions import NotificationError
+
+TEMPLATE_DIR = "notifications/email"
+
+
+class EmailDataError(NotificationError, ValueError):
+    """Template data that cannot be rendered; ``field`` names the culprit."""
+
+    def __init__(self, template: str, field: str, problem: str) -> None:
+        self.template = template
+        self.field = field
+        super().__init__(f"template {template!r}: data field {field!r} {problem}")
+
+
+# Field kinds: "text" (a non-empty string or number), "date" (ISO yyyy-mm-dd), "int",
+# "number", "list" (of strings).
+TEMPLATE_FIELDS: dict[str, dict[str, str]] = {
+    "document-expiry": {
+        "documentTitle": "text",
+        "documentType": "text",
+        "clientName": "text",
+        "expiresOn": "date",
+        "daysLeft": "int",
+        "tenantName": "text",
+    },
+    "filing-reminder": {
+        "filingType": "text",
+        "period": "text",
+        "clientName": "text",
+        "dueDate": "date",
+        "daysLeft": "int",
+        "urgency": "text",
+        "tenantName": "text",
+    },
+    "compliance-alert": {
+        "clientName": "text",
+        "complianceScore": "number",
+        "complianceLevel": "text",
+        "issues": "list",
+        "recommendations": "list",
+    },
+    "custom": {"body": "text"},
+}
+
+# A sample of each template's data, for ``send_test_email`` and the tests.
+SAMPLE_DATA: dict[str, dict[str, Any]] = {
+    "document-expiry": {
+        "documentId": 1,
+        "clientId": 1,
+        "documentTitle": "TIN Certificate",
+        "documentType": "TIN Certificate",
+        "clientName": "ACME Corp",
+        "expiresOn": "2026-12-29",
+        "daysLeft": 30,
+        "tenantName": "Example Accounting",
+    },
+    "filing-reminder": {
+        "filingId": 1,
+        "clientId": 1,
+        "filingType": "VAT Return",
+        "period": "2026-11",
+        "clientName": "ACME Corp",
+        "dueDate": "2026-12-06",
+        "daysLeft": 7,
+        "urgency": "HIGH",
+        "tenantName": "Example Accounting",
+    },
+    "compliance-alert": {
+        "clientName": "ACME Corp",
+        "complianceScore": 65,
+        "complianceLevel": "amber",
+        "issues": ["Missing TIN Certificate", "VAT Filing Overdue"],
+        "recommendations": ["Upload TIN Certificate", "Submit VAT Filing"],
+    },
+    "custom": {"body": "Hello,\n\nThis is a test message from KGC Compliance Cloud."},
+}
+
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def _field_value(template: str, field: str, kind: str, value: Any) -> Any:
+    """One field, checked and converted for display; raises EmailDataError naming it."""
+    if value is None:  # absent or null; an empty string or list is data, shown as it is
+        raise EmailDataError(template, field, "is missing")
+    if kind == "date":
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return date.fromisoformat(value)
+        except ValueError:
+            raise EmailDataError(template, field, f"must be an ISO date (yyyy-mm-dd), got {value!r}") from None
+    if kind in ("int", "number"):
+        types: tuple[type, ...] = (int,) if kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise EmailDataError(template, field, f"must be a {'whole ' if kind == 'int' else ''}number, got {value!r}")
+        return value
+    if kind == "list":
+        if not isinstance(value, list) or not all(isinstance(item, str | int | float) for item in value):
+            raise EmailDataError(template, field, "must be a list of strings")
+        return [str(item) for item in value]
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise EmailDataError(template, field, f"must be text, got {type(value).__name__}")
+    return str(value)
+
+
+def template_context(template: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The template's context from its data: every declared field present and well-formed.
+
+    Pure: raises ``EmailDataError`` for an unknown template or the first bad field.
+    Fields the template does not declare (ids, extras) pass through unchanged.
+    """
+    try:
+        fields = TEMPLATE_FIELDS[template]
+    except KeyError:
+        raise EmailDataError(template, "template", f"is unknown; known: {', '.join(TEMPLATE_FIELDS)}") from None
+    if not isinstance(data, dict):
+        raise EmailDataError(template, "data", "must be an object")
+    checked = {field: _field_value(template, field, kind, data.get(field)) for field, kind in fields.items()}
+    return {**data, **checked}
+
+
+def template_data_errors(template: str, data: dict[str, Any]) -> dict[str, str]:
+    """What is wrong with a template's data (empty when it renders); for enqueue-time checks."""
+    try:
+        template_context(template, data)
+    except EmailDataError as exc:
+        return {"data": str(exc)}
+    return {}
+
+
+def email_render(*, template: str, subject: str, data: dict[str, Any], tenant_name: str) -> RenderedEmail:
+    """Render one email: the HTML part on the shared layout, CSS inlined, and the text part."""
+    context = {**template_context(template, data), "subject": subject, "tenant_name": tenant_name}
+    html = render_to_string(f"{TEMPLATE_DIR}/{template}.html", context)
+    text = render_to_string(f"{TEMPLATE_DIR}/{template}.txt", context)
+    return RenderedEmail(subject=subject, text=text.strip() + "\n", html=_INLINER.inline(html))
