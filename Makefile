@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make run        set up, start PostgreSQL (embedded unless DATABASE_URL), migrate, load demo data,"
 	@echo "                create an admin user, serve the admin on 127.0.0.1:8000 and run the workers"
-	@echo "make test       the whole test suite, lint and migration checks"
+	@echo "make test       the whole test suite, lint, type check and migration checks"
 	@echo "make lint       ruff (lint and format check)"
 	@echo "make worker     the workers only (all queues, with the scheduler)"
 	@echo "make bench      the benchmarks in bench/ (long; prints figures)"
@@ -59,7 +59,7 @@ NODE_DEPS := clients/typescript/node_modules/.package-lock.json
 $(NODE_DEPS): clients/typescript/package-lock.json
 	npm ci --prefix clients/typescript --no-audit --no-fund
 
-test: $(STAMP) lint $(NODE_DEPS)
+test: $(STAMP) lint typecheck $(NODE_DEPS)
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=true $(BIN)/pytest
 
