@@ -3,10 +3,9 @@
 Run on a copy of the seed_demo data (1,000 tenants x 100 clients x 10 documents):
 
     psql -h 127.0.0.1 -U postgres -c 'create database kgc_bench_copy template kgc_bench'
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/kgc_bench_copy .venv/bin/python manage.py migrate
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/kgc_bench_copy .venv/bin/python bench/refresh.py
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/kgc_bench_copy .venv/bin/python -m bench.refresh
 
-It resets the copy's scores, notifications and jobs, starts ``manage.py runworkers
+It migrates the copy, resets its scores, notifications and jobs, starts ``manage.py runworkers
 --queues maintenance,compliance`` as a subprocess, and measures two runs:
 
 1. 10 %: the first tenants (by id), one refresh job each, for yesterday;
@@ -45,6 +44,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -69,6 +69,7 @@ def main() -> None:
         f"{Document.objects.count()} documents, {Filing.objects.count()} filings"
     )
     print(f"load average before: {load()}  (2-core machine, shared)")
+    call_command("migrate", verbosity=0)
     reset()
     worker = Worker()
     try:

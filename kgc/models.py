@@ -26,21 +26,24 @@ class QueuePause(models.Model):
         return f"{self.queue_name} (paused)"
 
 
-class RateLimitStart(models.Model):
-    """One row per job start on a rate-limited queue, kept for the length of its window.
+class RateLimitSlot(models.Model):
+    """How many jobs of a rate-limited queue started in one second (``slot``).
 
-    ``kgc_fetch_job`` counts these under an advisory lock before it claims a job, so the
-    limit holds across all workers; rows older than the window are deleted as it goes.
+    ``kgc_fetch_job`` sums a queue's slots over its window under an advisory lock before it
+    claims a job, so the limit holds across all workers; slots older than the window are
+    deleted as it goes. Per-second slots keep that sum to about 60 rows however high the
+    limit, where a row per start would make every fetch count the whole window's starts.
     """
 
     queue_name = models.CharField(max_length=128)
-    started_at = models.DateTimeField()
+    slot = models.DateTimeField()
+    starts = models.PositiveIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["queue_name", "started_at"], name="kgc_ratelimit_queue_idx")]
+        constraints = [models.UniqueConstraint(fields=["queue_name", "slot"], name="kgc_ratelimit_queue_slot")]
 
     def __str__(self) -> str:
-        return f"{self.queue_name} start at {self.started_at:%H:%M:%S}"
+        return f"{self.queue_name} at {self.slot:%H:%M:%S}: {self.starts} starts"
 
 
 class JobCountDelta(models.Model):

@@ -18,7 +18,9 @@ from notifications.services import EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL
 
 
 def _as_of(tenant_id: int, as_of: str | None) -> tuple[Any, date]:
-    tenant = tenant_get(tenant_id)
+    # A tenant deactivated after the fan-out gets nothing (the services skip it); that is
+    # not a failure worth an operator's attention. An unknown id still fails the job.
+    tenant = tenant_get(tenant_id, active_only=False)
     return tenant, date.fromisoformat(as_of) if as_of else tenant_local_date(tenant, timezone.now())
 
 

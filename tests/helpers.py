@@ -65,7 +65,7 @@ def manage_popen(
     )
 
 
-def wait_for(predicate, *, timeout: float = 30, interval: float = 0.1, message: str = "condition"):  # noqa: ANN001
+def wait_for(predicate, *, timeout: float = 60, interval: float = 0.1, message: str = "condition"):  # noqa: ANN001
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds.
 
     The timeout only bounds a hung test; no test asserts how fast something happened.

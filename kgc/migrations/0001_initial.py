@@ -30,14 +30,17 @@ class Migration(migrations.Migration):
             ],
         ),
         migrations.CreateModel(
-            name="RateLimitStart",
+            name="RateLimitSlot",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("queue_name", models.CharField(max_length=128)),
-                ("started_at", models.DateTimeField()),
+                ("slot", models.DateTimeField()),
+                ("starts", models.PositiveIntegerField()),
             ],
             options={
-                "indexes": [models.Index(fields=["queue_name", "started_at"], name="kgc_ratelimit_queue_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("queue_name", "slot"), name="kgc_ratelimit_queue_slot")
+                ],
             },
         ),
         migrations.CreateModel(

@@ -6,9 +6,9 @@ more rules applied in the same statement so that no worker anywhere can slip pas
 
 * a paused queue (a row in ``kgc_queuepause``) yields no job;
 * a rate-limited queue yields a job only while fewer than ``limit`` jobs started in the
-  last ``window`` seconds. The check and the claim run under a per-queue advisory lock,
-  taken in queue-name order (no deadlock), and the start is logged in the same
-  transaction, so concurrent workers cannot both take the last slot.
+  last ``window`` seconds (counted in per-second slots). The check and the claim run under
+  a per-queue advisory lock, taken in queue-name order (no deadlock), and the start is
+  counted in the same transaction, so concurrent workers cannot both take the last slot.
 """
 
 from django.db import migrations
@@ -28,6 +28,7 @@ DECLARE
     blocked character varying[];
     queue character varying;
     i integer;
+    oldest_slot timestamp with time zone;
     found_jobs procrastinate_jobs;
 BEGIN
     SELECT coalesce(array_agg(queue_name), '{}') INTO blocked FROM kgc_queuepause;
@@ -37,10 +38,13 @@ BEGIN
         CONTINUE WHEN queue = ANY(blocked);
         CONTINUE WHEN NOT (queue = ANY(target_queue_names));
         PERFORM pg_advisory_xact_lock(hashtext('kgc_rate_limit'), hashtext(queue));
-        DELETE FROM kgc_ratelimitstart
-         WHERE queue_name = queue
-           AND started_at < clock_timestamp() - make_interval(secs => window_seconds[i]);
-        IF (SELECT count(*) FROM kgc_ratelimitstart WHERE queue_name = queue) >= limits[i] THEN
+        -- A start now is allowed while the slots from (now - window) to now hold fewer
+        -- than the limit. Whole-second slots reach back to the start of the oldest second
+        -- any window ending now can touch, so the count is never low: no window of that
+        -- length ever holds more than the limit (at worst a second's worth is held back).
+        oldest_slot := date_trunc('second', clock_timestamp()) - make_interval(secs => ceil(window_seconds[i]));
+        DELETE FROM kgc_ratelimitslot WHERE queue_name = queue AND slot < oldest_slot;
+        IF (SELECT coalesce(sum(starts), 0) FROM kgc_ratelimitslot WHERE queue_name = queue) >= limits[i] THEN
             blocked := blocked || queue;
         END IF;
     END LOOP;
@@ -90,7 +94,9 @@ BEGIN
         RETURNING procrastinate_jobs.* INTO found_jobs;
 
     IF found_jobs.id IS NOT NULL AND found_jobs.queue_name = ANY(limited_queues) THEN
-        INSERT INTO kgc_ratelimitstart (queue_name, started_at) VALUES (found_jobs.queue_name, clock_timestamp());
+        INSERT INTO kgc_ratelimitslot AS slots (queue_name, slot, starts)
+        VALUES (found_jobs.queue_name, date_trunc('second', clock_timestamp()), 1)
+        ON CONFLICT (queue_name, slot) DO UPDATE SET starts = slots.starts + 1;
     END IF;
 
     RETURN found_jobs;

@@ -236,18 +236,6 @@ def email_workers(transactional_db) -> Iterator[EmailWorkers]:
     workers.stop_all()
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, message: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy; the timeout only bounds a hung test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.1)
-
-
 class StatusTestBackend(AnymailTestBackend):
     """anymail's test backend, answering every send with the HTTP status in ``STATUS`` (a class attribute)."""
 

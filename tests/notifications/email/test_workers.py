@@ -13,7 +13,7 @@ from kgc.job_helpers import enqueue_email
 from kgc.models import JobFailure
 from notifications.models import OutboundEmail
 from notifications.services import SEND_EMAIL_TASK
-from tests.notifications.email.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
