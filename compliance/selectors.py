@@ -35,19 +35,18 @@ def tenant_get(reference: int | str, *, active_only: bool = True) -> Tenant:
     tenants = Tenant.objects.filter(is_active=True) if active_only else Tenant.objects.all()
     if isinstance(reference, bool):
         raise UnknownTenant(reference)
-    if isinstance(reference, int) or (isinstance(reference, str) and reference.isdigit()):
-        found = tenants.filter(pk=int(reference)).first()
+    if isinstance(reference, int):
+        found = tenants.filter(pk=reference).first()
     elif isinstance(reference, str):
+        # A slug first: a firm whose slug is "2024" must not be mistaken for tenant id 2024.
         found = tenants.filter(slug=reference).first()
+        if found is None and reference.isdigit():
+            found = tenants.filter(pk=int(reference)).first()
     else:
         found = None
     if found is None:
         raise UnknownTenant(reference)
     return found
-
-
-def tenant_ids_active() -> list[int]:
-    return list(Tenant.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
 
 
 def tenant_local_date(tenant: Tenant, at: datetime) -> date:

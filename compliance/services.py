@@ -237,4 +237,4 @@ def compliance_alerts_send(
                     urgency=ALERT_URGENCY.get(result.level),
                 )
             )
-    return notifications_deliver(tenant=tenant, drafts=[d for d in drafts if d.recipient_email])
+    return notifications_deliver(tenant=tenant, drafts=drafts)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate.contrib.django import app
 
+from kgc import signals
 from kgc.models import JobFailure, QueuePause
 from kgc.queues import QUEUES, product_queues, queue_get
 from kgc.retry import QueueRetryStrategy
@@ -107,7 +108,13 @@ def job_defer(
             )
             row = cursor.fetchone()
         if row is None:  # the waiting job started in between: this one is new after all
-            return job_defer(task_name=task_name, kwargs=kwargs, priority=priority, queueing_lock=queueing_lock)
+            return job_defer(
+                task_name=task_name,
+                kwargs=kwargs,
+                priority=priority,
+                queueing_lock=queueing_lock,
+                schedule_in=schedule_in,
+            )
         return row[0], False
 
 
@@ -353,12 +360,38 @@ def get_failed(queue: str | None = None, limit: int = 50) -> list[FailedJob]:
     ]
 
 
-# A manually retried job starts a fresh set of attempts, as BullMQ's job.retry() does.
+# A manually retried job starts a fresh set of attempts, as BullMQ's job.retry() does. It
+# goes back without its queueing lock: the lock allows one waiting job, and another job
+# under it (a newer refresh of the same tenant) may be waiting already.
 RETRY_SQL = """
-UPDATE procrastinate_jobs SET status = 'todo', attempts = 0, scheduled_at = NULL, worker_id = NULL
+UPDATE procrastinate_jobs
+   SET status = 'todo', attempts = 0, scheduled_at = NULL, worker_id = NULL, queueing_lock = NULL,
+       abort_requested = false
  WHERE status = 'failed' AND {condition}
-RETURNING id, queue_name
+RETURNING id, queue_name, task_name, args
 """
+
+
+@dataclass(frozen=True)
+class RetriedJob:
+    id: int
+    queue: str
+    task: str
+    args: dict[str, Any]
+
+
+def _retried(rows: list[tuple[Any, ...]]) -> list[RetriedJob]:
+    """Tell the apps which jobs go back (inside the retry's transaction), and wake their workers.
+
+    A task whose job leaves state behind (an email row marked failed) puts it back in
+    a ``jobs_retried`` receiver, so the retried job does the work again.
+    """
+    retried = [RetriedJob(id=r[0], queue=r[1], task=r[2], args=json.loads(r[3])) for r in rows]
+    if retried:
+        signals.jobs_retried.send(sender=RetriedJob, jobs=retried)
+    for name in {job.queue for job in retried}:
+        transaction.on_commit(functools.partial(_notify_queue, name))
+    return retried
 
 
 def retry_job(job_id: int) -> int:
@@ -373,7 +406,7 @@ def retry_job(job_id: int) -> int:
                 raise JobNotFound(f"no job with id {job_id}")
             state = {"doing": "is running", "todo": "is already waiting"}.get(found[0], f"has status {found[0]}")
             raise JobNotRetryable(f"job {job_id} {state}; only failed jobs can be retried")
-        transaction.on_commit(lambda: _notify_queue(row[1]))
+        _retried([row])
     return job_id
 
 
@@ -385,10 +418,7 @@ def retry_failed(queue: str | None = None) -> int:
         cursor.execute(
             RETRY_SQL.format(condition="(%(queue)s::varchar IS NULL OR queue_name = %(queue)s)"), {"queue": queue}
         )
-        rows = cursor.fetchall()
-        for name in {row[1] for row in rows}:
-            transaction.on_commit(functools.partial(_notify_queue, name))
-    return len(rows)
+        return len(_retried(cursor.fetchall()))
 
 
 # --- Fan-out ----------------------------------------------------------------------------

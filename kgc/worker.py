@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from procrastinate import App, exceptions, job_context, manager, psycopg_connector, worker
 from procrastinate import jobs as jobs_module
+from procrastinate import utils as utils_module
 from procrastinate.contrib.django import django_connector, utils
 from procrastinate.contrib.django import settings as procrastinate_settings
 from procrastinate.contrib.django.db_cleanup import DjangoApp
@@ -45,6 +46,15 @@ FETCH_JOB_SQL = """
 SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name, attempts, worker_id
   FROM kgc_fetch_job(%(queues)s::varchar[], %(worker_id)s, %(limited)s::varchar[], %(limits)s::int[],
                      %(windows)s::float8[])
+"""
+
+# A job still running at the shutdown timeout goes back to its queue as a new attempt,
+# without its queueing lock (another job under it may be waiting), unless it was aborted.
+REQUEUE_SQL = """
+UPDATE procrastinate_jobs
+   SET status = CASE WHEN abort_requested THEN 'failed' ELSE 'todo' END::procrastinate_job_status,
+       attempts = attempts + 1, worker_id = NULL, queueing_lock = NULL
+ WHERE id = %(job_id)s AND status = 'doing'
 """
 
 RECORD_FAILURE_SQL = """
@@ -70,10 +80,13 @@ WITH stalled AS (
     SELECT * FROM unnest(%(queues)s::varchar[], %(max_attempts)s::int[]) AS p(queue_name, max_attempts)
 ), rescued AS (
     UPDATE procrastinate_jobs AS job
-       SET status = CASE WHEN stalled.attempts + 1 < coalesce(policy.max_attempts, 1)
+       SET status = CASE WHEN stalled.attempts + 1 < coalesce(policy.max_attempts, 1) AND NOT job.abort_requested
                          THEN 'todo' ELSE 'failed' END::procrastinate_job_status,
            attempts = job.attempts + 1,
-           worker_id = NULL
+           worker_id = NULL,
+           -- Back in the queue without its queueing lock: another job under the same lock
+           -- may be waiting already, and the lock allows one waiting job.
+           queueing_lock = NULL
       FROM stalled LEFT JOIN policy ON policy.queue_name = stalled.queue_name
      WHERE job.id = stalled.id
  RETURNING job.id, job.queue_name, job.task_name, job.status, stalled.attempts + 1 AS attempt
@@ -149,8 +162,9 @@ def worker_connector(*, concurrency: int, workers: int = 1) -> psycopg_connector
 
 class KgcDjangoConnector(django_connector.DjangoConnector):
     def get_worker_connector(self) -> psycopg_connector.PsycopgConnector:
-        # ``manage.py procrastinate worker`` may run any queue: size for the busiest.
-        return worker_connector(concurrency=max(q.concurrency for q in QUEUES.values()))
+        # ``manage.py procrastinate worker`` may run any queues, with their summed concurrency
+        # (KgcApp._worker): size for all of them.
+        return worker_connector(concurrency=sum(q.concurrency for q in QUEUES.values()))
 
 
 def _log_fields(job: jobs_module.Job) -> dict[str, Any]:
@@ -225,6 +239,7 @@ class KgcWorker(worker.Worker):
         self.lead = lead
         self.exit_on_abandon = exit_on_abandon
         self.abandoned_job_ids: list[int] = []
+        self._drain_timeout = float(self.shutdown_graceful_timeout or 0.0)
 
     async def _periodic_deferrer(self) -> None:
         if self.lead:
@@ -267,19 +282,37 @@ class KgcWorker(worker.Worker):
         forever the job is requeued (it will run again: at least once) and the process
         exits without waiting for the thread.
         """
+        connector = self.app.job_manager.connector
         for context in list(self._running_jobs.values()):
             job = context.job
-            await self.app.job_manager.retry_job(job)
+            await connector.execute_query_async(query=REQUEUE_SQL, job_id=job.id)
             await job_failure_record(
-                self.app.job_manager.connector,
+                connector,
                 job,
-                TimeoutError(f"still running {self.shutdown_graceful_timeout:.0f} s after shutdown began"),
+                TimeoutError(f"still running {self._drain_timeout:.0f} s after shutdown began"),
                 will_retry=True,
             )
             self.abandoned_job_ids.append(job.id or 0)
             logger.warning(
                 "job put back: still running at shutdown timeout", extra={**_log_fields(job), "event": "job_requeued"}
             )
+
+    async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        """Drain with the heartbeat still beating, then shut down as procrastinate does.
+
+        procrastinate stops the heartbeat before it waits for running jobs; a worker that
+        drains for longer than STALLED_AFTER would then look dead, and another worker would
+        rescue (and run a second time) the jobs it is still finishing.
+        """
+        heartbeat = [task for task in side_tasks if task.get_name() == "update_heartbeats"]
+        await utils_module.cancel_and_capture_errors([task for task in side_tasks if task not in heartbeat])
+        self._drain_timeout = self.shutdown_graceful_timeout or 0.0
+        if self._running_jobs:
+            await asyncio.wait(list(self._running_jobs), timeout=self.shutdown_graceful_timeout)
+        await utils_module.cancel_and_capture_errors(heartbeat)
+        # Already waited: procrastinate's own wait must not add another timeout.
+        self.shutdown_graceful_timeout = 0
+        await super()._shutdown(side_tasks=[])
 
     async def run(self) -> None:
         await super().run()

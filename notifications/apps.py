@@ -11,3 +11,8 @@ class NotificationsConfig(AppConfig):
         from notifications.tracking import tracking_event_receive
 
         tracking_signal.connect(tracking_event_receive, dispatch_uid="notifications.tracking_event_receive")
+
+        from kgc.signals import jobs_retried
+        from notifications.delivery import send_jobs_retried
+
+        jobs_retried.connect(send_jobs_retried, dispatch_uid="notifications.send_jobs_retried")

@@ -496,6 +496,28 @@ def _send_kwargs(outbound_email_id: int, tenant_id: int) -> dict[str, JSONValue]
     return {"outbound_email_id": outbound_email_id, "tenant_id": tenant_id}
 
 
+def emails_requeue(*, email_ids: list[int]) -> list[tuple[int, int, int | None]]:
+    """Put failed emails (not bounced, rejected or complained about) and their notifications
+    back to ``queued``; return ``(email, tenant, notification)`` of each. Defers nothing."""
+    eligible = (
+        OutboundEmail.objects.select_for_update()
+        .filter(pk__in=email_ids, status=OutboundStatus.FAILED)
+        .exclude(events__event_type__in=DO_NOT_RESEND)
+    )
+    rows = list(eligible.values_list("pk", "tenant_id", "notification_id"))
+    OutboundEmail.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(status=OutboundStatus.QUEUED, last_error="")
+    Notification.objects.filter(pk__in=[n for _, _, n in rows if n]).update(email_status=NotificationEmailStatus.QUEUED)
+    return rows
+
+
+def send_jobs_retried(sender: object, jobs: list[Any], **kwargs: object) -> None:
+    """A retried send job sends again: its email, marked failed when the job failed, goes
+    back to ``queued`` in the retry's transaction (``kgc.signals.jobs_retried``)."""
+    email_ids = [job.args["outbound_email_id"] for job in jobs if job.task == SEND_EMAIL_TASK]
+    if email_ids:
+        emails_requeue(email_ids=email_ids)
+
+
 def emails_resend(*, email_ids: list[int], user_id: int | None = None) -> ResendResult:
     """Put failed emails back to ``queued`` and defer a send job for each; return which.
 
@@ -505,17 +527,8 @@ def emails_resend(*, email_ids: list[int], user_id: int | None = None) -> Resend
     A constant number of queries whatever the number of emails.
     """
     with transaction.atomic():
-        eligible = (
-            OutboundEmail.objects.select_for_update()
-            .filter(pk__in=email_ids, status=OutboundStatus.FAILED)
-            .exclude(events__event_type__in=DO_NOT_RESEND)
-        )
-        rows = list(eligible.values_list("pk", "tenant_id", "notification_id"))
+        rows = emails_requeue(email_ids=email_ids)
         ids = [pk for pk, _, _ in rows]
-        OutboundEmail.objects.filter(pk__in=ids).update(status=OutboundStatus.QUEUED, last_error="")
-        Notification.objects.filter(pk__in=[n for _, _, n in rows if n]).update(
-            email_status=NotificationEmailStatus.QUEUED
-        )
         if rows:
             app.configure_task(
                 SEND_EMAIL_TASK, allow_unknown=False, priority=jobs.priority_to_stored(None)

@@ -75,7 +75,7 @@ def expiry_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
     documents = selectors.documents_expiring(tenant=tenant, as_of=as_of) if members else []
     keys = rules.dedupe_keys_possible(
         kind=kind,
-        object_ids=[d.document_id for d in documents],
+        objects=[(d.document_id, d.expires_on) for d in documents],
         thresholds=rules.EXPIRY_THRESHOLDS,
         recipient_ids=[p.user_id for p in members],
     )
@@ -104,7 +104,7 @@ def filing_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
     recipient_ids |= {a.user_id for f in filings for a in f.assignments if a.user_id in member_ids}
     keys = rules.dedupe_keys_possible(
         kind=kind,
-        object_ids=[f.filing_id for f in filings],
+        objects=[(f.filing_id, f.due_date) for f in filings],
         thresholds=rules.FILING_THRESHOLDS,
         recipient_ids=sorted(recipient_ids),
     )

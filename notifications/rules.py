@@ -135,30 +135,36 @@ def expiry_urgency(days_left: int) -> str:
     return NotificationUrgency.HIGH if days_left <= 7 else NotificationUrgency.NORMAL
 
 
-def dedupe_key(*, kind: str, object_id: int, threshold: int, recipient_id: int) -> str:
-    return f"{kind}:{object_id}:{threshold}:{recipient_id}"
+def dedupe_key(*, kind: str, object_id: int, on: date, threshold: int, recipient_id: int) -> str:
+    """The key of one reminder. It names the date the reminder counts down to, so a due date
+    moved later (or an expiry date corrected) starts its reminders afresh."""
+    return f"{kind}:{object_id}@{on.isoformat()}:{threshold}:{recipient_id}"
 
 
 def dedupe_keys_possible(
-    *, kind: str, object_ids: Iterable[int], thresholds: Iterable[int], recipient_ids: Iterable[int]
+    *,
+    kind: str,
+    objects: Iterable[tuple[int, date]],
+    thresholds: Iterable[int],
+    recipient_ids: Iterable[int],
 ) -> list[str]:
-    """Every key a run could have written for these objects and people (to read what was sent)."""
+    """Every key a run could have written for these (object, date)s and people (to read what was sent)."""
     thresholds, recipient_ids = tuple(thresholds), tuple(recipient_ids)
     return [
-        dedupe_key(kind=kind, object_id=o, threshold=t, recipient_id=r)
-        for o in object_ids
+        dedupe_key(kind=kind, object_id=o, on=on, threshold=t, recipient_id=r)
+        for o, on in objects
         for t in thresholds
         for r in recipient_ids
     ]
 
 
 def _sent(
-    kind: str, object_id: int, recipient_id: int, thresholds: Iterable[int], sent_keys: frozenset[str]
+    kind: str, object_id: int, on: date, recipient_id: int, thresholds: Iterable[int], sent_keys: frozenset[str]
 ) -> set[int]:
     return {
         t
         for t in thresholds
-        if dedupe_key(kind=kind, object_id=object_id, threshold=t, recipient_id=recipient_id) in sent_keys
+        if dedupe_key(kind=kind, object_id=object_id, on=on, threshold=t, recipient_id=recipient_id) in sent_keys
     }
 
 
@@ -268,7 +274,7 @@ def expiry_reminders(
             "tenantName": tenant_name,
         }
         for person in recipients:
-            sent = _sent(kind, document.document_id, person.user_id, EXPIRY_THRESHOLDS, sent_keys)
+            sent = _sent(kind, document.document_id, document.expires_on, person.user_id, EXPIRY_THRESHOLDS, sent_keys)
             threshold = threshold_due(days_left=days, thresholds=EXPIRY_THRESHOLDS, sent=sent)
             if threshold is None:
                 continue
@@ -285,7 +291,11 @@ def expiry_reminders(
                     email_template=EXPIRY_TEMPLATE,
                     email_subject=title,
                     dedupe_key=dedupe_key(
-                        kind=kind, object_id=document.document_id, threshold=threshold, recipient_id=person.user_id
+                        kind=kind,
+                        object_id=document.document_id,
+                        on=document.expires_on,
+                        threshold=threshold,
+                        recipient_id=person.user_id,
                     ),
                     data=data,
                 )
@@ -324,7 +334,7 @@ def filing_reminders(
             "tenantName": tenant_name,
         }
         for person in recipients:
-            sent = _sent(kind, filing.filing_id, person.user_id, FILING_THRESHOLDS, sent_keys)
+            sent = _sent(kind, filing.filing_id, filing.due_date, person.user_id, FILING_THRESHOLDS, sent_keys)
             threshold = threshold_due(days_left=days, thresholds=FILING_THRESHOLDS, sent=sent)
             if threshold is None:
                 continue
@@ -343,7 +353,11 @@ def filing_reminders(
                     email_template=FILING_TEMPLATE,
                     email_subject=title,
                     dedupe_key=dedupe_key(
-                        kind=kind, object_id=filing.filing_id, threshold=threshold, recipient_id=person.user_id
+                        kind=kind,
+                        object_id=filing.filing_id,
+                        on=filing.due_date,
+                        threshold=threshold,
+                        recipient_id=person.user_id,
                     ),
                     data=data,
                 )

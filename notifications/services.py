@@ -144,7 +144,8 @@ WITH drafts AS (
 ), new_notifications AS (
     INSERT INTO notifications_notification
            (tenant_id, recipient_id, kind, urgency, title, body, data, dedupe_key, created_at, email_status)
-    SELECT %(tenant_id)s, recipient_id, kind, urgency, title, body, data, dedupe_key, now(), 'queued'
+    SELECT %(tenant_id)s, recipient_id, kind, urgency, title, body, data, dedupe_key, now(),
+           CASE WHEN recipient_email = '' THEN 'skipped' ELSE 'queued' END
       FROM drafts
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id, dedupe_key
@@ -156,6 +157,7 @@ WITH drafts AS (
            'queued', 0, '', '', 'notification:' || n.id, now()
       FROM new_notifications AS n
       JOIN drafts AS d USING (dedupe_key)
+     WHERE d.recipient_email <> ''  -- a person without an address gets the in-app notification only
     RETURNING id
 ), send_jobs AS (
     SELECT procrastinate_defer_jobs_v1(array_agg(

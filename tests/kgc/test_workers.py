@@ -210,3 +210,17 @@ def test_procrastinate_entry_point_defers_inside_the_tasks_transaction_too(worke
     group.start("-q", "maintenance", entry="procrastinate")
     wait_for(lambda: statuses([job]) == ["failed"], message="the task to fail")
     assert not ProcrastinateJob.objects.filter(task_name="tests.noop_email").exists()
+
+
+def test_job_draining_longer_than_the_dead_worker_cutoff_is_not_run_twice(workers):
+    """A stopping worker keeps its heartbeat while its jobs finish, so nobody rescues them."""
+    group = workers()
+    stopping = group.start("--queues", "compliance", "--shutdown-timeout", "90")
+    job = defer("tests.sleep_compliance", seconds=30)  # longer than the 20 s cutoff
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    group.start("--queues", "compliance")  # a live worker that would rescue a silent one's jobs
+    stopping.send_signal(signal.SIGTERM)
+    assert stopping.wait(timeout=120) == 0
+    stored = ProcrastinateJob.objects.get(id=job)
+    assert (stored.status, stored.attempts) == ("succeeded", 1)
+    assert not JobFailure.objects.filter(job_id=job).exists()

@@ -73,3 +73,13 @@ def test_two_concurrent_deliveries_create_one_notification(tenant, member_of):
     assert sorted(r.notifications for r in results) == [0, 1]
     assert Notification.objects.count() == OutboundEmail.objects.count() == 1
     assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 1
+
+
+@pytest.mark.django_db
+def test_recipient_without_an_address_gets_the_notification_but_no_email(tenant, member_of):
+    user = member_of(tenant, "admin", email="")
+    result = notifications_deliver(tenant=tenant, drafts=[draft(user)])
+    assert (result.notifications, result.emails) == (1, 0)
+    assert Notification.objects.get().email_status == "skipped"
+    assert not OutboundEmail.objects.exists()
+    assert not ProcrastinateJob.objects.filter(task_name="notifications.send_email").exists()

@@ -130,7 +130,7 @@ def test_notification_and_email_carry_the_templates_fields(tenant, member_of, do
     notification = Notification.objects.get()
     email = OutboundEmail.objects.get()
     assert notification.kind == "document_expiry"
-    assert notification.dedupe_key == f"document_expiry:{document.pk}:14:{admin.pk}"
+    assert notification.dedupe_key == f"document_expiry:{document.pk}@{document.expires_on}:14:{admin.pk}"
     assert notification.title == f"TIN Certificate for {document.client.name} expires in 14 days"
     assert (email.to_email, email.to_name, email.template, email.subject) == (
         "ana@firm.example",

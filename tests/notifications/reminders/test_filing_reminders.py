@@ -135,7 +135,7 @@ def test_notification_and_email_carry_the_templates_fields(tenant, member_of, fi
     send(tenant)
     notification = Notification.objects.get()
     email = OutboundEmail.objects.get()
-    assert notification.dedupe_key == f"filing_reminder:{filing.pk}:3:{admin.pk}"
+    assert notification.dedupe_key == f"filing_reminder:{filing.pk}@{filing.due_date}:3:{admin.pk}"
     assert notification.title == f"Urgent: PAYE Return 2026-11 for {filing.client.name} is due in 2 days"
     assert (email.template, email.subject) == ("filing-reminder", notification.title)
     assert email.context == {

@@ -147,7 +147,7 @@ def test_reminder_already_sent_to_one_person_still_goes_to_the_others():
     reminders = expiry_reminders(
         documents=[document(14)],
         members=STAFF,
-        sent_keys=frozenset({"document_expiry:10:14:1"}),
+        sent_keys=frozenset({"document_expiry:10@2026-12-13:14:1"}),
         tenant_name="K",
         as_of=AS_OF,
     )
@@ -160,7 +160,7 @@ def test_expiry_reminder_says_what_which_client_and_when():
     )
     assert reminder.title == "TIN Certificate for Acme Holdings expires tomorrow"
     assert "30 November 2026" in reminder.body
-    assert reminder.dedupe_key == "document_expiry:10:7:1"
+    assert reminder.dedupe_key == "document_expiry:10@2026-11-30:7:1"
     assert reminder.urgency == "HIGH"
     assert reminder.data == {
         "documentId": 10,
@@ -197,3 +197,15 @@ def test_urgent_filing_reminder_says_so_and_names_the_assignees_task():
         "urgency": "URGENT",
         "tenantName": "Kestrel",
     }
+
+
+def test_a_date_moved_later_starts_its_reminders_afresh():
+    sent_for_old_date = frozenset({"document_expiry:10@2026-12-01:7:1"})  # 7-day reminder sent for Dec 1
+    reminders = expiry_reminders(
+        documents=[document(5)],  # the expiry date was corrected to Dec 4
+        members=[STAFF[0]],
+        sent_keys=sent_for_old_date,
+        tenant_name="K",
+        as_of=AS_OF,
+    )
+    assert [(r.threshold, r.dedupe_key) for r in reminders] == [(7, "document_expiry:10@2026-12-04:7:1")]

@@ -31,6 +31,7 @@ def test_enqueued_expiry_check_runs_in_a_worker_and_notifies(tenant, staff, docu
     assert status == "succeeded"
     keys = set(Notification.objects.values_list("dedupe_key", flat=True))
     assert keys == {
-        f"document_expiry:{document.pk}:14:{staff[role].pk}" for role in ("admin", "manager", "compliance_officer")
+        f"document_expiry:{document.pk}@{document.expires_on}:14:{staff[role].pk}"
+        for role in ("admin", "manager", "compliance_officer")
     }
     assert OutboundEmail.objects.filter(status="queued").count() == 3
