@@ -504,7 +504,7 @@ def emails_requeue(*, email_ids: list[int]) -> list[tuple[int, int, int | None]]
         .filter(pk__in=email_ids, status=OutboundStatus.FAILED)
         .exclude(events__event_type__in=DO_NOT_RESEND)
     )
-    rows = list(eligible.values_list("pk", "tenant_id", "notification_id"))
+    rows: list[tuple[int, int, int | None]] = list(eligible.values_list("pk", "tenant_id", "notification_id"))
     OutboundEmail.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(status=OutboundStatus.QUEUED, last_error="")
     Notification.objects.filter(pk__in=[n for _, _, n in rows if n]).update(email_status=NotificationEmailStatus.QUEUED)
     return rows
