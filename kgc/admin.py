@@ -219,55 +219,39 @@ class QueueDashboardAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:kgc_queuepause_changelist"))
 
     def pause_view(self, request: HttpRequest, name: str) -> HttpResponse:
-        if not self._may_operate(request):
-            raise PermissionDenied
-        name = self._queue_or_404(name)
-        if request.method != "POST":
-            return self._confirm(
-                request,
-                title=f"Pause the {name} queue?",
-                lines=[
-                    "Workers will start none of its jobs until it is resumed.",
-                    "Jobs already running finish normally.",
-                ],
-                button=f"Yes, pause {name}",
-            )
-        with transaction.atomic():
-            changed = jobs.pause_queue(name, by=request.user.get_username())
-            if changed:
-                _log(
-                    request,
-                    model=QueuePause,
-                    object_id=name,
-                    text=f"{name} (paused)",
-                    flag=ADDITION,
-                    message="Paused the queue",
-                )
-        return self._done(request, f"Paused the {name} queue." if changed else f"The {name} queue was already paused.")
+        return self._pause_or_resume(request, name, pause=True)
 
     def resume_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        return self._pause_or_resume(request, name, pause=False)
+
+    def _pause_or_resume(self, request: HttpRequest, name: str, *, pause: bool) -> HttpResponse:
         if not self._may_operate(request):
             raise PermissionDenied
         name = self._queue_or_404(name)
+        verb, done = ("pause", "Paused") if pause else ("resume", "Resumed")
         if request.method != "POST":
+            lines = (
+                ["Workers will start none of its jobs until it is resumed.", "Jobs already running finish normally."]
+                if pause
+                else ["Workers start its waiting jobs again at once."]
+            )
             return self._confirm(
-                request,
-                title=f"Resume the {name} queue?",
-                lines=["Workers start its waiting jobs again at once."],
-                button=f"Yes, resume {name}",
+                request, title=f"{verb.capitalize()} the {name} queue?", lines=lines, button=f"Yes, {verb} {name}"
             )
         with transaction.atomic():
-            changed = jobs.resume_queue(name)
+            changed = jobs.pause_queue(name, by=request.user.get_username()) if pause else jobs.resume_queue(name)
             if changed:
                 _log(
                     request,
                     model=QueuePause,
                     object_id=name,
                     text=f"{name} (paused)",
-                    flag=DELETION,
-                    message="Resumed the queue",
+                    flag=ADDITION if pause else DELETION,
+                    message=f"{done} the queue",
                 )
-        return self._done(request, f"Resumed the {name} queue." if changed else f"The {name} queue was not paused.")
+        if changed:
+            return self._done(request, f"{done} the {name} queue.")
+        return self._done(request, f"The {name} queue was {'already paused' if pause else 'not paused'}.")
 
     def retry_failed_view(self, request: HttpRequest, name: str) -> HttpResponse:
         if not self._may_operate(request):
