@@ -158,14 +158,23 @@ def dedupe_keys_possible(
     ]
 
 
-def _sent(
-    kind: str, object_id: int, on: date, recipient_id: int, thresholds: Iterable[int], sent_keys: frozenset[str]
-) -> set[int]:
-    return {
+def _threshold_for(
+    *,
+    kind: str,
+    object_id: int,
+    on: date,
+    days: int,
+    thresholds: tuple[int, ...],
+    person: Person,
+    sent_keys: frozenset[str],
+) -> int | None:
+    """The threshold to send ``person`` now for this object and date (see ``threshold_due``)."""
+    sent = {
         t
         for t in thresholds
-        if dedupe_key(kind=kind, object_id=object_id, on=on, threshold=t, recipient_id=recipient_id) in sent_keys
+        if dedupe_key(kind=kind, object_id=object_id, on=on, threshold=t, recipient_id=person.user_id) in sent_keys
     }
+    return threshold_due(days_left=days, thresholds=thresholds, sent=sent)
 
 
 # --- Recipients ---------------------------------------------------------------------------
@@ -274,8 +283,15 @@ def expiry_reminders(
             "tenantName": tenant_name,
         }
         for person in recipients:
-            sent = _sent(kind, document.document_id, document.expires_on, person.user_id, EXPIRY_THRESHOLDS, sent_keys)
-            threshold = threshold_due(days_left=days, thresholds=EXPIRY_THRESHOLDS, sent=sent)
+            threshold = _threshold_for(
+                kind=kind,
+                object_id=document.document_id,
+                on=document.expires_on,
+                days=days,
+                thresholds=EXPIRY_THRESHOLDS,
+                person=person,
+                sent_keys=sent_keys,
+            )
             if threshold is None:
                 continue
             reminders.append(
@@ -334,8 +350,15 @@ def filing_reminders(
             "tenantName": tenant_name,
         }
         for person in recipients:
-            sent = _sent(kind, filing.filing_id, filing.due_date, person.user_id, FILING_THRESHOLDS, sent_keys)
-            threshold = threshold_due(days_left=days, thresholds=FILING_THRESHOLDS, sent=sent)
+            threshold = _threshold_for(
+                kind=kind,
+                object_id=filing.filing_id,
+                on=filing.due_date,
+                days=days,
+                thresholds=FILING_THRESHOLDS,
+                person=person,
+                sent_keys=sent_keys,
+            )
             if threshold is None:
                 continue
             tasks = [a.task_title for a in filing.assignments if a.user_id == person.user_id]
