@@ -6,6 +6,7 @@ same pause flags, the same rate-limit window and the same failure history.
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from procrastinate.contrib.django.models import ProcrastinateJob
 
@@ -85,3 +86,56 @@ class JobFailure(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} attempt {self.attempt}: {self.exception_type}"
+
+
+class WorkerProcess(models.Model):
+    """One running worker process, next to procrastinate's ``procrastinate_workers`` row of the same id.
+
+    Written by the worker at registration and with every heartbeat; deleted with the
+    procrastinate row (the foreign key is declared in SQL with ON DELETE CASCADE), so a
+    worker declared dead disappears from here too. ``duties`` holds each supervised
+    duty's state as the worker last reported it, for the console and the health checks:
+    ``{"listener": {"state": "running", "restarts": 0, "failing_since": null, "last_error": ""}}``.
+    """
+
+    worker_id = models.BigIntegerField(primary_key=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = ArrayField(models.CharField(max_length=128))
+    concurrency = models.JSONField(default=dict, help_text="Jobs run at once per queue in this process.")
+    started_at = models.DateTimeField()
+    duties = models.JSONField(default=dict)
+    reported_at = models.DateTimeField(help_text="When the duties were last written (with the heartbeat).")
+
+    class Meta:
+        verbose_name = "worker process"
+
+    def __str__(self) -> str:
+        return f"worker {self.worker_id} ({self.host}:{self.pid})"
+
+
+class Leadership(models.Model):
+    """A lease held by one live worker process, which runs the singleton duties while it holds it.
+
+    The holder renews ``expires_at`` every few seconds; any other worker may take the
+    lease once it has expired (see ``kgc/queue/leader.py``).
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    worker_id = models.BigIntegerField()
+    elected_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: worker {self.worker_id} until {self.expires_at:%H:%M:%S}"
+
+
+class SchedulerTick(models.Model):
+    """When the scheduler last checked its schedules (and which worker ran it), for health checks."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    ticked_at = models.DateTimeField()
+    worker_id = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.name} ticked at {self.ticked_at:%H:%M:%S} by worker {self.worker_id}"
