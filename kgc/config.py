@@ -75,6 +75,26 @@ class Env:
             raise ConfigError(name, f"must be {bound}, got {value}")
         return value
 
+    def float(
+        self,
+        name: builtins.str,
+        default: builtins.float,
+        *,
+        minimum: builtins.float = 0.0,
+        maximum: builtins.float | None = None,
+    ) -> builtins.float:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
+        if not value >= minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum:g} to {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+            raise ConfigError(name, f"must be {bound}, got {raw}")
+        return value
+
     def list(self, name: builtins.str, default: builtins.list[builtins.str]) -> builtins.list[builtins.str]:
         raw = self.environ.get(name, "").strip()
         if not raw:

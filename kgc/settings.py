@@ -212,6 +212,20 @@ KGC_RATE_LIMITS = env.str("KGC_RATE_LIMITS", default="")
 KGC_SCHEDULER_CATCH_UP_HOURS = env.int("KGC_SCHEDULER_CATCH_UP_HOURS", default=20, minimum=0, maximum=23)
 PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": KGC_SCHEDULER_CATCH_UP_HOURS * 3600}
 KGC_SHUTDOWN_TIMEOUT = env.int("KGC_SHUTDOWN_TIMEOUT", default=30, minimum=1)
+# Per-queue concurrency of each worker process, overriding kgc/queues.py: "email=40,compliance=2".
+KGC_CONCURRENCY = env.str("KGC_CONCURRENCY", default="")
+# Worker processes `runworkers` starts (default: one per CPU).
+KGC_PROCESSES = env.int("KGC_PROCESSES", default=0, minimum=0, maximum=256)
+# Fault tolerance (seconds; see the README's "Database faults"): how often a worker beats, when a
+# silent worker counts as dead and its jobs are rescued, how long the leader's lease lasts, and
+# how long a duty may keep failing before the process gives up and exits non-zero.
+KGC_HEARTBEAT_INTERVAL = env.float("KGC_HEARTBEAT_INTERVAL", default=5.0, minimum=0.1, maximum=300)
+KGC_WORKER_DEAD_AFTER = env.float("KGC_WORKER_DEAD_AFTER", default=20.0, minimum=0.5, maximum=3600)
+KGC_LEADER_TTL = env.float("KGC_LEADER_TTL", default=10.0, minimum=0.5, maximum=300)
+KGC_RECOVERY_TIMEOUT = env.float("KGC_RECOVERY_TIMEOUT", default=300.0, minimum=1, maximum=86400)
+KGC_POLL_INTERVAL = env.float("KGC_POLL_INTERVAL", default=1.0, minimum=0.05, maximum=60)
+# /readyz answers 503 once a worker's duty has been failing for this long.
+KGC_DUTY_FAILING_AFTER = env.float("KGC_DUTY_FAILING_AFTER", default=60.0, minimum=1, maximum=86400)
 
 # --- Compliance scoring ---------------------------------------------------------------------
 # COMPLIANCE_MISSING_POINTS=25 overrides one weight or window of compliance/conf.py (which

@@ -98,6 +98,8 @@ class WorkerProcesses:
 
     def start(self, *args: str, entry: str = "runworkers") -> subprocess.Popen[str]:
         """Start a worker process and return once it has registered (so signals find it running)."""
+        if entry == "runworkers" and "--processes" not in args:
+            args = (*args, "--processes", "1")  # the process is the worker: signals and kills reach it directly
         command = ["runworkers", *args] if entry == "runworkers" else ["procrastinate", "worker", *args]
         log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in stop_all
         newest = _newest_worker_id()

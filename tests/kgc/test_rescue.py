@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kgc.queues import QUEUES
-from kgc.worker import RESCUE_STALLED_SQL
+from kgc.queue.sql import RESCUE
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +28,15 @@ def running(sql, worker_id, *, attempts=0, queueing_lock=None, abort=False, queu
     return job_id
 
 
-def rescue(sql):
+def rescue(sql, keep_locks=True):
     return sql(
-        RESCUE_STALLED_SQL,
-        {"stalled_after": 20, "queues": list(QUEUES), "max_attempts": [q.retry.max_attempts for q in QUEUES.values()]},
+        RESCUE,
+        {
+            "dead_after": 20,
+            "queues": list(QUEUES),
+            "max_attempts": [q.retry.max_attempts for q in QUEUES.values()],
+            "keep_locks": keep_locks,
+        },
     )
 
 

@@ -100,10 +100,3 @@ def test_transient_errors_are_retried_until_the_queue_attempts_run_out(attempts_
     job = Job(id=1, queue="compliance", lock=None, queueing_lock=None, task_name="t", attempts=attempts_before)
     decision = strategy.get_retry_decision(exception=exception, job=job)
     assert (decision is not None) is retried
-
-
-@pytest.mark.parametrize(("concurrency", "workers", "size"), [(1, 1, 4), (5, 1, 8), (11, 5, 26)])
-def test_worker_pool_is_sized_to_the_concurrency(concurrency, workers, size):
-    from kgc.worker import default_pool_size
-
-    assert default_pool_size(concurrency, workers) == size

@@ -1,18 +1,17 @@
-"""Run the workers of every queue (or some), with the scheduler, in one process.
+"""Run the workers: every queue (or some), with the scheduler, on every core.
 
-The seed's ``worker.ts``. Each queue gets its own procrastinate worker with the
-concurrency from ``kgc/queues.py``; the first one also runs the periodic scheduler
-and the queue maintenance (crash recovery, counters). SIGTERM or SIGINT stops
-fetching, lets running jobs finish (``--shutdown-timeout``), and exits 0.
+The seed's ``worker.ts``. ``--processes N`` (default: one per CPU, or ``KGC_PROCESSES``)
+worker processes, each serving the queues with their concurrency from
+``kgc/queues.py`` (or ``KGC_CONCURRENCY``); one of them, elected, also runs the
+scheduler and the crash rescue. SIGTERM or SIGINT stops claiming, lets running jobs
+finish (``--shutdown-timeout``), and exits 0; a worker that cannot recover from a
+database fault within ``KGC_RECOVERY_TIMEOUT`` exits 3. See ``kgc/queue/``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import signal
-import threading
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -20,20 +19,28 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import autoreload
 from procrastinate.contrib.django import app
 
+from kgc.commands import positive_int
+from kgc.queue import process
+from kgc.queue.config import ConcurrencyError, queue_concurrency, worker_config
 from kgc.queues import QUEUES, UnknownQueue, queue_get
-from kgc.worker import KgcWorker, worker_connector
 
-logger = logging.getLogger("kgc.jobs")
+CHILD = "KGC_WORKER_CHILD"  # set in the environment of the processes a parent starts
 
 
 class Command(BaseCommand):
-    help = "Run the job workers: every queue with its concurrency, plus the scheduler."
+    help = "Run the job workers: every queue with its concurrency, plus the scheduler, in N processes."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--queues", default=",".join(QUEUES), help=f"comma-separated queue names (default: all: {','.join(QUEUES)})"
         )
-        parser.add_argument("--reload", action="store_true", help="restart when code changes (development)")
+        parser.add_argument(
+            "--processes",
+            type=positive_int,
+            default=None,
+            help=f"worker processes (default: KGC_PROCESSES, else one per CPU: {os.cpu_count()})",
+        )
+        parser.add_argument("--reload", action="store_true", help="one process, restarted when code changes")
         parser.add_argument(
             "--shutdown-timeout",
             type=float,
@@ -44,71 +51,29 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             names = [queue_get(name.strip()).name for name in options["queues"].split(",") if name.strip()]
-        except UnknownQueue as exc:
+            concurrency = queue_concurrency(names)
+        except (UnknownQueue, ConcurrencyError) as exc:
             raise CommandError(str(exc), returncode=2) from None
         if not names:
             raise CommandError("--queues names no queue", returncode=2)
-        timeout = options["shutdown_timeout"] or float(settings.KGC_SHUTDOWN_TIMEOUT)
+        processes = options["processes"] or settings.KGC_PROCESSES or os.cpu_count() or 1
+        config = worker_config(queues=concurrency, shutdown_timeout=options["shutdown_timeout"], name="runworkers")
+        app.perform_import_paths()  # task modules named by settings (KGC_EXTRA_TASK_MODULES)
         if options["reload"]:
-            autoreload.run_with_reloader(run_workers, names, timeout)
-        else:
-            run_workers(names, timeout)
-
-
-def run_workers(names: list[str], shutdown_timeout: float) -> None:
-    asyncio.run(_run(names, shutdown_timeout))
-
-
-async def _run(names: list[str], shutdown_timeout: float) -> None:
-    queues = [QUEUES[name] for name in names]
-    connector = worker_connector(concurrency=sum(q.concurrency for q in queues), workers=len(queues))
-    app.perform_import_paths()  # task modules named by settings (KGC_EXTRA_TASK_MODULES)
-    with app.replace_connector(connector):
-        async with app.open_async():
-            workers = [
-                KgcWorker(
-                    app=app,  # procrastinate's app, upgraded by kgc.worker.on_app_ready
-                    queues=[queue.name],
-                    name=queue.name,
-                    concurrency=queue.concurrency,
-                    lead=index == 0,
-                    exit_on_abandon=False,
-                    install_signal_handlers=False,
-                    shutdown_graceful_timeout=shutdown_timeout,
-                    **_defaults(),
-                )
-                for index, queue in enumerate(queues)
-            ]
-            if threading.current_thread() is threading.main_thread():
-                # Under --reload the workers run in a thread of Django's reloader, which
-                # handles the signals itself.
-                loop = asyncio.get_running_loop()
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(signum, _stop_all, workers, signum)
-            logger.info(
-                "workers started",
-                extra={"event": "workers_started", "queues": ",".join(names), "pid": os.getpid()},
-            )
-            await asyncio.gather(*(worker.run() for worker in workers))
-            logger.info("workers stopped", extra={"event": "workers_stopped", "pid": os.getpid()})
-            if any(worker.abandoned_job_ids for worker in workers):
-                # Jobs put back at the timeout may still be running in their threads: exit
-                # now, before asyncio's teardown would cancel them (and report them
-                # aborted) and wait for the threads.
-                logging.shutdown()
-                os._exit(0)
-
-
-def _defaults() -> dict[str, Any]:
-    """The app's worker defaults (its middleware) minus what each worker sets itself."""
-    own = {"queues", "name", "concurrency", "install_signal_handlers", "shutdown_graceful_timeout"}
-    return {key: value for key, value in app.worker_defaults.items() if key not in own}
-
-
-def _stop_all(workers: list[KgcWorker], signum: int) -> None:
-    logger.info(
-        "stopping: no new jobs; running jobs get their shutdown timeout to finish",
-        extra={"event": "workers_stopping", "signal": signal.Signals(signum).name},
-    )
-    for worker in workers:
-        worker.stop()
+            autoreload.run_with_reloader(process.worker_run, app, config)
+            return
+        if os.environ.get(CHILD):
+            process.parent_death_signal()
+        if processes == 1 or os.environ.get(CHILD):
+            sys.exit(process.worker_run(app, config))
+        child = [sys.executable, sys.argv[0], "runworkers", "--processes", "1", "--queues", ",".join(names)]
+        if options["shutdown_timeout"] is not None:
+            child += ["--shutdown-timeout", str(options["shutdown_timeout"])]
+        os.environ[CHILD] = "1"
+        group = process.ProcessGroup(
+            child,
+            processes=processes,
+            recovery_timeout=config.recovery_timeout,
+            shutdown_timeout=config.shutdown_timeout,
+        )
+        sys.exit(group.run())

@@ -1,0 +1,118 @@
+"""Writing jobs' outcomes in batches.
+
+Outcomes wait in memory for a few milliseconds (``FLUSH_DELAY``) or until ``BATCH_MAX``
+of them are waiting, then one statement (``sql.FINISH``) writes them all, with their
+failure records. This is at least once, as before: a process that dies between a job's
+end and the flush leaves the job running in the database under a worker that stops
+beating, and the rescue puts it back in its queue, so it runs again. Email stays at
+most once all the same, because sending claims the email row itself
+(``notifications/delivery.py``).
+
+The statement accepts an outcome only from the attempt that claimed the job (see
+``sql.FINISH``): a late outcome of a job that was rescued and handed to another worker
+meanwhile is refused and logged, never written over the new attempt's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+import psycopg
+
+from kgc.queue import sql
+from kgc.queue.db import Link
+from kgc.queue.runner import Outcome, log_fields
+from kgc.queue.supervisor import DutyHandle
+
+logger = logging.getLogger("kgc.worker")
+
+FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its statement
+BATCH_MAX = 500
+
+
+def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
+    failed = [outcome for outcome in batch if outcome.failure is not None]
+    return {
+        "ids": [outcome.claim.job.id for outcome in batch],
+        "workers": [outcome.claim.worker_id for outcome in batch],
+        "attempts": [outcome.claim.attempts for outcome in batch],
+        "statuses": [outcome.status for outcome in batch],
+        "retry_at": [outcome.retry_at for outcome in batch],
+        "keep_locks": keep_locks,
+        "failed_ids": [outcome.claim.job.id for outcome in failed],
+        "failed_attempts": [outcome.failure.attempt for outcome in failed if outcome.failure],
+        "failed_types": [outcome.failure.exception_type for outcome in failed if outcome.failure],
+        "failed_messages": [outcome.failure.message for outcome in failed if outcome.failure],
+        "failed_tracebacks": [outcome.failure.traceback for outcome in failed if outcome.failure],
+        "failed_at": [outcome.failure.failed_at for outcome in failed if outcome.failure],
+    }
+
+
+class Completer:
+    def __init__(self, link: Link, *, timeout: float) -> None:
+        self.link = link
+        self.timeout = timeout
+        self.pending: deque[Outcome] = deque()
+        self._ready = asyncio.Event()
+        self.refused = 0
+
+    def add(self, outcome: Outcome) -> None:
+        self.pending.append(outcome)
+        self._ready.set()
+
+    async def duty(self, handle: DutyHandle) -> None:
+        """Flush outcomes as they come; a failed flush keeps them for the next try."""
+        handle.healthy()
+        while True:
+            if not self.pending:
+                self._ready.clear()
+                try:
+                    async with asyncio.timeout(1.0):
+                        await self._ready.wait()
+                except TimeoutError:
+                    handle.healthy()
+                    continue
+            if len(self.pending) < BATCH_MAX:
+                await asyncio.sleep(FLUSH_DELAY)
+            await self.flush_once()
+            handle.healthy()
+
+    async def flush_once(self) -> None:
+        batch = [self.pending.popleft() for _ in range(min(len(self.pending), BATCH_MAX))]
+        if not batch:
+            return
+        try:
+            accepted = await self._write(batch)
+        except BaseException:
+            self.pending.extendleft(reversed(batch))
+            raise
+        self._report_refused(batch, accepted)
+
+    async def flush_all(self, *, timeout: float) -> None:
+        """Write everything still waiting (shutdown); give up after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while self.pending:
+                await self.flush_once()
+
+    async def _write(self, batch: list[Outcome]) -> set[int]:
+        try:
+            rows = await self.link.execute(sql.FINISH, finish_params(batch, keep_locks=True), timeout=self.timeout)
+        except psycopg.errors.UniqueViolation:
+            # A job enqueued at this very moment took a queueing lock a retry was keeping:
+            # the retries go back without theirs.
+            rows = await self.link.execute(sql.FINISH, finish_params(batch, keep_locks=False), timeout=self.timeout)
+        return {row["id"] for row in rows}
+
+    def _report_refused(self, batch: list[Outcome], accepted: set[int]) -> None:
+        for outcome in batch:
+            if outcome.claim.job.id in accepted:
+                continue
+            self.refused += 1
+            logger.warning(
+                f"outcome of a superseded attempt refused ({outcome.status}): the job was rescued meanwhile and "
+                "belongs to a newer attempt",
+                extra={**log_fields(outcome.claim.job), "event": "job_outcome_refused", "outcome": outcome.status},
+            )

@@ -1,0 +1,96 @@
+"""The worker's own connections to PostgreSQL, each owned by one duty.
+
+A duty's connection is opened when first needed and dropped after any error, so the
+next round reconnects: after a restart or a failover nothing keeps using a dead
+socket. Connections also carry TCP keepalives and a user timeout, so that a
+half-open connection (a peer that vanished without closing) fails within seconds
+instead of hanging, and every statement runs under a timeout of its own.
+
+Task code does not use these: tasks run on Django's connection of their thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+logger = logging.getLogger("kgc.worker")
+
+# libpq options for every worker connection; DATABASE_URL's query string overrides them.
+# A dead peer is noticed after about 25 s of idleness (10 + 3 × 5), and unacknowledged
+# writes fail after 15 s, instead of the kernel's default of two hours or more.
+CONNECTION_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+
+
+def connection_params(alias: str = "default") -> dict[str, Any]:
+    """psycopg connection arguments for Django's ``alias`` database, with the worker's defaults."""
+    from django.db import connections
+
+    params = dict(connections[alias].get_connection_params())
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    if str(params.get("host", "")).startswith("/"):
+        # TCP options mean nothing on a Unix socket (the embedded server).
+        return {**params, "connect_timeout": params.get("connect_timeout", CONNECTION_DEFAULTS["connect_timeout"])}
+    return {**CONNECTION_DEFAULTS, **params}
+
+
+class Link:
+    """One duty's connection: opened on first use, dropped after any error.
+
+    ``execute`` runs one statement in autocommit (its own transaction) under ``timeout``
+    seconds; a timeout, like any error, drops the connection. A ``shared`` link serves
+    several duties, one statement at a time.
+    """
+
+    def __init__(
+        self, name: str, params: Mapping[str, Any], *, connect_timeout: float = 10.0, shared: bool = False
+    ) -> None:
+        self.name = name
+        self.params = {**params, "application_name": f"kgc-worker:{name}"}
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        self._lock = asyncio.Lock() if shared else None
+
+    async def connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            await self.drop()
+            async with asyncio.timeout(self.connect_timeout):
+                self._conn = await psycopg.AsyncConnection.connect(autocommit=True, row_factory=dict_row, **self.params)
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def using(self, timeout: float) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+        """The connection, for several statements under one ``timeout``; dropped on any error."""
+        try:
+            async with asyncio.timeout(timeout):
+                yield await self.connection()
+        except BaseException:
+            await self.drop()
+            raise
+
+    async def execute(
+        self, query: Any, params: Mapping[str, Any] | None = None, *, timeout: float
+    ) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout), self._lock or contextlib.nullcontext(), self.using(timeout) as conn:
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchall() if cursor.description else []
+
+    async def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing left to close cleanly
+                await conn.close()

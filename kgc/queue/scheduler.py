@@ -1,0 +1,125 @@
+"""The scheduler: one periodic job per cron tick, run by the leader only.
+
+Which ticks are due is a pure function (``ticks_due``) of the schedules, the last tick
+each one got and the time. The leader loads the last ticks from the database when it
+takes over, so a tick missed while leadership changed hands (or while no worker was
+up) is caught up, within ``KGC_SCHEDULER_CATCH_UP_HOURS``. procrastinate's
+``procrastinate_periodic_defers`` keeps one row per tick under a unique key, so even two
+schedulers could not defer one tick twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from croniter import croniter
+from procrastinate import App
+from psycopg.types.json import Jsonb
+
+from kgc.queue import sql
+from kgc.queue.config import SCHEDULER_PERIOD
+from kgc.queue.db import Link
+from kgc.queue.supervisor import DutyHandle
+
+logger = logging.getLogger("kgc.worker")
+
+ScheduleKey = tuple[str, str]  # (task name, periodic id)
+# At most this many missed ticks of one schedule are caught up at once (the latest ones).
+CATCH_UP_MAX = 24
+
+
+def ticks_due(
+    *, crons: Mapping[ScheduleKey, str], last: Mapping[ScheduleKey, int], now: float, catch_up: float
+) -> list[tuple[ScheduleKey, int]]:
+    """The (schedule, tick timestamp) pairs to defer now, oldest first.
+
+    A schedule that got a tick before gets every tick since, up to now; one that never
+    did gets only its latest tick. Either way, ticks older than ``catch_up`` seconds are
+    skipped, and at most ``CATCH_UP_MAX`` per schedule.
+    """
+    due: list[tuple[ScheduleKey, int]] = []
+    for key, cron in crons.items():
+        since = last.get(key)
+        # Walking back from now: get_prev excludes its start, so start just after now.
+        iterator = croniter(cron, int(now) + 1)
+        ticks: list[int] = []
+        while len(ticks) < (1 if since is None else CATCH_UP_MAX):
+            tick = int(iterator.get_prev(float))
+            if now - tick > catch_up or (since is not None and tick <= since):
+                break
+            ticks.append(tick)
+        due.extend((key, tick) for tick in ticks)
+    return sorted(due, key=lambda item: item[1])
+
+
+def next_tick_in(crons: Mapping[ScheduleKey, str], *, now: float) -> float:
+    """Seconds until the next tick of any schedule."""
+    if not crons:
+        return SCHEDULER_PERIOD
+    return min(croniter(cron, now).get_next(float) for cron in crons.values()) - now
+
+
+@dataclass
+class Scheduler:
+    app: App
+    link: Link
+    is_leader: Callable[[], bool]
+    worker_id: Callable[[], int | None]
+    catch_up: float
+    timeout: float
+
+    def crons(self) -> dict[ScheduleKey, str]:
+        return {key: periodic.cron for key, periodic in self.app.periodic_registry.periodic_tasks.items()}
+
+    async def duty(self, handle: DutyHandle) -> None:
+        last: dict[ScheduleKey, int] | None = None
+        while True:
+            if not self.is_leader():
+                handle.standby()
+                last = None  # a future term starts from what the database says
+                await asyncio.sleep(min(1.0, SCHEDULER_PERIOD))
+                continue
+            if last is None:
+                last = await self._last_ticks()
+            now = time.time()
+            for key, tick in ticks_due(crons=self.crons(), last=last, now=now, catch_up=self.catch_up):
+                await self._defer(key, tick)
+                last[key] = tick
+            await self.link.execute(sql.SCHEDULER_TICKED, {"worker_id": self.worker_id()}, timeout=self.timeout)
+            handle.healthy()
+            await asyncio.sleep(min(next_tick_in(self.crons(), now=time.time()) + 0.05, SCHEDULER_PERIOD))
+
+    async def _last_ticks(self) -> dict[ScheduleKey, int]:
+        rows = await self.link.execute(sql.LAST_DEFERS, timeout=self.timeout)
+        return {(row["task_name"], row["periodic_id"]): int(row["defer_timestamp"]) for row in rows}
+
+    async def _defer(self, key: ScheduleKey, tick: int) -> None:
+        periodic = self.app.periodic_registry.periodic_tasks[key]
+        options: dict[str, Any] = dict(periodic.configure_kwargs)
+        options["task_kwargs"] = {**(options.get("task_kwargs") or {}), "timestamp": tick}
+        job = periodic.task.configure(**options).job
+        rows = await self.link.execute(
+            sql.DEFER_TICK,
+            {
+                "queue": job.queue,
+                "lock": job.lock,
+                "queueing_lock": job.queueing_lock,
+                "task_name": job.task_name,
+                "priority": job.priority,
+                "periodic_id": periodic.periodic_id,
+                "defer_timestamp": tick,
+                "args": Jsonb(job.task_kwargs),
+            },
+            timeout=self.timeout,
+        )
+        job_id = rows[0]["id"] if rows else None
+        if job_id is not None:
+            logger.info(
+                f"scheduled {job.task_name} for the tick at {tick}",
+                extra={"event": "tick_deferred", "task": job.task_name, "job_id": job_id, "tick": tick},
+            )

@@ -1,0 +1,217 @@
+"""The worker's statements, each one round trip.
+
+The jobs table, its triggers (the events timeline, the per-queue counters, the
+notifications) and its SQL functions are procrastinate's; these statements only
+read and write its columns.
+"""
+
+from __future__ import annotations
+
+# Registration: procrastinate's worker row (its id is the fencing token of every claim)
+# and the process's own description, in one statement.
+REGISTER = """
+WITH worker AS (
+    INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id, last_heartbeat
+)
+INSERT INTO kgc_workerprocess (worker_id, host, pid, queues, concurrency, started_at, duties, reported_at)
+SELECT id, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, last_heartbeat, %(duties)s, last_heartbeat FROM worker
+RETURNING worker_id
+"""
+
+# The heartbeat, and the duties' states for the console and the health checks. No row:
+# the worker was declared dead and removed meanwhile, and must register again.
+HEARTBEAT = """
+WITH beat AS (
+    UPDATE procrastinate_workers SET last_heartbeat = now() WHERE id = %(worker_id)s RETURNING id
+), report AS (
+    UPDATE kgc_workerprocess SET duties = %(duties)s, reported_at = now()
+     WHERE worker_id IN (SELECT id FROM beat)
+)
+SELECT id FROM beat
+"""
+
+# The process row goes with it (ON DELETE CASCADE); its jobs are finished or put back first.
+UNREGISTER = "DELETE FROM procrastinate_workers WHERE id = %(worker_id)s"
+
+CLAIM = """
+SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name, attempts, worker_id
+  FROM kgc_fetch_jobs(%(queues)s::varchar[], %(wants)s::int[], %(worker_id)s, %(limited)s::varchar[],
+                      %(limits)s::int[], %(windows)s::float8[])
+"""
+
+# Outcomes of many jobs in one statement. An outcome is accepted only from the attempt
+# that claimed the job: the job is still running (``doing``), with the attempt count it
+# was claimed with, and still the claiming worker's (or nobody's, if that worker was
+# declared dead and nobody rescued the job yet). A job rescued meanwhile is a new
+# attempt (its ``attempts`` went up), so the old attempt's late outcome matches nothing
+# and is refused. Failure records are written for accepted outcomes only, in the same
+# statement. A job going back for a retry keeps its queueing lock only when no other
+# waiting job holds it (and only the first of several in one batch); with
+# ``keep_locks`` false it goes back without (the fallback after a conflict with a job
+# enqueued concurrently).
+FINISH = """
+WITH outcome AS (
+    SELECT *
+      FROM unnest(%(ids)s::bigint[], %(workers)s::bigint[], %(attempts)s::int[],
+                  %(statuses)s::procrastinate_job_status[], %(retry_at)s::timestamptz[])
+           AS o(id, worker_id, attempts, status, retry_at)
+), retrying AS (
+    SELECT job.id,
+           row_number() OVER (PARTITION BY job.queueing_lock ORDER BY job.id) AS nth
+      FROM procrastinate_jobs AS job
+      JOIN outcome ON outcome.id = job.id
+     WHERE outcome.status = 'todo' AND job.queueing_lock IS NOT NULL
+), finished AS (
+    UPDATE procrastinate_jobs AS job
+       SET status = CASE WHEN outcome.status = 'todo' AND job.abort_requested THEN 'failed'
+                         ELSE outcome.status END::procrastinate_job_status,
+           attempts = job.attempts + 1,
+           abort_requested = false,
+           scheduled_at = CASE WHEN outcome.status = 'todo' THEN outcome.retry_at ELSE job.scheduled_at END,
+           worker_id = CASE WHEN outcome.status = 'todo' THEN NULL ELSE job.worker_id END,
+           queueing_lock = CASE
+               WHEN outcome.status <> 'todo' THEN job.queueing_lock
+               WHEN NOT %(keep_locks)s OR coalesce((SELECT nth FROM retrying WHERE retrying.id = job.id), 1) > 1
+                   THEN NULL
+               ELSE kgc_lock_if_free(job.id, job.queueing_lock)
+           END
+      FROM outcome
+     WHERE job.id = outcome.id
+       AND job.status = 'doing'
+       AND job.attempts = outcome.attempts
+       AND (job.worker_id = outcome.worker_id OR job.worker_id IS NULL)
+    RETURNING job.id, job.queue_name, job.task_name, job.status
+), failures AS (
+    INSERT INTO kgc_jobfailure
+           (job_id, queue_name, task_name, attempt, exception_type, message, traceback, will_retry, failed_at)
+    SELECT failure.job_id, finished.queue_name, finished.task_name, failure.attempt, failure.exception_type,
+           failure.message, failure.traceback, finished.status = 'todo', failure.failed_at
+      FROM unnest(%(failed_ids)s::bigint[], %(failed_attempts)s::int[], %(failed_types)s::text[],
+                  %(failed_messages)s::text[], %(failed_tracebacks)s::text[], %(failed_at)s::timestamptz[])
+           AS failure(job_id, attempt, exception_type, message, traceback, failed_at)
+      JOIN finished ON finished.id = failure.job_id
+)
+SELECT id FROM finished
+"""
+
+# A job still running when the shutdown timeout ends goes back to its queue as a new
+# attempt (or fails, if its abort was requested), with a failure record saying why.
+REQUEUE = """
+WITH requeued AS (
+    UPDATE procrastinate_jobs AS job
+       SET status = CASE WHEN job.abort_requested THEN 'failed' ELSE 'todo' END::procrastinate_job_status,
+           attempts = job.attempts + 1, worker_id = NULL, abort_requested = false,
+           queueing_lock = kgc_lock_if_free(job.id, job.queueing_lock)
+     WHERE job.id = %(job_id)s AND job.status = 'doing' AND job.attempts = %(attempts)s
+       AND job.worker_id = %(worker_id)s
+    RETURNING job.id, job.queue_name, job.task_name, job.status
+)
+INSERT INTO kgc_jobfailure
+       (job_id, queue_name, task_name, attempt, exception_type, message, traceback, will_retry, failed_at)
+SELECT id, queue_name, task_name, %(attempts)s + 1, 'TimeoutError', %(message)s, '', status = 'todo', now()
+  FROM requeued
+RETURNING job_id
+"""
+
+# Workers silent for longer than the cutoff are declared dead: their rows are removed
+# (their process rows with them, and their jobs' worker_id set to NULL by the foreign key).
+PRUNE = """
+DELETE FROM procrastinate_workers
+ WHERE last_heartbeat < now() - make_interval(secs => %(dead_after)s)
+RETURNING id
+"""
+
+# Jobs left running by a dead worker go back to their queue as a new attempt, or fail
+# once out of attempts; each gets a failure record. One statement, rows locked with SKIP
+# LOCKED: two rescuers cannot both take the same job, and a worker finishing the job at
+# the same moment either wins (the job is no longer ``doing``) or loses (its outcome no
+# longer matches the attempt count). Locks are kept as in FINISH.
+RESCUE = """
+WITH stalled AS (
+    SELECT job.id, job.queue_name, job.attempts, job.queueing_lock
+      FROM procrastinate_jobs AS job
+      LEFT JOIN procrastinate_workers AS owner ON owner.id = job.worker_id
+     WHERE job.status = 'doing'
+       AND (owner.id IS NULL OR owner.last_heartbeat < now() - make_interval(secs => %(dead_after)s))
+       FOR UPDATE OF job SKIP LOCKED
+), ranked AS (
+    SELECT stalled.*, row_number() OVER (PARTITION BY stalled.queueing_lock ORDER BY stalled.id) AS nth
+      FROM stalled
+), policy AS (
+    SELECT * FROM unnest(%(queues)s::varchar[], %(max_attempts)s::int[]) AS p(queue_name, max_attempts)
+), rescued AS (
+    UPDATE procrastinate_jobs AS job
+       SET status = CASE WHEN ranked.attempts + 1 < coalesce(policy.max_attempts, 1) AND NOT job.abort_requested
+                         THEN 'todo' ELSE 'failed' END::procrastinate_job_status,
+           attempts = job.attempts + 1,
+           worker_id = NULL,
+           abort_requested = false,
+           queueing_lock = CASE WHEN %(keep_locks)s AND ranked.nth = 1 THEN kgc_lock_if_free(job.id, job.queueing_lock)
+                                ELSE NULL END
+      FROM ranked LEFT JOIN policy ON policy.queue_name = ranked.queue_name
+     WHERE job.id = ranked.id
+ RETURNING job.id, job.queue_name, job.task_name, job.status, ranked.attempts + 1 AS attempt
+)
+INSERT INTO kgc_jobfailure
+       (job_id, queue_name, task_name, attempt, exception_type, message, traceback, will_retry, failed_at)
+SELECT id, queue_name, task_name, attempt, 'WorkerLost',
+       'the worker running this job stopped sending heartbeats (killed, lost, or cut off from the database)',
+       '', status = 'todo', now()
+  FROM rescued
+RETURNING job_id, queue_name, will_retry
+"""
+
+COMPACT_COUNTS = "SELECT kgc_job_counts_compact()"
+
+# Jobs of this worker whose abort an operator requested.
+ABORT_REQUESTED = """
+SELECT id FROM procrastinate_jobs
+ WHERE status = 'doing' AND abort_requested AND worker_id = %(worker_id)s
+"""
+
+# Leader election (River's model): take the lease if it is free or expired, or renew it
+# if it is ours. The database's clock decides expiry, so machines' clocks never matter.
+ELECT = """
+INSERT INTO kgc_leadership AS lease (name, worker_id, elected_at, expires_at)
+VALUES (%(name)s, %(worker_id)s, now(), now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (name) DO UPDATE
+   SET worker_id = excluded.worker_id,
+       elected_at = CASE WHEN lease.worker_id = excluded.worker_id THEN lease.elected_at ELSE now() END,
+       expires_at = excluded.expires_at
+ WHERE lease.worker_id = excluded.worker_id OR lease.expires_at < now()
+RETURNING worker_id
+"""
+
+RESIGN = """
+WITH resigned AS (
+    DELETE FROM kgc_leadership WHERE name = %(name)s AND worker_id = %(worker_id)s RETURNING name
+)
+SELECT pg_notify('kgc_leadership', 'resigned') FROM resigned
+"""
+
+LEADERSHIP_CHANNEL = "kgc_leadership"
+
+# The last tick each schedule got, so that a new leader catches up from there.
+LAST_DEFERS = """
+SELECT task_name, periodic_id, max(defer_timestamp) AS defer_timestamp
+  FROM procrastinate_periodic_defers GROUP BY 1, 2
+"""
+
+# One periodic job per tick (procrastinate's function: the tick's row in
+# procrastinate_periodic_defers is unique), and never a tick older than one already
+# deferred: procrastinate forgets older ticks' rows, so without this check a late
+# scheduler could defer a forgotten one again.
+DEFER_TICK = """
+SELECT CASE WHEN NOT EXISTS (
+                SELECT 1 FROM procrastinate_periodic_defers
+                 WHERE task_name = %(task_name)s AND periodic_id = %(periodic_id)s
+                   AND defer_timestamp >= %(defer_timestamp)s)
+            THEN procrastinate_defer_periodic_job_v2(%(queue)s, %(lock)s, %(queueing_lock)s, %(task_name)s,
+                                                     %(priority)s, %(periodic_id)s, %(defer_timestamp)s, %(args)s)
+       END AS id
+"""
+
+SCHEDULER_TICKED = """
+INSERT INTO kgc_schedulertick (name, ticked_at, worker_id) VALUES ('scheduler', now(), %(worker_id)s)
+ON CONFLICT (name) DO UPDATE SET ticked_at = excluded.ticked_at, worker_id = excluded.worker_id
+"""

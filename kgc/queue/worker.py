@@ -1,0 +1,431 @@
+"""One worker process: it claims jobs, runs them, records their outcomes, and keeps its duties alive.
+
+Duties, each under the supervisor (``kgc/queue/supervisor.py``), each on a database
+connection of its own (``kgc/queue/db.py``):
+
+* ``heartbeat``: registers the process (a ``procrastinate_workers`` row, whose id fences
+  every claim) and beats every ``KGC_HEARTBEAT_INTERVAL`` seconds, reporting the duties'
+  states with it. A beat that fails, or none for ``fence_after`` seconds, *fences* the
+  worker: it claims nothing until it beats again. A worker declared dead and removed
+  meanwhile registers again under a new id.
+* ``listener``: LISTEN for new jobs and abort requests; reconnects by itself. While it
+  is down the fetch loop still polls every ``KGC_POLL_INTERVAL`` seconds.
+* ``fetch``: claims as many due jobs per queue as the queue has free slots, in one
+  statement for all queues (``kgc_fetch_jobs``: pause, rate limits, priorities, locks),
+  and starts them at once, so a claimed job never waits in a local buffer: a pause is
+  seen by the next claim.
+* ``complete``: writes outcomes in batches (``kgc/queue/completer.py``).
+* ``leader``: the election (``kgc/queue/leader.py``); and, on the leader only,
+  ``scheduler``, ``rescue`` (declares silent workers dead and puts their jobs back) and
+  ``compaction`` (folds the job counters).
+* ``abort``: looks for operators' abort requests of running jobs.
+
+Shutdown (SIGTERM, SIGINT): stop claiming, resign the lease, let running jobs finish
+for ``KGC_SHUTDOWN_TIMEOUT`` seconds with the heartbeat still beating, put back any job
+still running after that (it runs again: at least once), write the outcomes,
+unregister. A duty failing for longer than ``KGC_RECOVERY_TIMEOUT`` makes the process
+stop the same way and exit with ``EXIT_UNRECOVERABLE``.
+
+The overlap window. A sync task cannot be interrupted. If its worker is cut off from the
+database for longer than ``KGC_WORKER_DEAD_AFTER``, the leader declares it dead and puts
+its jobs back, and another worker may start one while the first still runs it, until
+the task returns (its late outcome is then refused: ``sql.FINISH``). Email is still sent
+at most once: the send claims the email row and holds a lock on it for the whole send
+(``notifications/delivery.py``), so the second run finds the row taken or in
+``sending`` and never sends it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from procrastinate import App
+from procrastinate import jobs as jobs_module
+from psycopg import sql as pgsql
+from psycopg.types.json import Jsonb
+
+from kgc.queue import sql
+from kgc.queue.completer import Completer
+from kgc.queue.config import ABORT_POLL_PERIOD, LONG_QUERY_TIMEOUT, MAINTENANCE_PERIOD, WorkerConfig
+from kgc.queue.db import Link, connection_params
+from kgc.queue.leader import LeaderElector
+from kgc.queue.runner import Claim, JobRunner, log_fields
+from kgc.queue.scheduler import Scheduler
+from kgc.queue.supervisor import Duty, DutyHandle, Supervisor
+from kgc.queues import QUEUES, rate_limits
+
+logger = logging.getLogger("kgc.worker")
+
+EXIT_UNRECOVERABLE = 3
+NOT_REGISTERED = "KGC01"  # kgc_fetch_jobs: this worker's registration was removed
+LISTEN_CHECK = 5.0  # seconds of silence after which the listener checks its connection
+QUEUE_CHANNEL = "procrastinate_queue_v1#{queue}"
+
+
+class Worker:
+    def __init__(self, app: App, config: WorkerConfig, *, params: Mapping[str, Any] | None = None) -> None:
+        self.app = app
+        self.config = config
+        self.queue_names = sorted(config.queues)  # kgc_fetch_jobs takes rate-limit locks in this order
+        params = dict(params if params is not None else connection_params())
+        self.links = {name: Link(name, params) for name in ("heartbeat", "listener", "fetch", "complete")}
+        # The leader's duties and the abort poll are brief and rare: they share one connection.
+        self.links["control"] = Link("control", params, shared=True)
+        self.supervisor = Supervisor(recovery_timeout=config.recovery_timeout)
+        self.worker_id: int | None = None
+        self.running: dict[str, int] = dict.fromkeys(self.queue_names, 0)
+        self._jobs: dict[asyncio.Task[None], Claim] = {}
+        self._drained_until: dict[str, float] = dict.fromkeys(self.queue_names, 0.0)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_beat = -1e9
+        self._beat_failed = False
+        self.exit_code = 0
+        self.executor = ThreadPoolExecutor(max_workers=max(sum(config.queues.values()), 1), thread_name_prefix="job")
+        self.runner = JobRunner(app, executor=self.executor, worker_name=config.name, queues=self.queue_names)
+        self.completer = Completer(self.links["complete"], timeout=LONG_QUERY_TIMEOUT)
+        self.elector = LeaderElector(
+            self.links["control"],
+            ttl=config.leader_ttl,
+            worker_id=lambda: self.worker_id,
+            fenced=self.fenced,
+            timeout=config.query_timeout,
+        )
+        self.scheduler = Scheduler(
+            app=app,
+            link=self.links["control"],
+            is_leader=self.elector.is_leader,
+            worker_id=lambda: self.worker_id,
+            catch_up=config.scheduler_catch_up,
+            timeout=LONG_QUERY_TIMEOUT,
+        )
+        limits = sorted(rate_limits().items())
+        self._limits = {
+            "limited": [name for name, _ in limits],
+            "limits": [limit.limit for _, limit in limits],
+            "windows": [limit.per.total_seconds() for _, limit in limits],
+        }
+
+    # --- Running ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the shutdown timeout to finish (safe from a signal handler)."""
+        if not self._stopping.is_set():
+            logger.info(
+                "stopping: no new jobs; running jobs get their shutdown timeout to finish",
+                extra={"event": "worker_stopping", "worker_id": self.worker_id},
+            )
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> int:
+        """Run until stopped; return the exit code (0, or EXIT_UNRECOVERABLE)."""
+        duties = [
+            Duty("heartbeat", self._heartbeat_duty, stall_after=self.config.dead_after),
+            Duty("listener", self._listener_duty, stall_after=LISTEN_CHECK * 4 + self.config.query_timeout),
+            Duty("fetch", self._fetch_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("complete", self.completer.duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("leader", self.elector.duty, stall_after=self.config.leader_ttl * 4),
+            Duty("scheduler", self.scheduler.duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("rescue", self._rescue_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("compaction", self._compaction_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("abort", self._abort_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+        ]
+        for duty in duties:
+            self.supervisor.start(duty)
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        gave_up = asyncio.ensure_future(self.supervisor.gave_up())
+        await asyncio.wait({stopped, gave_up}, return_when=asyncio.FIRST_COMPLETED)
+        if gave_up.done():
+            self.exit_code = EXIT_UNRECOVERABLE
+            self.stop()
+        gave_up.cancel()
+        await self._shutdown()
+        return self.exit_code
+
+    def fenced(self) -> bool:
+        """True while this worker must not claim: unregistered, or its heartbeat is failing or late."""
+        return (
+            self.worker_id is None or self._beat_failed or time.monotonic() - self._last_beat > self.config.fence_after
+        )
+
+    # --- Heartbeat ----------------------------------------------------------------------------
+
+    async def _heartbeat_duty(self, handle: DutyHandle) -> None:
+        while True:
+            try:
+                if self.worker_id is None:
+                    await self._register()
+                else:
+                    await self._beat()
+            except BaseException:
+                self._beat_failed = True
+                raise
+            self._beat_failed = False
+            handle.healthy()
+            if not self.fenced():
+                self._wake.set()
+            await asyncio.sleep(self.config.heartbeat_interval)
+
+    async def _register(self) -> None:
+        rows = await self.links["heartbeat"].execute(
+            sql.REGISTER,
+            {
+                "host": socket.gethostname()[:255],
+                "pid": os.getpid(),
+                "queues": self.queue_names,
+                "concurrency": Jsonb(dict(self.config.queues)),
+                "duties": Jsonb(self.supervisor.report()),
+            },
+            timeout=self.config.query_timeout,
+        )
+        self._last_beat = time.monotonic()
+        self.worker_id = rows[0]["worker_id"]
+        self.elector.wake.set()  # a candidate for the lease from now on
+        logger.info(
+            f"worker registered on {', '.join(f'{q} ({n})' for q, n in self.config.queues.items())}",
+            extra={"event": "worker_registered", "worker_id": self.worker_id, "pid": os.getpid()},
+        )
+
+    async def _beat(self) -> None:
+        sent = time.monotonic()
+        rows = await self.links["heartbeat"].execute(
+            sql.HEARTBEAT,
+            {"worker_id": self.worker_id, "duties": Jsonb(self.supervisor.report())},
+            timeout=self.config.query_timeout,
+        )
+        if rows:
+            self._last_beat = sent
+            return
+        logger.warning(
+            "this worker was declared dead while cut off from the database; its running jobs were given to "
+            "others, and their outcomes here will be refused. Registering again.",
+            extra={"event": "worker_reregistering", "worker_id": self.worker_id},
+        )
+        self.worker_id = None
+        await self._register()
+
+    # --- Listening ----------------------------------------------------------------------------
+
+    async def _listener_duty(self, handle: DutyHandle) -> None:
+        link = self.links["listener"]
+        channels = [QUEUE_CHANNEL.format(queue=name) for name in self.queue_names] + [sql.LEADERSHIP_CHANNEL]
+        async with link.using(self.config.query_timeout) as conn:
+            for channel in channels:
+                await conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+        # Notifications sent while it was down are lost: look at every queue now.
+        self._undrain(self.queue_names)
+        handle.healthy()
+        while True:
+            conn = await link.connection()
+            try:
+                async for notify in conn.notifies(timeout=LISTEN_CHECK):
+                    self._notified(notify.channel, notify.payload)
+                async with link.using(self.config.query_timeout) as conn:
+                    await conn.execute("SELECT 1")  # silence, or a dead connection? A half-open one fails here
+            except BaseException:
+                await link.drop()
+                raise
+            handle.healthy()
+
+    def _notified(self, channel: str, payload: str) -> None:
+        if channel == sql.LEADERSHIP_CHANNEL:
+            self.elector.wake.set()
+            return
+        queue = channel.partition("#")[2]
+        if "abort_job_requested" in payload:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self.runner.abort(int(json.loads(payload)["job_id"]))
+            return
+        self._undrain([queue])
+
+    # --- Claiming -----------------------------------------------------------------------------
+
+    def _undrain(self, queues: list[str]) -> None:
+        for queue in queues:
+            if queue in self._drained_until:
+                self._drained_until[queue] = 0.0
+        self._wake.set()
+
+    def _wants(self, now: float) -> dict[str, int]:
+        wants = {}
+        for queue in self.queue_names:
+            free = self.config.queues[queue] - self.running[queue]
+            if free > 0 and now >= self._drained_until[queue]:
+                wants[queue] = free
+        return wants
+
+    async def _fetch_duty(self, handle: DutyHandle) -> None:
+        handle.healthy()
+        while not self._stopping.is_set():
+            self._wake.clear()
+            now = time.monotonic()
+            wants = {} if self.fenced() else self._wants(now)
+            claimed = await self._claim(wants, now) if wants else 0
+            handle.healthy()
+            if self.config.one_shot and wants and not claimed and not self._jobs:
+                self.stop()  # ``--one-shot``: the queues are empty
+                return
+            timeout = self.config.poll_interval
+            upcoming = [until - now for until in self._drained_until.values() if until > now]
+            if upcoming:
+                timeout = min(timeout, *upcoming)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, 0.001)):
+                    await self._wake.wait()
+
+    async def _claim(self, wants: dict[str, int], now: float) -> int:
+        """Claim and start up to ``wants`` jobs per queue; return how many were claimed."""
+        names = list(wants)
+        worker_id = self.worker_id
+        if worker_id is None:
+            return 0
+        try:
+            rows = await self.links["fetch"].execute(
+                sql.CLAIM,
+                {"queues": names, "wants": [wants[n] for n in names], "worker_id": worker_id, **self._limits},
+                timeout=LONG_QUERY_TIMEOUT,
+            )
+        except psycopg.Error as exc:
+            if exc.sqlstate == NOT_REGISTERED:
+                # Declared dead while cut off: the heartbeat registers again; claim nothing meanwhile.
+                self._beat_failed = True
+                return 0
+            raise
+        got: dict[str, int] = {}
+        for row in rows:
+            claim = Claim(job=jobs_module.Job.from_row(row), worker_id=worker_id)
+            got[claim.job.queue] = got.get(claim.job.queue, 0) + 1
+            self._start(claim)
+        for queue, want in wants.items():
+            if got.get(queue, 0) < want:
+                # Nothing more due (or paused, or rate-limited): wait for a notification or the next poll.
+                self._drained_until[queue] = now + self.config.poll_interval
+        return len(rows)
+
+    def _start(self, claim: Claim) -> None:
+        queue = claim.job.queue
+        self.running[queue] = self.running.get(queue, 0) + 1
+        task = asyncio.create_task(self._run_job(claim), name=f"job {claim.job.id}")
+        self._jobs[task] = claim
+
+    async def _run_job(self, claim: Claim) -> None:
+        try:
+            outcome = await self.runner.run(claim)
+            self.completer.add(outcome)
+        finally:
+            self.running[claim.job.queue] -= 1
+            self._jobs.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._wake.set()
+
+    # --- Leader duties --------------------------------------------------------------------------
+
+    async def _rescue_duty(self, handle: DutyHandle) -> None:
+        while True:
+            if self.elector.is_leader():
+                await self.rescue_once()
+                handle.healthy()
+            else:
+                handle.standby()
+            await asyncio.sleep(MAINTENANCE_PERIOD)
+
+    async def rescue_once(self) -> None:
+        link = self.links["control"]
+        pruned = await link.execute(sql.PRUNE, {"dead_after": self.config.dead_after}, timeout=LONG_QUERY_TIMEOUT)
+        for row in pruned:
+            logger.warning(
+                f"worker {row['id']} declared dead: no heartbeat for {self.config.dead_after:g} s",
+                extra={"event": "worker_declared_dead", "dead_worker_id": row["id"]},
+            )
+        params: dict[str, Any] = {
+            "dead_after": self.config.dead_after,
+            "queues": list(QUEUES),
+            "max_attempts": [queue.retry.max_attempts for queue in QUEUES.values()],
+            "keep_locks": True,
+        }
+        try:
+            rows = await link.execute(sql.RESCUE, params, timeout=LONG_QUERY_TIMEOUT)
+        except psycopg.errors.UniqueViolation:
+            rows = await link.execute(sql.RESCUE, {**params, "keep_locks": False}, timeout=LONG_QUERY_TIMEOUT)
+        for row in rows:
+            logger.warning(
+                "job of a dead worker " + ("put back in its queue" if row["will_retry"] else "failed: out of attempts"),
+                extra={"event": "job_rescued", "job_id": row["job_id"], "queue": row["queue_name"]},
+            )
+
+    async def _compaction_duty(self, handle: DutyHandle) -> None:
+        while True:
+            if self.elector.is_leader():
+                await self.links["control"].execute(sql.COMPACT_COUNTS, timeout=LONG_QUERY_TIMEOUT)
+                handle.healthy()
+            else:
+                handle.standby()
+            await asyncio.sleep(MAINTENANCE_PERIOD)
+
+    async def _abort_duty(self, handle: DutyHandle) -> None:
+        while True:
+            if self._jobs and self.worker_id is not None:
+                rows = await self.links["control"].execute(
+                    sql.ABORT_REQUESTED, {"worker_id": self.worker_id}, timeout=LONG_QUERY_TIMEOUT
+                )
+                for row in rows:
+                    self.runner.abort(row["id"])
+            handle.healthy()
+            await asyncio.sleep(ABORT_POLL_PERIOD)
+
+    # --- Shutdown -------------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        # The fetch loop ends by itself once stopping: cancelled mid-claim, it could leave
+        # jobs claimed and never started (they would wait for the rescue).
+        await self.supervisor.wait("fetch", timeout=LONG_QUERY_TIMEOUT)
+        await self.supervisor.stop("fetch", "listener", "leader", "scheduler", "rescue", "compaction")
+        with contextlib.suppress(Exception):
+            await self.elector.resign()
+        if self._jobs:
+            running = ", ".join(str(claim.job.id) for claim in self._jobs.values())
+            logger.info(f"waiting for running jobs to finish: {running}", extra={"event": "worker_draining"})
+            await asyncio.wait(list(self._jobs), timeout=self.config.shutdown_timeout)
+        abandoned = list(self._jobs.values())
+        for claim in abandoned:
+            await self._requeue(claim)
+        with contextlib.suppress(Exception):
+            await self.completer.flush_all(timeout=self.config.query_timeout * 2)
+        await self.supervisor.stop()
+        with contextlib.suppress(Exception):
+            if self.worker_id is not None and not self.completer.pending:
+                await self.links["heartbeat"].execute(
+                    sql.UNREGISTER, {"worker_id": self.worker_id}, timeout=self.config.query_timeout
+                )
+        for link in self.links.values():
+            await link.drop()
+        logger.info(
+            "worker stopped" + (f"; {len(abandoned)} job(s) put back" if abandoned else ""),
+            extra={"event": "worker_stopped", "worker_id": self.worker_id, "exit_code": self.exit_code},
+        )
+        # Threads still running put-back jobs cannot be stopped: do not wait for them.
+        self.executor.shutdown(wait=not abandoned, cancel_futures=True)
+        self.abandoned = abandoned
+
+    async def _requeue(self, claim: Claim) -> None:
+        message = f"still running {self.config.shutdown_timeout:g} s after shutdown began"
+        with contextlib.suppress(Exception):
+            await self.links["complete"].execute(
+                sql.REQUEUE,
+                {"job_id": claim.job.id, "attempts": claim.attempts, "worker_id": claim.worker_id, "message": message},
+                timeout=self.config.query_timeout,
+            )
+            logger.warning(
+                "job put back: still running at shutdown timeout",
+                extra={**log_fields(claim.job), "event": "job_requeued"},
+            )
