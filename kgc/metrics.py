@@ -371,7 +371,7 @@ def metrics_render(*, now: datetime) -> str:
             "kgc_queue_oldest_waiting_age_seconds", round(queue.oldest_waiting_seconds or 0.0, 3), queue=queue.name
         )
     _render_totals(out, since=hour_start(now), now=now)
-    _render_workers(out, now=now)
+    _render_workers(out)
     return out.text()
 
 
@@ -397,19 +397,70 @@ def _render_totals(out: Exposition, *, since: datetime, now: datetime) -> None:
         out.sample("kgc_emails", emails[status], status=status)
 
 
-def _render_workers(out: Exposition, *, now: datetime) -> None:
-    with _cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FILTER (WHERE last_heartbeat >= %s), max(last_heartbeat) FROM procrastinate_workers",
-            [now - HEARTBEAT_FRESH],
-        )
-        alive, latest = cursor.fetchone()
-    out.family("kgc_workers_alive", "gauge", "Workers whose last heartbeat is under a minute old.")
-    out.sample("kgc_workers_alive", alive)
-    out.family("kgc_worker_heartbeat_age_seconds", "gauge", "Age of the most recent worker heartbeat (+Inf: none).")
-    out.sample(
-        "kgc_worker_heartbeat_age_seconds", math.inf if latest is None else round((now - latest).total_seconds(), 3)
+def _render_workers(out: Exposition) -> None:
+    from django.conf import settings
+
+    from kgc.queue import health
+
+    cluster = health.cluster_read()
+    now = cluster.now  # the database's clock stamps heartbeats and ticks
+    alive = [
+        w for w in cluster.workers if w.is_alive(now, dead_after=timedelta(seconds=settings.KGC_WORKER_DEAD_AFTER))
+    ]
+    out.family("kgc_workers_alive", "gauge", "Workers whose last heartbeat is within KGC_WORKER_DEAD_AFTER.")
+    out.sample("kgc_workers_alive", len(alive))
+    latest = max((w.last_heartbeat for w in cluster.workers), default=None)
+    out.family("kgc_worker_latest_heartbeat_age_seconds", "gauge", "Age of the most recent heartbeat (+Inf: none).")
+    out.sample("kgc_worker_latest_heartbeat_age_seconds", math.inf if latest is None else _seconds(now - latest))
+    out.family("kgc_worker_heartbeat_age_seconds", "gauge", "Age of each registered worker's last heartbeat.")
+    for worker in cluster.workers:
+        out.sample("kgc_worker_heartbeat_age_seconds", _seconds(worker.heartbeat_age(now)), **_worker_labels(worker))
+    out.family("kgc_queue_workers", "gauge", "Live workers serving each queue.")
+    for name in QUEUES:
+        out.sample("kgc_queue_workers", sum(name in w.queues for w in alive), queue=name)
+    _render_duties(out, alive, now=now)
+    _render_leader(out, cluster, now=now)
+
+
+def _render_duties(out: Exposition, workers: Sequence[Any], *, now: datetime) -> None:
+    out.family("kgc_worker_duty_up", "gauge", "1 while a worker's duty runs or stands by, 0 while it fails.")
+    for worker in workers:
+        for duty in worker.duties:
+            out.sample("kgc_worker_duty_up", int(duty.state != "failing"), duty=duty.name, **_worker_labels(worker))
+    out.family("kgc_worker_duty_failing_seconds", "gauge", "How long a worker's duty has been failing (0: it is not).")
+    for worker in workers:
+        for duty in worker.duties:
+            failing = duty.failing_for(now)
+            value = _seconds(failing) if failing is not None else 0
+            out.sample("kgc_worker_duty_failing_seconds", value, duty=duty.name, **_worker_labels(worker))
+    out.family("kgc_worker_duty_restarts_total", "counter", "Restarts of a worker's duty since the worker started.")
+    for worker in workers:
+        for duty in worker.duties:
+            out.sample("kgc_worker_duty_restarts_total", duty.restarts, duty=duty.name, **_worker_labels(worker))
+
+
+def _render_leader(out: Exposition, cluster: Any, *, now: datetime) -> None:
+    leader = cluster.leader if cluster.leader and cluster.leader.expires_at > now else None
+    out.family("kgc_leader_info", "gauge", "1 for the worker holding the leader's lease (none: no leader).")
+    if leader is not None:
+        holder = next((w for w in cluster.workers if w.worker_id == leader.worker_id), None)
+        labels = _worker_labels(holder) if holder else {"worker": str(leader.worker_id), "host": "", "pid": ""}
+        out.sample("kgc_leader_info", 1, **labels)
+    out.family("kgc_leader_lease_remaining_seconds", "gauge", "Seconds left on the leader's lease (0: no leader).")
+    out.sample("kgc_leader_lease_remaining_seconds", _seconds(leader.expires_at - now) if leader else 0)
+    ticked = cluster.scheduler_ticked_at
+    out.family(
+        "kgc_scheduler_last_tick_age_seconds", "gauge", "Seconds since the scheduler last checked its schedules."
     )
+    out.sample("kgc_scheduler_last_tick_age_seconds", math.inf if ticked is None else _seconds(now - ticked))
+
+
+def _worker_labels(worker: Any) -> dict[str, str]:
+    return {"worker": str(worker.worker_id), "host": worker.host, "pid": str(worker.pid or "")}
+
+
+def _seconds(delta: timedelta) -> float:
+    return round(max(delta.total_seconds(), 0.0), 3)
 
 
 def overview_as_dict(queue: QueueOverview) -> dict[str, object]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +13,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from kgc import metrics
+from kgc.queue import health
+from kgc.queues import product_queues
 
 
 @require_GET
@@ -21,14 +23,36 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def readiness_checks(*, now: datetime) -> dict[str, str]:
-    """Each check's verdict, "ok" or what is wrong; the others are skipped once the database fails."""
+CLUSTER_CHECKS = ("workers", "scheduler", "duties")
+
+
+def readiness_checks() -> dict[str, str]:
+    """Each check's verdict, "ok" or what is wrong; the others are skipped once the database fails.
+    Ages are measured on the database's clock, which stamps heartbeats and ticks.
+
+    * database: it answers;
+    * migrations: all applied;
+    * workers: every product queue has a live worker (a heartbeat within KGC_WORKER_DEAD_AFTER);
+    * scheduler: it checked its schedules recently (its period plus a leader's replacement);
+    * duties: no live worker's duty (listener, heartbeat, fetch...) has been failing for
+      longer than KGC_DUTY_FAILING_AFTER.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError as exc:
-        return {"database": f"unreachable: {type(exc).__name__}", "migrations": "skipped", "workers": "skipped"}
-    return {"database": "ok", "migrations": _migrations_verdict(), "workers": _workers_verdict(now)}
+        skipped = dict.fromkeys(("migrations", *CLUSTER_CHECKS), "skipped")
+        return {"database": f"unreachable: {type(exc).__name__}", **skipped}
+    cluster = health.cluster_read()
+    verdicts = health.readiness_verdicts(
+        cluster,
+        now=cluster.now,
+        product_queues=[queue.name for queue in product_queues()],
+        dead_after=timedelta(seconds=settings.KGC_WORKER_DEAD_AFTER),
+        duty_failing_after=timedelta(seconds=settings.KGC_DUTY_FAILING_AFTER),
+        scheduler_late_after=health.scheduler_late_after(leader_ttl=settings.KGC_LEADER_TTL),
+    )
+    return {"database": "ok", "migrations": _migrations_verdict(), **verdicts}
 
 
 def _migrations_verdict() -> str:
@@ -40,17 +64,11 @@ def _migrations_verdict() -> str:
     return f"{len(pending)} migration(s) not applied, starting with {first.app_label}.{first.name}"
 
 
-def _workers_verdict(now: datetime) -> str:
-    latest = metrics.latest_heartbeat()
-    if latest is not None and now - latest <= metrics.HEARTBEAT_FRESH:
-        return "ok"
-    return f"no worker heartbeat in the last {int(metrics.HEARTBEAT_FRESH.total_seconds())} s"
-
-
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to serve: the database answers, every migration is applied and a worker is alive."""
-    checks = readiness_checks(now=timezone.now())
+    """Ready: the database answers, migrations are applied, and the workers, the scheduler and
+    their duties are healthy (503 with each failing check's reason otherwise)."""
+    checks = readiness_checks()
     ready = all(verdict == "ok" for verdict in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kgc.queues import QUEUES
 from kgc.queue.sql import RESCUE
+from kgc.queues import QUEUES
 
 pytestmark = pytest.mark.django_db
 

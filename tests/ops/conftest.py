@@ -7,6 +7,7 @@ count triggers the same deltas as in production.
 
 from __future__ import annotations
 
+import json
 import traceback
 from datetime import datetime, timedelta
 from typing import Any
@@ -134,12 +135,46 @@ def status_of(job_id: int) -> str:
     return ProcrastinateJob.objects.values_list("status", flat=True).get(pk=job_id)
 
 
-def heartbeat(*, age: timedelta = timedelta(0)) -> int:
-    """Register a worker the way procrastinate does, with a heartbeat ``age`` old."""
+def heartbeat(
+    *,
+    age: timedelta = timedelta(0),
+    queues: tuple[str, ...] | None = None,
+    duties: dict[str, dict[str, Any]] | None = None,
+    host: str = "test-host",
+    pid: int = 4242,
+) -> int:
+    """Register a worker process as the worker does (its row and its process row), with a
+    heartbeat ``age`` old, serving ``queues`` (default: all) and reporting ``duties``."""
+    from kgc.queues import QUEUES
+
+    queues = tuple(QUEUES) if queues is None else queues
+    duties = duties if duties is not None else {"heartbeat": {"state": "running", "restarts": 0}}
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO procrastinate_workers (last_heartbeat)"
-            " VALUES (now() - make_interval(secs => %s)) RETURNING id",
-            [age.total_seconds()],
+            """WITH worker AS (
+                   INSERT INTO procrastinate_workers (last_heartbeat)
+                   VALUES (now() - make_interval(secs => %(age)s)) RETURNING id, last_heartbeat
+               )
+               INSERT INTO kgc_workerprocess (worker_id, host, pid, queues, concurrency, started_at, duties, reported_at)
+               SELECT id, %(host)s, %(pid)s, %(queues)s, '{}', last_heartbeat, %(duties)s, last_heartbeat FROM worker
+               RETURNING worker_id""",
+            {
+                "age": age.total_seconds(),
+                "host": host,
+                "pid": pid,
+                "queues": list(queues),
+                "duties": json.dumps(duties),
+            },
         )
         return cursor.fetchone()[0]
+
+
+def scheduler_ticked(*, age: timedelta = timedelta(0), worker_id: int = 1) -> None:
+    """Record a scheduler check ``age`` ago, as the leader's scheduler does."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO kgc_schedulertick (name, ticked_at, worker_id)
+               VALUES ('scheduler', now() - make_interval(secs => %s), %s)
+               ON CONFLICT (name) DO UPDATE SET ticked_at = excluded.ticked_at""",
+            [age.total_seconds(), worker_id],
+        )

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
 
 from tests.helpers import manage, manage_popen
-from tests.ops.conftest import heartbeat
+from tests.ops.conftest import heartbeat, scheduler_ticked
 
 pytestmark = pytest.mark.django_db
+
+PRODUCT_QUEUES = ("compliance", "expiry-notification", "filing-reminder", "email")
+
+
+def _failing(seconds: float, error: str = "OperationalError: connection refused") -> dict:
+    since = datetime.now(tz=UTC) - timedelta(seconds=seconds)
+    return {"state": "failing", "restarts": 7, "failing_since": since.isoformat(), "last_error": error}
 
 
 def test_healthz_answers_without_login(client):
@@ -25,30 +32,73 @@ def test_readyz_is_unavailable_without_a_worker_and_says_why(client):
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": "ok", "migrations": "ok", "workers": "no worker heartbeat in the last 60 s"},
+        "checks": {
+            "database": "ok",
+            "migrations": "ok",
+            "workers": "no worker heartbeat in the last 20 s",
+            "scheduler": "the scheduler has never run",
+            "duties": "ok",
+        },
     }
 
 
-def test_readyz_ignores_a_worker_silent_for_over_a_minute(client):
-    heartbeat(age=timedelta(minutes=2))
-    assert client.get(reverse("readyz")).status_code == 503
-
-
-def test_readyz_is_ready_with_a_fresh_heartbeat(client):
-    heartbeat(age=timedelta(seconds=10))
+def test_readyz_is_ready_with_a_live_worker_and_a_recent_scheduler_check(client):
+    heartbeat(age=timedelta(seconds=3))
+    scheduler_ticked(age=timedelta(seconds=5))
     response = client.get(reverse("readyz"))
     assert (response.status_code, response.json()["status"]) == (200, "ok")
+
+
+def test_readyz_ignores_a_worker_silent_past_the_dead_cutoff(client):
+    heartbeat(age=timedelta(seconds=25))
+    scheduler_ticked()
+    assert client.get(reverse("readyz")).json()["checks"]["workers"] == "no worker heartbeat in the last 20 s"
+
+
+def test_readyz_names_a_product_queue_no_live_worker_serves(client):
+    heartbeat(queues=("email", "maintenance"))
+    heartbeat(queues=("compliance",), age=timedelta(minutes=5))  # dead: does not count
+    scheduler_ticked()
+    response = client.get(reverse("readyz"))
+    assert response.status_code == 503
+    assert (
+        response.json()["checks"]["workers"] == "no live worker serves compliance, expiry-notification, filing-reminder"
+    )
+
+
+def test_readyz_is_unavailable_when_the_scheduler_is_late(client):
+    heartbeat()
+    scheduler_ticked(age=timedelta(minutes=3))
+    response = client.get(reverse("readyz"))
+    assert response.status_code == 503
+    assert response.json()["checks"]["scheduler"].startswith("the scheduler has not run for 180 s")
+
+
+def test_readyz_names_a_duty_failing_for_longer_than_the_threshold(client):
+    worker = heartbeat(duties={"heartbeat": {"state": "running"}, "listener": _failing(90)}, host="w1", pid=77)
+    scheduler_ticked()
+    response = client.get(reverse("readyz"))
+    assert response.status_code == 503
+    assert response.json()["checks"]["duties"] == (
+        f"worker {worker} (w1:77): listener failing for 90 s (OperationalError: connection refused)"
+    )
+
+
+def test_readyz_tolerates_a_duty_failing_for_less_than_the_threshold(client):
+    heartbeat(duties={"listener": _failing(10)})
+    scheduler_ticked()
+    assert client.get(reverse("readyz")).status_code == 200
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_ready_while_a_real_worker_runs(client):
-    worker = manage_popen("runworkers", "--queues", "email")
+    worker = manage_popen("runworkers", "--processes", "1")
     try:
         deadline = time.monotonic() + 60
         while client.get(reverse("readyz")).status_code != 200:
             assert worker.poll() is None, worker.stdout and worker.stdout.read()
-            assert time.monotonic() < deadline, "no heartbeat within 60 s"
+            assert time.monotonic() < deadline, client.get(reverse("readyz")).json()
             time.sleep(0.5)
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from kgc import jobs, metrics
 from tests.factories import TenantFactory
 from tests.ops import prometheus
-from tests.ops.conftest import defer, events_move, fail, heartbeat, succeed
+from tests.ops.conftest import defer, events_move, fail, heartbeat, scheduler_ticked, succeed
 
 pytestmark = pytest.mark.django_db
 
@@ -122,15 +122,63 @@ def test_emails_sent_and_failed_are_reported(client):
 
 
 def test_workers_alive_counts_fresh_heartbeats_only(client):
-    heartbeat()
+    live = heartbeat(host="w1", pid=11)
     heartbeat(age=timedelta(minutes=3))
     families = _scrape(client)
     assert prometheus.value(families, "kgc_workers_alive") == 1
-    assert prometheus.value(families, "kgc_worker_heartbeat_age_seconds") < 60
+    assert prometheus.value(families, "kgc_worker_heartbeat_age_seconds", worker=str(live), host="w1", pid="11") < 5
+    assert prometheus.value(families, "kgc_worker_latest_heartbeat_age_seconds") < 5
 
 
 def test_no_worker_means_an_infinite_heartbeat_age(client):
-    assert prometheus.value(_scrape(client), "kgc_worker_heartbeat_age_seconds") == float("inf")
+    assert prometheus.value(_scrape(client), "kgc_worker_latest_heartbeat_age_seconds") == float("inf")
+
+
+def test_each_queue_counts_its_live_workers(client):
+    heartbeat(queues=("email",))
+    heartbeat(queues=("email", "compliance"))
+    families = _scrape(client)
+    assert prometheus.value(families, "kgc_queue_workers", queue="email") == 2
+    assert prometheus.value(families, "kgc_queue_workers", queue="compliance") == 1
+    assert prometheus.value(families, "kgc_queue_workers", queue="filing-reminder") == 0
+
+
+def test_each_duty_reports_its_state_and_restarts(client):
+    since = (timezone.now() - timedelta(seconds=30)).isoformat()
+    worker = heartbeat(
+        duties={
+            "listener": {"state": "failing", "restarts": 4, "failing_since": since, "last_error": "x"},
+            "fetch": {"state": "running", "restarts": 1},
+        },
+        host="w1",
+        pid=11,
+    )
+    families = _scrape(client)
+    labels = {"worker": str(worker), "host": "w1", "pid": "11"}
+    assert prometheus.value(families, "kgc_worker_duty_up", duty="listener", **labels) == 0
+    assert prometheus.value(families, "kgc_worker_duty_up", duty="fetch", **labels) == 1
+    assert prometheus.value(families, "kgc_worker_duty_failing_seconds", duty="listener", **labels) >= 30
+    assert prometheus.value(families, "kgc_worker_duty_restarts_total", duty="listener", **labels) == 4
+
+
+def test_the_leader_and_the_scheduler_are_reported(client):
+    worker = heartbeat(host="w1", pid=11)
+    scheduler_ticked(age=timedelta(seconds=8), worker_id=worker)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO kgc_leadership VALUES ('cluster', %s, now(), now() + interval '6 seconds')", [worker]
+        )
+    families = _scrape(client)
+    assert prometheus.value(families, "kgc_leader_info", worker=str(worker), host="w1", pid="11") == 1
+    assert 0 < prometheus.value(families, "kgc_leader_lease_remaining_seconds") <= 6
+    assert 8 <= prometheus.value(families, "kgc_scheduler_last_tick_age_seconds") < 60
+
+
+def test_no_leader_and_no_scheduler_run_are_reported(client):
+    families = _scrape(client)
+    assert families["kgc_leader_info"].samples == {}
+    assert prometheus.value(families, "kgc_leader_lease_remaining_seconds") == 0
+    assert prometheus.value(families, "kgc_scheduler_last_tick_age_seconds") == float("inf")
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
