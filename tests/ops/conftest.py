@@ -155,7 +155,8 @@ def heartbeat(
                    INSERT INTO procrastinate_workers (last_heartbeat)
                    VALUES (now() - make_interval(secs => %(age)s)) RETURNING id, last_heartbeat
                )
-               INSERT INTO kgc_workerprocess (worker_id, host, pid, queues, concurrency, started_at, duties, reported_at)
+               INSERT INTO kgc_workerprocess
+                      (worker_id, host, pid, queues, concurrency, started_at, duties, reported_at)
                SELECT id, %(host)s, %(pid)s, %(queues)s, '{}', last_heartbeat, %(duties)s, last_heartbeat FROM worker
                RETURNING worker_id""",
             {
