@@ -11,6 +11,7 @@ class KgcConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_rate_limits)
+        checks.register(check_worker_settings)
 
 
 def check_rate_limits(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
@@ -24,3 +25,24 @@ def check_rate_limits(app_configs: object = None, **kwargs: object) -> list[chec
     except ValueError as exc:
         return [checks.Error(f"KGC_RATE_LIMITS: {exc}", id="kgc.E001")]
     return []
+
+
+def check_worker_settings(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    """KGC_CONCURRENCY, and fault-tolerance timings that would declare live workers dead."""
+    from django.conf import settings
+
+    from kgc.queue.config import concurrency_parse, timing_problems
+
+    errors = [
+        checks.Error(problem, id="kgc.E002")
+        for problem in timing_problems(
+            heartbeat_interval=settings.KGC_HEARTBEAT_INTERVAL,
+            dead_after=settings.KGC_WORKER_DEAD_AFTER,
+            leader_ttl=settings.KGC_LEADER_TTL,
+        )
+    ]
+    try:
+        concurrency_parse(settings.KGC_CONCURRENCY)
+    except ValueError as exc:
+        errors.append(checks.Error(f"KGC_CONCURRENCY: {exc}", id="kgc.E003"))
+    return errors

@@ -14,8 +14,10 @@ SCHEDULER_PERIOD = 10.0
 MAINTENANCE_PERIOD = 5.0
 # How often a worker looks for abort requests of its running jobs (also woken by notifications).
 ABORT_POLL_PERIOD = 5.0
-# Statements that the whole cluster waits on (a claim, a batch of outcomes, a rescue)
-# get this long before their connection is dropped and the duty restarted.
+# How long a claim, a batch of outcomes or a scheduler tick may go unanswered before its
+# connection is dropped and the duty restarted (they take milliseconds when all is well).
+STATEMENT_TIMEOUT = 15.0
+# The same for the leader's rescue and counter compaction, which may touch many rows.
 LONG_QUERY_TIMEOUT = 60.0
 
 

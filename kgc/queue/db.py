@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -48,6 +50,21 @@ def connection_params(alias: str = "default") -> dict[str, Any]:
     return {**CONNECTION_DEFAULTS, **params}
 
 
+class StatementTimeout(TimeoutError):
+    """The database did not answer in time; the connection was dropped."""
+
+
+def _sever(conn: psycopg.AsyncConnection[Any], severed: list[bool]) -> None:
+    """Shut the connection's socket down under whoever is waiting on it."""
+    severed.append(True)
+    with contextlib.suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+
+
 class Link:
     """One duty's connection: opened on first use, dropped after any error.
 
@@ -74,18 +91,30 @@ class Link:
 
     @contextlib.asynccontextmanager
     async def using(self, timeout: float) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-        """The connection, for several statements under one ``timeout``; dropped on any error."""
+        """The connection, for statements that must all answer within ``timeout`` seconds.
+
+        Past the timeout the connection is severed (its socket shut down), which makes the
+        waiting statement fail at once: cancelling it instead would make psycopg try to
+        cancel it on the server, which on a dead connection takes several seconds more.
+        Any error drops the connection; the next use reconnects.
+        """
+        conn = await self.connection()
+        severed: list[bool] = []
+        timer = asyncio.get_running_loop().call_later(timeout, _sever, conn, severed)
         try:
-            async with asyncio.timeout(timeout):
-                yield await self.connection()
-        except BaseException:
+            yield conn
+        except BaseException as exc:
             await self.drop()
+            if severed and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                raise StatementTimeout(f"no answer from the database within {timeout:g} s") from exc
             raise
+        finally:
+            timer.cancel()
 
     async def execute(
         self, query: Any, params: Mapping[str, Any] | None = None, *, timeout: float
     ) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout), self._lock or contextlib.nullcontext(), self.using(timeout) as conn:
+        async with self._lock or contextlib.nullcontext(), self.using(timeout) as conn:
             cursor = await conn.execute(query, params)
             return await cursor.fetchall() if cursor.description else []
 

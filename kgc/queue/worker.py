@@ -56,7 +56,13 @@ from psycopg.types.json import Jsonb
 
 from kgc.queue import sql
 from kgc.queue.completer import Completer
-from kgc.queue.config import ABORT_POLL_PERIOD, LONG_QUERY_TIMEOUT, MAINTENANCE_PERIOD, WorkerConfig
+from kgc.queue.config import (
+    ABORT_POLL_PERIOD,
+    LONG_QUERY_TIMEOUT,
+    MAINTENANCE_PERIOD,
+    STATEMENT_TIMEOUT,
+    WorkerConfig,
+)
 from kgc.queue.db import Link, connection_params
 from kgc.queue.leader import LeaderElector
 from kgc.queue.runner import Claim, JobRunner, log_fields
@@ -93,7 +99,7 @@ class Worker:
         self.exit_code = 0
         self.executor = ThreadPoolExecutor(max_workers=max(sum(config.queues.values()), 1), thread_name_prefix="job")
         self.runner = JobRunner(app, executor=self.executor, worker_name=config.name, queues=self.queue_names)
-        self.completer = Completer(self.links["complete"], timeout=LONG_QUERY_TIMEOUT)
+        self.completer = Completer(self.links["complete"], timeout=STATEMENT_TIMEOUT)
         self.elector = LeaderElector(
             self.links["control"],
             ttl=config.leader_ttl,
@@ -107,7 +113,7 @@ class Worker:
             is_leader=self.elector.is_leader,
             worker_id=lambda: self.worker_id,
             catch_up=config.scheduler_catch_up,
-            timeout=LONG_QUERY_TIMEOUT,
+            timeout=STATEMENT_TIMEOUT,
         )
         limits = sorted(rate_limits().items())
         self._limits = {
@@ -133,13 +139,13 @@ class Worker:
         duties = [
             Duty("heartbeat", self._heartbeat_duty, stall_after=self.config.dead_after),
             Duty("listener", self._listener_duty, stall_after=LISTEN_CHECK * 4 + self.config.query_timeout),
-            Duty("fetch", self._fetch_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
-            Duty("complete", self.completer.duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("fetch", self._fetch_duty, stall_after=STATEMENT_TIMEOUT * 2),
+            Duty("complete", self.completer.duty, stall_after=STATEMENT_TIMEOUT * 2),
             Duty("leader", self.elector.duty, stall_after=self.config.leader_ttl * 4),
-            Duty("scheduler", self.scheduler.duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("scheduler", self.scheduler.duty, stall_after=STATEMENT_TIMEOUT * 4),
             Duty("rescue", self._rescue_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
             Duty("compaction", self._compaction_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
-            Duty("abort", self._abort_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
+            Duty("abort", self._abort_duty, stall_after=STATEMENT_TIMEOUT * 2),
         ]
         for duty in duties:
             self.supervisor.start(duty)
@@ -294,7 +300,7 @@ class Worker:
             rows = await self.links["fetch"].execute(
                 sql.CLAIM,
                 {"queues": names, "wants": [wants[n] for n in names], "worker_id": worker_id, **self._limits},
-                timeout=LONG_QUERY_TIMEOUT,
+                timeout=STATEMENT_TIMEOUT,
             )
         except psycopg.Error as exc:
             if exc.sqlstate == NOT_REGISTERED:
@@ -376,7 +382,7 @@ class Worker:
         while True:
             if self._jobs and self.worker_id is not None:
                 rows = await self.links["control"].execute(
-                    sql.ABORT_REQUESTED, {"worker_id": self.worker_id}, timeout=LONG_QUERY_TIMEOUT
+                    sql.ABORT_REQUESTED, {"worker_id": self.worker_id}, timeout=STATEMENT_TIMEOUT
                 )
                 for row in rows:
                     self.runner.abort(row["id"])

@@ -19,6 +19,8 @@ from tests.helpers import manage, subprocess_env
         ({"SMTP_HOST": "smtp.example.com", "SMTP_SECURE": "maybe"}, "SMTP_SECURE"),
         ({"DEBUG": "yes please"}, "DEBUG"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"KGC_HEARTBEAT_INTERVAL": "soon"}, "KGC_HEARTBEAT_INTERVAL"),
+        ({"KGC_WORKER_DEAD_AFTER": "-1"}, "KGC_WORKER_DEAD_AFTER"),
     ],
 )
 def test_bad_variable_stops_startup_with_one_line_naming_it(db, overrides, variable):
@@ -71,3 +73,15 @@ def test_malformed_values_name_the_variable(method, raw, args):
 def test_missing_required_variable_names_it():
     with pytest.raises(ConfigError, match="^EMAIL_FROM: is required"):
         Env({}).str("EMAIL_FROM")
+
+
+def test_fault_timings_that_would_declare_live_workers_dead_fail_the_system_check(db):
+    result = manage("check", env=subprocess_env(KGC_HEARTBEAT_INTERVAL="5", KGC_WORKER_DEAD_AFTER="8"))
+    assert result.returncode != 0
+    assert "kgc.E002" in result.stderr and "KGC_WORKER_DEAD_AFTER (8 s) must be at least 3" in result.stderr
+
+
+def test_a_bad_concurrency_override_fails_the_system_check(db):
+    result = manage("check", env=subprocess_env(KGC_CONCURRENCY="email=lots"))
+    assert result.returncode != 0
+    assert "kgc.E003" in result.stderr and "concurrency for 'email' must be a whole number" in result.stderr

@@ -1,0 +1,143 @@
+"""Outcomes written in batches (``sql.FINISH``): fencing of superseded attempts, queueing locks on retry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kgc.queue import sql as queue_sql
+from kgc.queue.completer import finish_params
+from kgc.queue.runner import Claim, Failure, Outcome
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+def claimed(sql, job_id: int, worker_id: int) -> Claim:
+    """Claim a job for a worker (as the claim does) and return what the worker holds."""
+    from procrastinate.jobs import Job
+
+    [(attempts, queue, task, lock)] = sql(
+        """UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE id = %s
+           RETURNING attempts, queue_name, task_name, queueing_lock""",
+        [worker_id, job_id],
+    )
+    return Claim(
+        job=Job(id=job_id, queue=queue, task_name=task, lock=None, queueing_lock=lock, attempts=attempts),
+        worker_id=worker_id,
+    )
+
+
+def outcome(claim: Claim, status: str = "succeeded", *, retry_in: timedelta | None = None) -> Outcome:
+    failure = None
+    if status != "succeeded":
+        failure = Failure(claim.attempts + 1, "ConnectionError", "dropped", "Traceback...", NOW)
+    return Outcome(claim=claim, status=status, retry_at=NOW + retry_in if retry_in else None, failure=failure)
+
+
+def finish(link, outcomes: list[Outcome], *, keep_locks: bool = True) -> set[int]:
+    return {row["id"] for row in link(queue_sql.FINISH, finish_params(outcomes, keep_locks=keep_locks))}
+
+
+def row(sql, job_id: int) -> tuple:
+    [found] = sql(
+        "SELECT status::text, attempts, worker_id, queueing_lock FROM procrastinate_jobs WHERE id = %s", [job_id]
+    )
+    return found
+
+
+def test_outcomes_of_many_jobs_are_written_in_one_statement(sql, link, worker_row, job_row):
+    worker = worker_row()
+    done, failed, retried = (claimed(sql, job_row(), worker) for _ in range(3))
+    accepted = finish(link, [outcome(done), outcome(failed, "failed"), outcome(retried, "todo", retry_in=timedelta(1))])
+    assert accepted == {done.job.id, failed.job.id, retried.job.id}
+    assert row(sql, done.job.id) == ("succeeded", 1, worker, None)
+    assert row(sql, failed.job.id) == ("failed", 1, worker, None)
+    assert row(sql, retried.job.id) == ("todo", 1, None, None)
+    assert sql("SELECT job_id, attempt, will_retry FROM kgc_jobfailure ORDER BY job_id") == [
+        (failed.job.id, 1, False),
+        (retried.job.id, 1, True),
+    ]
+
+
+def test_the_late_outcome_of_a_rescued_attempt_is_refused(sql, link, worker_row, job_row):
+    """Worker A's job is rescued and claimed again by B; A's outcome arrives after that."""
+    dead, alive = worker_row(), worker_row()
+    old = claimed(sql, job_row(), dead)
+    sql(
+        "UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL, attempts = attempts + 1 WHERE id = %s",
+        [old.job.id],
+    )
+    new = claimed(sql, old.job.id, alive)
+    assert finish(link, [outcome(old, "failed")]) == set()
+    assert row(sql, old.job.id) == ("doing", 1, alive, None)
+    assert sql("SELECT count(*) FROM kgc_jobfailure") == [(0,)]  # no record for the refused outcome
+    assert finish(link, [outcome(new)]) == {new.job.id}
+    assert row(sql, new.job.id) == ("succeeded", 2, alive, None)
+
+
+def test_a_refused_outcome_even_from_the_same_worker_after_it_was_rescued(sql, link, worker_row, job_row):
+    """The attempt count is the fencing token: the same worker, claiming the job again, has a new one."""
+    worker = worker_row()
+    first = claimed(sql, job_row(), worker)
+    sql(
+        "UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL, attempts = attempts + 1 WHERE id = %s",
+        [first.job.id],
+    )
+    second = claimed(sql, first.job.id, worker)
+    assert finish(link, [outcome(first), outcome(second, "failed")]) == {second.job.id}
+    assert row(sql, first.job.id)[0] == "failed"
+
+
+def test_an_outcome_is_accepted_when_the_worker_was_removed_but_nobody_rescued_the_job(sql, link, worker_row, job_row):
+    worker = worker_row()
+    held = claimed(sql, job_row(), worker)
+    sql("DELETE FROM procrastinate_workers WHERE id = %s", [worker])  # the foreign key sets worker_id to NULL
+    assert finish(link, [outcome(held)]) == {held.job.id}
+    assert row(sql, held.job.id)[0] == "succeeded"
+
+
+def test_a_retry_keeps_its_queueing_lock_when_no_other_job_waits_under_it(sql, link, worker_row, job_row):
+    worker = worker_row()
+    held = claimed(sql, job_row(queueing_lock="refresh:7"), worker)
+    finish(link, [outcome(held, "todo", retry_in=timedelta(seconds=30))])
+    assert row(sql, held.job.id) == ("todo", 1, None, "refresh:7")
+
+
+def test_a_retry_goes_back_without_its_queueing_lock_when_another_job_waits_under_it(sql, link, worker_row, job_row):
+    """procrastinate's own retry collided here and left the job running for ever."""
+    worker = worker_row()
+    held = claimed(sql, job_row(queueing_lock="refresh:7"), worker)
+    waiting = job_row(queueing_lock="refresh:7")
+    assert finish(link, [outcome(held, "todo", retry_in=timedelta(seconds=30))]) == {held.job.id}
+    assert row(sql, held.job.id) == ("todo", 1, None, None)
+    assert row(sql, waiting)[3] == "refresh:7"
+
+
+def test_two_retries_under_one_queueing_lock_in_one_batch_keep_it_once(sql, link, worker_row, job_row):
+    worker = worker_row()
+    first = claimed(sql, job_row(queueing_lock="refresh:7"), worker)
+    second = claimed(sql, job_row(queueing_lock="refresh:7"), worker)  # enqueued while the first ran
+    retry = timedelta(seconds=30)
+    assert finish(link, [outcome(first, "todo", retry_in=retry), outcome(second, "todo", retry_in=retry)]) == {
+        first.job.id,
+        second.job.id,
+    }
+    assert [row(sql, first.job.id)[3], row(sql, second.job.id)[3]] == ["refresh:7", None]
+
+
+def test_without_keeping_locks_every_retry_goes_back_without_its_lock(sql, link, worker_row, job_row):
+    worker = worker_row()
+    held = claimed(sql, job_row(queueing_lock="refresh:7"), worker)
+    finish(link, [outcome(held, "todo", retry_in=timedelta(seconds=30))], keep_locks=False)
+    assert row(sql, held.job.id)[3] is None
+
+
+def test_a_retry_of_a_job_whose_abort_was_requested_fails_instead(sql, link, worker_row, job_row):
+    worker = worker_row()
+    held = claimed(sql, job_row(), worker)
+    sql("UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s", [held.job.id])
+    finish(link, [outcome(held, "todo", retry_in=timedelta(seconds=30))])
+    assert row(sql, held.job.id)[0] == "failed"
