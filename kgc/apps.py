@@ -33,7 +33,7 @@ def check_worker_settings(app_configs: object = None, **kwargs: object) -> list[
 
     from kgc.queue.config import concurrency_parse, timing_problems
 
-    errors = [
+    errors: list[checks.CheckMessage] = [
         checks.Error(problem, id="kgc.E002")
         for problem in timing_problems(
             heartbeat_interval=settings.KGC_HEARTBEAT_INTERVAL,
