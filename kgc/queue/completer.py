@@ -57,6 +57,7 @@ class Completer:
         self.timeout = timeout
         self.pending: deque[Outcome] = deque()
         self._ready = asyncio.Event()
+        self._writing = asyncio.Lock()  # one batch at a time: the duty's, or the shutdown's
         self.refused = 0
 
     def add(self, outcome: Outcome) -> None:
@@ -81,6 +82,10 @@ class Completer:
             handle.healthy()
 
     async def flush_once(self) -> None:
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batch = [self.pending.popleft() for _ in range(min(len(self.pending), BATCH_MAX))]
         if not batch:
             return
@@ -92,10 +97,11 @@ class Completer:
         self._report_refused(batch, accepted)
 
     async def flush_all(self, *, timeout: float) -> None:
-        """Write everything still waiting (shutdown); give up after ``timeout`` seconds."""
-        async with asyncio.timeout(timeout):
+        """Write everything still waiting (shutdown), after any batch being written; give up
+        after ``timeout`` seconds (the jobs are then rescued: at least once)."""
+        async with asyncio.timeout(timeout), self._writing:
             while self.pending:
-                await self.flush_once()
+                await self._flush()
 
     async def _write(self, batch: list[Outcome]) -> set[int]:
         try:
