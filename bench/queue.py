@@ -1,13 +1,19 @@
-"""Queue-layer benchmark: throughput, pickup latency and the stats query, against bare procrastinate.
+"""Queue benchmark: throughput, pickup latency and the stats query, side by side with its peers.
 
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/queue.py [--jobs 3000]
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python -m bench.queue [--jobs 3000]
 
-Creates two scratch databases on DATABASE_URL's server and drops them afterwards:
-``kgc_qbench`` (the project's migrations: pause, rate limits, counters, failure
-records) and ``kgc_qbench_bare`` (procrastinate's own schema only). Both are
-measured in the same run, on the same server, with the same no-op sync task, the
-same concurrency (5, the email queue's) and the same database timestamps, because
-this machine is noisy. Figures, not assertions.
+In one run, on DATABASE_URL's server, with no-op jobs, rounds interleaved (this machine is
+noisy, so every figure has its baselines from the same minutes):
+
+* bare procrastinate (its own schema and worker, scratch database ``kgc_qbench_bare``);
+* this project's worker, one process (``runworkers --processes 1``, database ``kgc_qbench``);
+* this project's worker with ``--processes`` at the CPU count;
+* BullMQ 6 on its PostgreSQL backend, concurrency 4 and 10 (``bench/peers/bullmq``, its own
+  scratch database; needs Node and npm, ``--no-bullmq`` skips it).
+
+Throughput counts from the first job's start to the last one's end. Then pickup latency
+(defer to start, one job at a time, idle worker) and the stats query with a million jobs.
+Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 import psycopg  # noqa: E402
 
 OURS, BARE = "kgc_qbench", "kgc_qbench_bare"
-CONCURRENCY = 5
 # The worker also defers the scheduler's catch-up ticks on the maintenance queue: count email only.
 EMAIL_PENDING = "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'email' AND status IN ('todo', 'doing')"
 
@@ -52,14 +57,16 @@ def drop(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def env_for(url: str) -> dict[str, str]:
+def env_for(url: str, concurrency: int = 10) -> dict[str, str]:
     return {
         **os.environ,
-        "DEBUG": "true",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench",
         "DATABASE_URL": url,
         "KGC_EXTRA_TASK_MODULES": "bench.tasks",
-        # The limit code path runs on every fetch, with a limit too high to hold anything back.
+        # The limit code path runs on every claim, with a limit too high to hold anything back.
         "KGC_RATE_LIMITS": "email=1000000/60s",
+        "KGC_CONCURRENCY": f"email={concurrency}",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
@@ -72,20 +79,26 @@ def manage(url: str, *args: str) -> None:
 # --- Workers ------------------------------------------------------------------------------
 
 
-def start_ours(url: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "runworkers", "--queues", "email"],
-        cwd=ROOT, env=env_for(url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def ours(processes: int, concurrency: int):  # noqa: ANN201
+    def start(url: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "runworkers", "--queues", "email", "--processes", str(processes)],
+            cwd=ROOT, env=env_for(url, concurrency), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    return start
 
 
-def start_bare(url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_BARE_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "procrastinate", "--app=bench.bare_app.app", "worker", "-q", "email",
-         "-c", str(CONCURRENCY)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def bare(concurrency: int):  # noqa: ANN201
+    def start(url: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "BENCH_BARE_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+        return subprocess.Popen(
+            [sys.executable, "-m", "procrastinate", "--app=bench.bare_app.app", "worker", "-q", "email",
+             "-c", str(concurrency)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    return start
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -204,51 +217,88 @@ def stats_timing(url: str, rows: int) -> tuple[list[float], list[float]]:
     return ours, naive
 
 
+def rates_text(rates: list[float]) -> str:
+    return f"{', '.join(f'{r:,.0f}' for r in rates)} jobs/s (best {max(rates):,.0f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=3000, help="no-op jobs per throughput round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=10, help="jobs at once per worker process")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="for the multi-process figure")
     parser.add_argument("--samples", type=int, default=200, help="latency samples")
     parser.add_argument("--stats-rows", type=int, default=1_000_000)
+    parser.add_argument("--no-bullmq", action="store_true", help="skip the BullMQ peer (no Node)")
     args = parser.parse_args()
 
     base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     admin = database_url(base, "postgres")
-    ours, bare = database_url(base, OURS), database_url(base, BARE)
+    ours_url, bare_url = database_url(base, OURS), database_url(base, BARE)
     recreate(admin, OURS)
     recreate(admin, BARE)
+    if not args.no_bullmq:
+        from bench.peers.bullmq import npm_ci_if_needed
+
+        npm_ci_if_needed()
     try:
-        manage(ours, "migrate", "-v", "0")
+        manage(ours_url, "migrate", "-v", "0")
         subprocess.run(
             [sys.executable, "-c", "from bench.bare_app import app; app.open(); app.schema_manager.apply_schema()"],
-            cwd=ROOT, env={**os.environ, "BENCH_BARE_DATABASE_URL": bare, "PYTHONPATH": str(ROOT)}, check=True,
+            cwd=ROOT, env={**os.environ, "BENCH_BARE_DATABASE_URL": bare_url, "PYTHONPATH": str(ROOT)}, check=True,
         )  # fmt: skip
         print(
-            f"jobs per round: {args.jobs}, rounds: {args.rounds}, concurrency {CONCURRENCY}, load avg {os.getloadavg()}"
+            f"jobs per round: {args.jobs:,}, rounds: {args.rounds}, concurrency {args.concurrency} per process, "
+            f"{os.cpu_count()} CPUs, load avg {os.getloadavg()}"
         )
+        contenders = {
+            f"bare procrastinate (concurrency {args.concurrency})": lambda: throughput(
+                bare_url, args.jobs, "bench.noop", bare(args.concurrency)
+            ),
+            "KGC worker, 1 process": lambda: throughput(ours_url, args.jobs, "bench.noop", ours(1, args.concurrency)),
+            f"KGC worker, {args.processes} processes": lambda: throughput(
+                ours_url, args.jobs, "bench.noop", ours(args.processes, args.concurrency)
+            ),
+        }
+        if not args.no_bullmq:
+            from bench.peers.bullmq import bullmq_throughput
 
-        ours_rates, bare_rates = [], []
-        for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
-            bare_rates.append(throughput(bare, args.jobs, "bench.noop", start_bare))
-            ours_rates.append(throughput(ours, args.jobs, "bench.noop", start_ours))
-        best_ours, best_bare = max(ours_rates), max(bare_rates)
-        print(
-            f"throughput, bare procrastinate: {', '.join(f'{r:.0f}' for r in bare_rates)} jobs/s (best {best_bare:.0f})"
-        )
-        print(
-            f"throughput, KGC queue layer:    {', '.join(f'{r:.0f}' for r in ours_rates)} jobs/s (best {best_ours:.0f})"
-        )
-        print(f"ratio KGC / bare (best of each): {best_ours / best_bare:.2f}x   (target >= 0.90x)")
+            for concurrency in (4, 10):
+                contenders[f"BullMQ 6.7 on PostgreSQL (concurrency {concurrency})"] = (
+                    lambda c=concurrency: bullmq_throughput(base, jobs=args.jobs, concurrency=c)["jobs_per_s"]
+                )
+        results: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):  # interleaved, so drift in machine load hits all alike
+            for name, measure in contenders.items():
+                results[name].append(measure())
+        width = max(map(len, results))
+        for name, rates in results.items():
+            print(f"throughput, {name:<{width}}  {rates_text(rates)}")
+        best = {name: max(rates) for name, rates in results.items()}
+        one, many = best["KGC worker, 1 process"], best[f"KGC worker, {args.processes} processes"]
+        print(f"KGC, 1 process / bare procrastinate: {one / best[next(iter(best))]:.2f}x   (target: 2,000 jobs/s)")
+        for name in [n for n in best if n.startswith("BullMQ")]:
+            print(f"KGC, {args.processes} processes / {name}: {many / best[name]:.2f}x   (target >= 1.0x)")
 
-        bare_lat = pickup_latency(bare, args.samples, "bench.noop", start_bare)
-        ours_lat = pickup_latency(ours, args.samples, "bench.noop", start_ours)
-        for label, values in (("bare procrastinate", bare_lat), ("KGC queue layer   ", ours_lat)):
+        latency = {
+            "bare procrastinate": pickup_latency(bare_url, args.samples, "bench.noop", bare(args.concurrency)),
+            "KGC worker        ": pickup_latency(ours_url, args.samples, "bench.noop", ours(1, args.concurrency)),
+        }
+        if not args.no_bullmq:
+            from bench.peers.bullmq import bullmq_latency
+
+            figures = bullmq_latency(base, samples=args.samples, concurrency=10)
+            print(
+                f"defer-to-start latency, BullMQ 6.7         : p50 {figures['p50_ms']:.1f} ms, "
+                f"p95 {figures['p95_ms']:.1f} ms, max {figures['max_ms']:.1f} ms"
+            )
+        for label, values in latency.items():
             print(
                 f"defer-to-start latency, {label}: p50 {percentile(values, 50):.1f} ms, "
-                f"p95 {percentile(values, 95):.1f} ms, max {max(values):.1f} ms  (target p95 < 50 ms)"
+                f"p95 {percentile(values, 95):.1f} ms, max {max(values):.1f} ms  (target p95 < 10 ms)"
             )
 
-        stats_ms, naive_ms = stats_timing(ours, args.stats_rows)
+        stats_ms, naive_ms = stats_timing(ours_url, args.stats_rows)
         print(
             f"get_all_queue_stats() with {args.stats_rows:,} jobs: median {statistics.median(stats_ms):.2f} ms, "
             f"p95 {percentile(stats_ms, 95):.2f} ms  (target < 100 ms); "

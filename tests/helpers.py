@@ -31,7 +31,15 @@ def test_database_url() -> str:
 
 
 def subprocess_env(**overrides: str | None) -> dict[str, str]:
-    env = {**os.environ, "DEBUG": "true", "DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "DATABASE_URL": test_database_url(),
+        "PYTHONUNBUFFERED": "1",
+        # One worker process per runworkers unless a test asks for more (--processes): the
+        # process a test signals or kills is then the worker itself.
+        "KGC_PROCESSES": "1",
+    }
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)
