@@ -151,26 +151,35 @@ def throughput(url: str, count: int, task: str, start_worker) -> float:  # noqa:
 
 
 def pickup_latency(url: str, samples: int, task: str, start_worker) -> list[float]:  # noqa: ANN001
-    """Milliseconds from a job's insert to its start, one job at a time, worker idle."""
+    """Milliseconds from a job's insert to its start, one job at a time, worker idle.
+
+    The producer keeps one connection, as an application does, and nothing is truncated
+    between samples: a TRUNCATE would make the worker's next claim replan its statements.
+    """
     worker = start_worker(url)
     latencies = []
     try:
         wait_registered(url)
         time.sleep(1)
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as producer, psycopg.connect(url, autocommit=True) as observer:
             for _ in range(samples):
-                defer_noops(url, 1, task)
-                while conn.execute(EMAIL_PENDING).fetchone()[0]:
-                    time.sleep(0.005)
+                [job_id] = producer.execute(
+                    """SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW('email', %s, -100, NULL, NULL, '{}'::jsonb,
+                           NULL)::procrastinate_job_to_defer_v1]))""",
+                    [task],
+                ).fetchone()
+                while observer.execute(
+                    "SELECT status = 'todo' FROM procrastinate_jobs WHERE id = %s", [job_id]
+                ).fetchone()[0]:
+                    time.sleep(0.001)
                 latencies.append(
-                    conn.execute(
+                    observer.execute(
                         """SELECT extract(epoch FROM max(at) FILTER (WHERE type = 'started')
                                                  - max(at) FILTER (WHERE type = 'deferred')) * 1000
-                             FROM procrastinate_events
-                             JOIN procrastinate_jobs j ON j.id = job_id AND j.queue_name = 'email'"""
+                             FROM procrastinate_events WHERE job_id = %s""",
+                        [job_id],
                     ).fetchone()[0]
                 )
-                conn.execute("TRUNCATE procrastinate_jobs, procrastinate_events CASCADE")
                 time.sleep(0.02)
     finally:
         stop(worker)
@@ -264,8 +273,8 @@ def main() -> None:
             from bench.peers.bullmq import bullmq_throughput
 
             for concurrency in (4, 10):
-                contenders[f"BullMQ 6.7 on PostgreSQL (concurrency {concurrency})"] = (
-                    lambda c=concurrency: bullmq_throughput(base, jobs=args.jobs, concurrency=c)["jobs_per_s"]
+                contenders[f"BullMQ 6.7 on PostgreSQL (concurrency {concurrency})"] = lambda c=concurrency: (
+                    bullmq_throughput(base, jobs=args.jobs, concurrency=c)["jobs_per_s"]
                 )
         results: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.rounds):  # interleaved, so drift in machine load hits all alike

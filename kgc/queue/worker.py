@@ -91,7 +91,10 @@ class Worker:
         self.worker_id: int | None = None
         self.running: dict[str, int] = dict.fromkeys(self.queue_names, 0)
         self._jobs: dict[asyncio.Task[None], Claim] = {}
+        # A queue whose last claim came back short is not claimed from again until a
+        # notification says it has new jobs, or until the next poll.
         self._drained_until: dict[str, float] = dict.fromkeys(self.queue_names, 0.0)
+        self._notified_at: dict[str, float] = dict.fromkeys(self.queue_names, 0.0)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_beat = -1e9
@@ -258,9 +261,11 @@ class Worker:
     # --- Claiming -----------------------------------------------------------------------------
 
     def _undrain(self, queues: list[str]) -> None:
+        now = time.monotonic()
         for queue in queues:
             if queue in self._drained_until:
                 self._drained_until[queue] = 0.0
+                self._notified_at[queue] = now
         self._wake.set()
 
     def _wants(self, now: float) -> dict[str, int]:
@@ -314,8 +319,9 @@ class Worker:
             got[claim.job.queue] = got.get(claim.job.queue, 0) + 1
             self._start(claim)
         for queue, want in wants.items():
-            if got.get(queue, 0) < want:
-                # Nothing more due (or paused, or rate-limited): wait for a notification or the next poll.
+            # Nothing more due (or paused, or rate-limited): wait for a notification or the next
+            # poll; unless a notification came while this claim was under way.
+            if got.get(queue, 0) < want and self._notified_at[queue] < now:
                 self._drained_until[queue] = now + self.config.poll_interval
         return len(rows)
 
