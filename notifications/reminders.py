@@ -48,6 +48,7 @@ class ReminderResult:
     emails: int = 0
     duplicates: int = 0
     skipped_assignees: int = 0
+    items_skipped: int = 0  # reminders the database refused (logged one by one)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class ReminderResult:
             "emails": self.emails,
             "duplicates": self.duplicates,
             "skipped_assignees": self.skipped_assignees,
+            "items_skipped": self.items_skipped,
         }
 
 
@@ -161,6 +163,7 @@ def _send(plan: ReminderPlan) -> ReminderResult:
         emails=delivered.emails,
         duplicates=delivered.duplicates,
         skipped_assignees=len(plan.skipped_assignees),
+        items_skipped=len(delivered.skipped),
     )
     logger.debug("reminders sent", extra={"event": "reminders_sent", **result.summary()})
     return result

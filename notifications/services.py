@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from compliance.models import Tenant
 from compliance.selectors import tenant_get
 from kgc import jobs
 from kgc.queues import EMAIL
 from notifications.exceptions import InvalidEmailRequest
-from notifications.models import OutboundEmail
+from notifications.models import Notification, OutboundEmail
 from notifications.rendering import template_data_errors
+from notifications.texts import header_text, text_fit
+
+logger = logging.getLogger("notifications.delivery")
 
 SEND_EMAIL_TASK = "notifications.send_email"
 EXPIRY_TASK = "notifications.check_expiry"
@@ -123,10 +127,19 @@ class NotificationDraft:
 
 
 @dataclass(frozen=True)
+class SkippedDraft:
+    """A draft the database refused (a value it cannot store): recorded, not delivered."""
+
+    dedupe_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class DeliveryResult:
     notifications: int = 0
     emails: int = 0
     duplicates: int = 0
+    skipped: tuple[SkippedDraft, ...] = ()
 
 
 # One statement, whatever the number of drafts; Python builds no row objects, which is
@@ -173,22 +186,81 @@ SELECT (SELECT count(*) FROM new_notifications),
 """
 
 
+_TITLE_MAX = Notification._meta.get_field("title").max_length or 300
+_SUBJECT_MAX = OutboundEmail._meta.get_field("subject").max_length or 300
+_NAME_MAX = OutboundEmail._meta.get_field("to_name").max_length or 200
+
+
+def draft_row(draft: NotificationDraft) -> dict[str, Any]:
+    """A draft as the statement's row: generated texts fitted to their columns, and the
+    ones that become email headers (subject, recipient name) on one line."""
+    row = asdict(draft)
+    row["title"] = text_fit(draft.title, _TITLE_MAX)
+    row["email_subject"] = text_fit(header_text(draft.email_subject), _SUBJECT_MAX)
+    row["recipient_name"] = text_fit(header_text(draft.recipient_name), _NAME_MAX)
+    return row
+
+
 def notifications_deliver(*, tenant: Tenant, drafts: list[NotificationDraft]) -> DeliveryResult:
     """Create each draft's notification and queued email, at most once per ``dedupe_key``.
 
     One statement, so one transaction: the notifications, their ``OutboundEmail`` rows
     (idempotency key ``notification:<id>``) and the send jobs commit together or not at
-    all, with the caller's transaction when there is one.
+    all, with the caller's transaction when there is one. A draft the database refuses
+    (a value it cannot store) does not sink the others: it is logged and returned in
+    ``skipped``, and the rest are delivered.
     """
     if not drafts:
         return DeliveryResult()
-    unique = list({draft.dedupe_key: asdict(draft) for draft in drafts}.values())
+    rows = list({draft.dedupe_key: draft_row(draft) for draft in drafts}.values())
+    try:
+        # A savepoint inside the caller's transaction, so that a refused statement can be
+        # taken back and the drafts delivered one by one.
+        with transaction.atomic():
+            notifications, emails = _deliver_rows(tenant, rows)
+        skipped: list[SkippedDraft] = []
+    except (DataError, IntegrityError):
+        notifications, emails, skipped = _deliver_one_by_one(tenant, rows)
+    duplicates = len(drafts) - notifications - len(skipped)
+    return DeliveryResult(notifications=notifications, emails=emails, duplicates=duplicates, skipped=tuple(skipped))
+
+
+def _deliver_one_by_one(tenant: Tenant, rows: list[dict[str, Any]]) -> tuple[int, int, list[SkippedDraft]]:
+    """The slow path, taken only when the one statement failed: each draft in a savepoint of its own."""
+    notifications = emails = 0
+    skipped = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                created, queued = _deliver_rows(tenant, [row])
+        except (DataError, IntegrityError) as exc:
+            reason = _refusal_reason(exc)
+            skipped.append(SkippedDraft(dedupe_key=row["dedupe_key"], reason=reason))
+            logger.error(
+                "notification skipped: the database refused it: %s",
+                reason,
+                extra={"event": "notification_skipped", "tenant_id": tenant.pk, "dedupe_key": row["dedupe_key"]},
+            )
+            continue
+        notifications += created
+        emails += queued
+    return notifications, emails, skipped
+
+
+def _refusal_reason(exc: Exception) -> str:
+    """PostgreSQL's message and detail, without the statement (it quotes every draft's data)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    parts = [getattr(diag, "message_primary", None) or str(exc).splitlines()[0], getattr(diag, "message_detail", None)]
+    return ": ".join(part for part in parts if part)[:500]
+
+
+def _deliver_rows(tenant: Tenant, rows: list[dict[str, Any]]) -> tuple[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             _DELIVER_SQL,
             {
                 "tenant_id": tenant.pk,
-                "drafts": json.dumps(unique),
+                "drafts": json.dumps(rows),
                 "queue": EMAIL,
                 "task": SEND_EMAIL_TASK,
                 "priority": jobs.priority_to_stored(None),
@@ -197,4 +269,4 @@ def notifications_deliver(*, tenant: Tenant, drafts: list[NotificationDraft]) ->
         notifications, emails, send_jobs = cursor.fetchone()
     if send_jobs != emails:  # the statement is all or nothing; this would be a bug in it
         raise RuntimeError(f"{emails} emails but {send_jobs} send jobs")
-    return DeliveryResult(notifications=notifications, emails=emails, duplicates=len(drafts) - notifications)
+    return notifications, emails

@@ -107,3 +107,10 @@ def test_worker_pool_is_sized_to_the_concurrency(concurrency, workers, size):
     from kgc.worker import default_pool_size
 
     assert default_pool_size(concurrency, workers) == size
+
+
+def test_a_database_data_error_is_permanent():
+    # A value too long for its column fails the same way on every retry.
+    from django.db import DataError
+
+    assert is_permanent(DataError("value too long for type character varying(300)")) is True

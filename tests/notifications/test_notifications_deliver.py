@@ -13,19 +13,20 @@ from notifications.services import NotificationDraft, notifications_deliver
 
 
 def draft(user, key="expiry:doc-1:30", **fields) -> NotificationDraft:
-    return NotificationDraft(
-        recipient_id=user.pk,
-        recipient_email=user.email,
-        recipient_name=user.get_full_name(),
-        kind="document_expiry",
-        title="TIN Certificate of ACME expires in 30 days",
-        body="...",
-        dedupe_key=key,
-        email_template="document-expiry",
-        email_subject="Document expiring",
-        data={"documentId": 1},
+    values = {
+        "recipient_id": user.pk,
+        "recipient_email": user.email,
+        "recipient_name": user.get_full_name(),
+        "kind": "document_expiry",
+        "title": "TIN Certificate of ACME expires in 30 days",
+        "body": "...",
+        "dedupe_key": key,
+        "email_template": "document-expiry",
+        "email_subject": "Document expiring",
+        "data": {"documentId": 1},
         **fields,
-    )
+    }
+    return NotificationDraft(**values)
 
 
 @pytest.mark.django_db
@@ -83,3 +84,25 @@ def test_recipient_without_an_address_gets_the_notification_but_no_email(tenant,
     assert Notification.objects.get().email_status == "skipped"
     assert not OutboundEmail.objects.exists()
     assert not ProcrastinateJob.objects.filter(task_name="notifications.send_email").exists()
+
+
+@pytest.mark.django_db
+def test_a_draft_the_database_refuses_is_skipped_and_the_others_are_delivered(tenant, member_of):
+    user = member_of(tenant, "admin")
+    drafts = [draft(user, key="a"), draft(user, key="b", title="Broken\x00title"), draft(user, key="c")]
+    result = notifications_deliver(tenant=tenant, drafts=drafts)
+    assert (result.notifications, result.emails) == (2, 2)
+    assert [skipped.dedupe_key for skipped in result.skipped] == ["b"]
+    assert result.skipped[0].reason == "unsupported Unicode escape sequence: \\u0000 cannot be converted to text."
+    assert sorted(Notification.objects.values_list("dedupe_key", flat=True)) == ["a", "c"]
+    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 2
+
+
+@pytest.mark.django_db
+def test_long_generated_texts_are_fitted_to_their_columns(tenant, member_of):
+    user = member_of(tenant, "admin")
+    long = draft(user, title="T" * 400, email_subject="S" * 400, recipient_name="R" * 301)
+    notifications_deliver(tenant=tenant, drafts=[long])
+    email = OutboundEmail.objects.get()
+    assert len(Notification.objects.get().title) == len(email.subject) == 300
+    assert len(email.to_name) == 200
