@@ -6,8 +6,8 @@ The send job works from the ``OutboundEmail`` row:
    held for the whole send. A second worker holding a job for the same row finds the
    lock taken and sends nothing; a worker that dies loses its connection, and
    PostgreSQL releases its lock with it.
-2. It renders the message (a rendering error fails the row at once: the same data
-   would fail the same way on every retry).
+2. It renders and builds the message (a rendering or build error fails the row at
+   once: the same data would fail the same way on every retry).
 3. It claims the row: one ``UPDATE ... WHERE status = 'queued'`` (the row lock, the
    check and queued → sending, attempts + 1 in one short, durably committed
    transaction), then sends outside any transaction, on this thread's kept-open
@@ -63,6 +63,7 @@ from notifications import rendering
 from notifications.exceptions import NotificationError
 from notifications.models import Notification, NotificationEmailStatus, OutboundEmail, OutboundStatus
 from notifications.services import SEND_EMAIL_TASK
+from notifications.texts import header_text
 from notifications.tracking import DO_NOT_RESEND
 
 logger = logging.getLogger("notifications.email")
@@ -99,6 +100,10 @@ class EmailBusy(EmailTransientError):
 
 class HeaderInjection(EmailPermanentError, ValueError):
     pass
+
+
+class MessageBuildError(EmailPermanentError, ValueError):
+    """The row's values make no valid message (an address no header can carry...)."""
 
 
 @dataclass(frozen=True)
@@ -173,20 +178,30 @@ def message_compose(
 ) -> EmailMultiAlternatives:
     """A message with its text and HTML parts and the given Message-ID and headers.
 
-    Raises ``HeaderInjection`` or ``rendering.EmailDataError`` (both permanent).
+    Raises ``HeaderInjection``, ``MessageBuildError`` or ``rendering.EmailDataError``
+    (all permanent).
     """
     bad = header_errors(subject=subject, to_name=to_name, to_email=to_email)
     if bad:
         raise HeaderInjection(f"line break in {', '.join(bad)}: refused (header injection)")
+    # The other line separators (U+2028, NEL, form feed...) come from names typed
+    # into the product; the email package refuses them in a header, a space reads the same.
+    subject, to_name = header_text(subject), header_text(to_name)
     rendered = rendering.email_render(template=template, subject=subject, data=data, tenant_name=tenant_name)
-    message = EmailMultiAlternatives(
-        subject=rendered.subject,
-        body=rendered.text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[str(Address(display_name=to_name, addr_spec=to_email))],
-        headers={"Message-ID": message_id, **headers},
-    )
-    message.attach_alternative(rendered.html, "text/html")
+    try:
+        message = EmailMultiAlternatives(
+            subject=rendered.subject,
+            body=rendered.text,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[str(Address(display_name=to_name, addr_spec=to_email))],
+            headers={"Message-ID": message_id, **headers},
+        )
+        message.attach_alternative(rendered.html, "text/html")
+        # Built and serialised now, not first inside the backend's send: a message that
+        # cannot be built fails here, as the permanent error it is.
+        message.message().as_bytes()
+    except Exception as exc:
+        raise MessageBuildError(f"the message cannot be built: {type(exc).__name__}: {exc}"[:500]) from exc
     return message
 
 
@@ -420,7 +435,7 @@ def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> s
         return _interrupted(email)
     try:
         message = email_message_build(email)
-    except (HeaderInjection, rendering.EmailDataError) as exc:
+    except (HeaderInjection, MessageBuildError, rendering.EmailDataError) as exc:
         _fail(email, from_status=OutboundStatus.QUEUED, reason=str(exc))
         logger.error("email not sent: %s", exc, extra={**_log_fields(email), "event": "email_failed"})
         raise EmailPermanentError(str(exc)) from exc

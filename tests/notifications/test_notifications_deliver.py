@@ -106,3 +106,14 @@ def test_long_generated_texts_are_fitted_to_their_columns(tenant, member_of):
     email = OutboundEmail.objects.get()
     assert len(Notification.objects.get().title) == len(email.subject) == 300
     assert len(email.to_name) == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("separator", ["\r\n", "\n", "\u2028", "\x85"])
+def test_line_separators_in_names_become_spaces_in_the_email_headers(tenant, member_of, separator):
+    user = member_of(tenant, "admin")
+    notifications_deliver(
+        tenant=tenant, drafts=[draft(user, email_subject=f"ACME{separator}Corp", recipient_name=f"Pat{separator}P")]
+    )
+    email = OutboundEmail.objects.get()
+    assert (email.subject, email.to_name) == ("ACME Corp", "Pat P")

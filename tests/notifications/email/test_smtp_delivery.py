@@ -294,3 +294,22 @@ def test_no_password_or_body_in_the_logs(db, settings, smtp_server_with_auth, ma
     assert any(r.name == "notifications.email" for r in records), "the send logged nothing"
     assert password not in logged
     assert "secret-body-marker-7731" not in logged
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85"])
+def test_other_line_separators_in_headers_become_spaces_and_the_email_is_sent(db, smtp_mailer, make_email, separator):
+    email = make_email(subject=f"ACME{separator}Corp: TIN expires", to_name=f"Pat{separator}Person")
+    assert send(email, final_attempt=False) == SendOutcome.SENT
+    message = smtp_mailer.received[0].message
+    assert message["Subject"] == "ACME Corp: TIN expires"
+    assert message["To"].addresses[0].display_name == "Pat Person"
+
+
+def test_a_message_that_cannot_be_built_fails_at_once_not_as_transient(db, smtp_mailer, make_email):
+    email = make_email(to_email="pät@example.com")  # a non-ASCII local part: no header can carry it
+    with pytest.raises(EmailPermanentError, match="cannot be built"):
+        send(email, final_attempt=False)
+    email.refresh_from_db()
+    assert (email.status, email.attempts) == ("failed", 0)
+    assert "cannot be built" in email.last_error
+    assert smtp_mailer.received == []
