@@ -10,10 +10,12 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -85,12 +87,13 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         "sent_at",
         "tenant",
     )
-    list_filter = ("status", "template")
+    list_filter = ("status", "delivery_unknown", "template")
     search_fields = ("=id", "=to_email", "subject", "=message_id", "idempotency_key")
     list_select_related = ("tenant",)
     raw_id_fields = ("tenant", "notification")
     readonly_fields = (
         "status",
+        "delivery_unknown",
         "attempts",
         "last_error",
         "message_id",
@@ -104,6 +107,46 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     actions = ("resend_failed",)
     show_full_result_count = False
     paginator = CappedCountPaginator
+    change_form_template = "notifications/email/admin/outboundemail_change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:email_id>/resend/",
+                self.admin_site.admin_view(self.resend_one_view),
+                name="notifications_outboundemail_resend",
+            ),
+            *super().get_urls(),
+        ]
+
+    def resend_one_view(self, request: HttpRequest, email_id: int) -> HttpResponse:
+        """Resend one failed email, even one whose delivery is unknown: the operator has
+        checked with the recipient, and this page says what is at stake first."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        email = OutboundEmail.objects.filter(pk=email_id).select_related("tenant").first()
+        if email is None:
+            raise Http404(f"no outbound email with id {email_id}")
+        change_url = reverse("admin:notifications_outboundemail_change", args=[email.pk])
+        if request.method == "POST":
+            result = emails_resend(email_ids=[email.pk], user_id=request.user.pk, include_delivery_unknown=True)
+            if result.resent:
+                self.message_user(request, f"Queued email #{email.pk} again; the email workers will send it.")
+            else:
+                self.message_user(
+                    request, "Nothing resent: only a failed email that did not bounce can be.", messages.WARNING
+                )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Resend email #{email.pk}?",
+            "opts": self.model._meta,
+            "email": email,
+            "resendable": email.status == OutboundStatus.FAILED
+            and not email.events.filter(event_type__in=DO_NOT_RESEND).exists(),
+            "cancel_url": change_url,
+        }
+        return TemplateResponse(request, "notifications/email/admin/resend_one_confirmation.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundEmail]:
         # The latest provider event, in the list's own query (no query per row).
@@ -146,7 +189,10 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     def _resend_confirmation(
         self, request: HttpRequest, queryset: QuerySet[OutboundEmail], selected: list[int]
     ) -> TemplateResponse:
-        eligible = queryset.filter(status=OutboundStatus.FAILED).exclude(events__event_type__in=DO_NOT_RESEND)
+        failed = queryset.filter(status=OutboundStatus.FAILED).exclude(events__event_type__in=DO_NOT_RESEND)
+        # Left out of a bulk resend: each may already have reached its recipient.
+        unknown = failed.filter(delivery_unknown=True).count()
+        eligible = failed.exclude(delivery_unknown=True)
         listed = list(eligible.order_by("pk")[: CONFIRM_LISTED + 1])
         total = len(listed) if len(listed) <= CONFIRM_LISTED else eligible.count()
         context = {
@@ -156,7 +202,8 @@ class OutboundEmailAdmin(admin.ModelAdmin):
             "eligible": listed[:CONFIRM_LISTED],
             "total": total,
             "more": max(total - CONFIRM_LISTED, 0),
-            "skipped": len(selected) - total,
+            "skipped": len(selected) - total - unknown,
+            "unknown": unknown,
             "selected": selected,
         }
         return TemplateResponse(request, "notifications/email/admin/resend_confirmation.html", context)

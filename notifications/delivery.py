@@ -328,7 +328,7 @@ RECORD_SQL = """
 WITH async_commit AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)),
 email AS (
     UPDATE notifications_outboundemail
-       SET status = %(status)s, last_error = %(last_error)s,
+       SET status = %(status)s, last_error = %(last_error)s, delivery_unknown = %(delivery_unknown)s,
            message_id = coalesce(%(message_id)s, message_id), sent_at = coalesce(%(sent_at)s, sent_at)
      WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = %(from_status)s
        AND EXISTS (SELECT FROM async_commit)
@@ -358,6 +358,7 @@ def _record(
     last_error: str = "",
     message_id: str | None = None,
     sent_at: datetime | None = None,
+    delivery_unknown: bool = False,
 ) -> None:
     """Write the outcome to the row and mirror it into the notification, in one statement.
 
@@ -378,17 +379,19 @@ def _record(
                 "message_id": message_id,
                 "sent_at": sent_at,
                 "notification_status": notification_status,
+                "delivery_unknown": delivery_unknown,
             },
         )
 
 
-def _fail(email: OutboundEmail, *, from_status: str, reason: str) -> None:
+def _fail(email: OutboundEmail, *, from_status: str, reason: str, delivery_unknown: bool = False) -> None:
     _record(
         email,
         from_status=from_status,
         notification_status=NotificationEmailStatus.FAILED,
         status=OutboundStatus.FAILED,
         last_error=reason,
+        delivery_unknown=delivery_unknown,
     )
 
 
@@ -450,7 +453,7 @@ def _interrupted(email: OutboundEmail) -> str:
         "delivery unknown: the worker sending this email stopped before recording the outcome; "
         "it may have been delivered. Check with the recipient or the provider, then resend if needed."
     )
-    _fail(email, from_status=OutboundStatus.SENDING, reason=reason)
+    _fail(email, from_status=OutboundStatus.SENDING, reason=reason, delivery_unknown=True)
     logger.error("email left in sending by a lost worker", extra={**_log_fields(email), "event": "email_unknown"})
     raise EmailDeliveryUnknown(reason)
 
@@ -511,38 +514,71 @@ def _send_kwargs(outbound_email_id: int, tenant_id: int) -> dict[str, JSONValue]
     return {"outbound_email_id": outbound_email_id, "tenant_id": tenant_id}
 
 
-def emails_requeue(*, email_ids: list[int]) -> list[tuple[int, int, int | None]]:
+def emails_requeue(*, email_ids: list[int], include_delivery_unknown: bool) -> list[tuple[int, int, int | None]]:
     """Put failed emails (not bounced, rejected or complained about) and their notifications
-    back to ``queued``; return ``(email, tenant, notification)`` of each. Defers nothing."""
+    back to ``queued``; return ``(email, tenant, notification)`` of each. Defers nothing.
+
+    An email whose delivery is unknown (it may have reached the recipient) is put back
+    only with ``include_delivery_unknown``: an explicit resend of that one email.
+    """
     eligible = (
         OutboundEmail.objects.select_for_update()
         .filter(pk__in=email_ids, status=OutboundStatus.FAILED)
         .exclude(events__event_type__in=DO_NOT_RESEND)
     )
+    if not include_delivery_unknown:
+        eligible = eligible.exclude(delivery_unknown=True)
     rows: list[tuple[int, int, int | None]] = list(eligible.values_list("pk", "tenant_id", "notification_id"))
-    OutboundEmail.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(status=OutboundStatus.QUEUED, last_error="")
+    OutboundEmail.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+        status=OutboundStatus.QUEUED, last_error="", delivery_unknown=False
+    )
     Notification.objects.filter(pk__in=[n for _, _, n in rows if n]).update(email_status=NotificationEmailStatus.QUEUED)
     return rows
 
 
 def send_jobs_retried(sender: object, jobs: list[Any], **kwargs: object) -> None:
     """A retried send job sends again: its email, marked failed when the job failed, goes
-    back to ``queued`` in the retry's transaction (``kgc.signals.jobs_retried``)."""
+    back to ``queued`` in the retry's transaction (``kgc.signals.jobs_retried``).
+
+    A bulk retry has already left out the send jobs whose email's delivery is unknown
+    (``SEND_JOB_DELIVERY_UNKNOWN``); one that arrives here was retried on its own, on
+    purpose, so its email is sent again.
+    """
     email_ids = [job.args["outbound_email_id"] for job in jobs if job.task == SEND_EMAIL_TASK]
     if email_ids:
-        emails_requeue(email_ids=email_ids)
+        emails_requeue(email_ids=email_ids, include_delivery_unknown=True)
 
 
-def emails_resend(*, email_ids: list[int], user_id: int | None = None) -> ResendResult:
+# A failed send job whose email may have reached its recipient: its worker stopped
+# between the claim and the record (the email failed as "delivery unknown", or is
+# still "sending" because the worker of its last attempt died). A bulk retry leaves
+# it out; retrying that one job, or resending that one email, sends it again.
+SEND_JOB_DELIVERY_UNKNOWN = jobs.RetryHold(
+    name="delivery_unknown",
+    task_name=SEND_EMAIL_TASK,
+    condition="""EXISTS (
+        SELECT 1 FROM notifications_outboundemail AS email
+         WHERE email.id = CASE WHEN procrastinate_jobs.args->>'outbound_email_id' ~ '^[0-9]{1,18}$'
+                               THEN (procrastinate_jobs.args->>'outbound_email_id')::bigint END
+           AND (email.delivery_unknown OR email.status = 'sending'))""",
+    description="send jobs whose email's delivery is unknown (it may have reached the recipient); "
+    "resend those one at a time from the outbound email admin",
+)
+
+
+def emails_resend(
+    *, email_ids: list[int], user_id: int | None = None, include_delivery_unknown: bool = False
+) -> ResendResult:
     """Put failed emails back to ``queued`` and defer a send job for each; return which.
 
     Only ``failed`` rows are touched, and not those the provider reported as bounced,
-    rejected or complained about (resending would hurt the sender's reputation). One
-    transaction: rows, notifications, jobs and the admin log entries commit together.
-    A constant number of queries whatever the number of emails.
+    rejected or complained about (resending would hurt the sender's reputation), nor,
+    unless ``include_delivery_unknown`` (an operator's resend of that one email), those
+    whose delivery is unknown. One transaction: rows, notifications, jobs and the admin
+    log entries commit together. A constant number of queries whatever the number of emails.
     """
     with transaction.atomic():
-        rows = emails_requeue(email_ids=email_ids)
+        rows = emails_requeue(email_ids=email_ids, include_delivery_unknown=include_delivery_unknown)
         ids = [pk for pk, _, _ in rows]
         if rows:
             app.configure_task(

@@ -93,6 +93,9 @@ class OutboundEmail(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # The worker sending it stopped between the claim and the record: it may have reached
+    # the recipient. Only an explicit resend of this one email sends it again.
+    delivery_unknown = models.BooleanField(default=False, db_default=False)
     message_id = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
