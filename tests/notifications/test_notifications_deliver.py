@@ -6,10 +6,12 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from notifications.models import Notification, OutboundEmail
+from notifications.models import Notification, NotificationPreference, OutboundEmail, Suppression
 from notifications.services import NotificationDraft, notifications_deliver
+from tests.factories import MembershipFactory, TenantFactory
 
 
 def draft(user, key="expiry:doc-1:30", **fields) -> NotificationDraft:
@@ -117,3 +119,111 @@ def test_line_separators_in_names_become_spaces_in_the_email_headers(tenant, mem
     )
     email = OutboundEmail.objects.get()
     assert (email.subject, email.to_name) == ("ACME Corp", "Pat P")
+
+
+# --- Preferences, the tenant's default, suppressions ----------------------------------------
+
+
+def _choose(tenant, user, kind="document_expiry", email="immediate"):
+    NotificationPreference.objects.create(tenant=tenant, user=user, kind=kind, email=email)
+
+
+def _send_jobs() -> int:
+    return ProcrastinateJob.objects.filter(task_name="notifications.send_email").count()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("choice", "email_status", "emails"),
+    [("immediate", "queued", 1), ("daily_digest", "digest_pending", 0), ("off", "opted_out", 0)],
+)
+def test_each_choice_decides_whether_and_when_the_email_goes(tenant, member_of, choice, email_status, emails):
+    user = member_of(tenant, "admin")
+    _choose(tenant, user, email=choice)
+    result = notifications_deliver(tenant=tenant, drafts=[draft(user, urgency="NORMAL")])
+    assert result.notifications == 1  # in-app, whatever the choice
+    assert Notification.objects.get().email_status == email_status
+    assert (OutboundEmail.objects.count(), _send_jobs(), result.emails) == (emails, emails, emails)
+
+
+@pytest.mark.django_db
+def test_result_counts_the_notifications_by_where_their_email_went(tenant, member_of):
+    digest_reader, opted_out = member_of(tenant, "admin"), member_of(tenant, "manager")
+    _choose(tenant, digest_reader, email="daily_digest")
+    _choose(tenant, opted_out, email="off")
+    result = notifications_deliver(tenant=tenant, drafts=[draft(digest_reader, key="a"), draft(opted_out, key="b")])
+    assert (result.emails, result.digest_pending, result.opted_out, result.suppressed) == (0, 1, 1, 0)
+
+
+@pytest.mark.django_db
+def test_without_a_choice_the_tenant_default_applies(tenant, member_of):
+    tenant.notification_email_default = "daily_digest"
+    tenant.save()
+    user = member_of(tenant, "admin")
+    notifications_deliver(tenant=tenant, drafts=[draft(user)])
+    assert Notification.objects.get().email_status == "digest_pending"
+    assert not OutboundEmail.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_choice_for_one_kind_leaves_the_others_to_the_default(tenant, member_of):
+    user = member_of(tenant, "admin")
+    _choose(tenant, user, kind="filing_reminder", email="off")
+    notifications_deliver(tenant=tenant, drafts=[draft(user)])  # a document_expiry
+    assert Notification.objects.get().email_status == "queued"
+
+
+@pytest.mark.django_db
+def test_a_choice_in_another_tenant_does_not_apply(tenant, member_of):
+    user = member_of(tenant, "admin")
+    other = TenantFactory()
+    MembershipFactory(tenant=other, user=user)
+    _choose(other, user, email="off")
+    notifications_deliver(tenant=tenant, drafts=[draft(user)])
+    assert Notification.objects.get().email_status == "queued"
+
+
+@pytest.mark.django_db
+def test_an_urgent_notification_is_emailed_at_once_to_a_digest_reader(tenant, member_of):
+    user = member_of(tenant, "admin")
+    _choose(tenant, user, email="daily_digest")
+    notifications_deliver(tenant=tenant, drafts=[draft(user, urgency="URGENT")])
+    assert Notification.objects.get().email_status == "queued"
+    assert _send_jobs() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("for_this_tenant", [True, False])
+def test_a_suppressed_address_gets_the_notification_but_no_email(tenant, member_of, for_this_tenant):
+    user = member_of(tenant, "admin", email="Pat.Person@Example.com")
+    Suppression.objects.create(
+        email="pat.person@example.com", reason="bounced", tenant=tenant if for_this_tenant else None
+    )
+    result = notifications_deliver(tenant=tenant, drafts=[draft(user)])
+    assert (result.notifications, result.emails, result.suppressed) == (1, 0, 1)
+    assert Notification.objects.get().email_status == "suppressed"
+    assert not OutboundEmail.objects.exists()
+
+
+@pytest.mark.django_db
+def test_another_tenants_suppression_does_not_apply(tenant, member_of):
+    user = member_of(tenant, "admin")
+    Suppression.objects.create(email=user.email, reason="complained", tenant=TenantFactory())
+    notifications_deliver(tenant=tenant, drafts=[draft(user)])
+    assert Notification.objects.get().email_status == "queued"
+
+
+def _queries_to_deliver(tenant, users, count: int) -> int:
+    drafts = [draft(users[n % len(users)], key=f"q:{count}:{n}") for n in range(count)]
+    with CaptureQueriesContext(connection) as queries:
+        notifications_deliver(tenant=tenant, drafts=drafts)
+    return len(queries)
+
+
+@pytest.mark.django_db
+def test_preferences_and_suppressions_cost_the_same_queries_for_2_or_60_notifications(tenant, member_of):
+    users = [member_of(tenant, "admin") for _ in range(6)]
+    for user in users[:3]:
+        _choose(tenant, user, email="daily_digest")
+    Suppression.objects.create(email=users[5].email, reason="bounced")
+    assert _queries_to_deliver(tenant, users, 2) == _queries_to_deliver(tenant, users, 60)
