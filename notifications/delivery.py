@@ -15,6 +15,10 @@ The send job works from the ``OutboundEmail`` row:
 4. It records ``sent``, the provider's message id and ``sent_at``, and mirrors the
    outcome into ``Notification.email_status``, in one statement; then unlocks.
 
+A row whose address is suppressed (``notifications.suppressions``) is recorded as
+``suppressed``, with its notification, and nothing is sent; an SMTP 5xx that says the
+address does not exist suppresses it for every tenant.
+
 At most once: a job that finds its row in ``sending`` with the lock free knows the
 worker that claimed it died between sending and recording. It cannot tell whether the
 message left, so it does not send again: the row fails as "delivery unknown" for an
@@ -52,16 +56,25 @@ from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, models, transaction
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
 from django.utils import timezone
 from procrastinate.contrib.django import app
 from procrastinate.types import JSONValue
 
 from kgc import jobs
 from kgc.retry import PermanentJobError
-from notifications import rendering
+from notifications import rendering, suppressions
 from notifications.exceptions import NotificationError
-from notifications.models import Notification, NotificationEmailStatus, OutboundEmail, OutboundStatus
+from notifications.models import (
+    Notification,
+    NotificationEmailStatus,
+    OutboundEmail,
+    OutboundStatus,
+    Suppression,
+    SuppressionReason,
+)
 from notifications.services import SEND_EMAIL_TASK
 from notifications.texts import header_text
 from notifications.tracking import DO_NOT_RESEND
@@ -80,6 +93,7 @@ class SendOutcome(models.TextChoices):
     ALREADY_SENT = "already-sent", "Already sent earlier: nothing sent"
     ALREADY_FAILED = "already-failed", "Failed earlier: nothing sent"
     IN_PROGRESS = "in-progress", "Another worker is sending it: nothing sent"
+    SUPPRESSED = "suppressed", "The address is suppressed: nothing sent"
 
 
 class EmailTransientError(NotificationError):
@@ -243,10 +257,16 @@ def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> Outbou
     A session lock, not a transaction one: the send runs outside any transaction, and
     the lock must last until the outcome is recorded (or the process dies with it).
     """
-    rows = OutboundEmail.objects.select_related("tenant").filter(pk=outbound_email_id)
+    rows = OutboundEmail.objects.select_related("tenant", "notification", "digest").filter(pk=outbound_email_id)
     if tenant_id is not None:
         rows = rows.filter(tenant_id=tenant_id)
-    return rows.annotate(send_locked=RawSQL("pg_try_advisory_lock(%s)", [send_lock_key(outbound_email_id)])).get()
+    suppressions = Suppression.objects.filter(email=Lower(OuterRef("to_email"))).filter(
+        Q(tenant_id=OuterRef("tenant_id")) | Q(tenant__isnull=True)
+    )
+    return rows.annotate(
+        send_locked=RawSQL("pg_try_advisory_lock(%s)", [send_lock_key(outbound_email_id)]),
+        suppressed_as=Subquery(suppressions.values("reason")[:1]),
+    ).get()
 
 
 def _send_unlock(outbound_email_id: int) -> None:
@@ -436,6 +456,8 @@ def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> s
         return SendOutcome.ALREADY_FAILED
     if email.status == OutboundStatus.SENDING:
         return _interrupted(email)
+    if email.suppressed_as:  # type: ignore[attr-defined]
+        return _suppressed(email, reason=email.suppressed_as)  # type: ignore[attr-defined]
     try:
         message = email_message_build(email)
     except (HeaderInjection, MessageBuildError, rendering.EmailDataError) as exc:
@@ -446,6 +468,19 @@ def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> s
     if attempt is None:  # not while we hold the lock; were it to happen, nothing is sent
         return SendOutcome.IN_PROGRESS
     return _deliver(email, message, attempt=attempt, final_attempt=final_attempt, mailer=mailer)
+
+
+def _suppressed(email: OutboundEmail, *, reason: str) -> str:
+    """Not handed to the server: the address bounced, or complained about this tenant's email."""
+    _record(
+        email,
+        from_status=OutboundStatus.QUEUED,
+        status=OutboundStatus.SUPPRESSED,
+        notification_status=NotificationEmailStatus.SUPPRESSED,
+        last_error=f"not sent: the address is suppressed ({SuppressionReason(reason).label.lower()})",
+    )
+    logger.info("email not sent: address suppressed", extra={**_log_fields(email), "event": "email_suppressed"})
+    return SendOutcome.SUPPRESSED
 
 
 def _interrupted(email: OutboundEmail) -> str:
@@ -469,6 +504,11 @@ def _deliver(
     except Exception as exc:
         failure = send_failure_classify(exc)
         fields = {**_log_fields(email), "attempt": attempt, "error": type(exc).__name__}
+        if failure.permanent and suppressions.send_error_says_address_gone(exc):
+            # The address does not exist: nothing more goes to it, for any tenant.
+            suppressions.suppression_add(
+                email=email.to_email, reason=SuppressionReason.BOUNCED, tenant_id=None, description=failure.reason
+            )
         if failure.permanent or final_attempt:
             _fail(email, from_status=OutboundStatus.SENDING, reason=failure.reason)
             logger.error("email failed: %s", failure.reason, extra={**fields, "event": "email_failed"})
