@@ -75,6 +75,7 @@ from notifications.models import (
     Suppression,
     SuppressionReason,
 )
+from notifications.preferences import ALL_KINDS, EmailLinks, email_links
 from notifications.services import SEND_EMAIL_TASK
 from notifications.texts import header_text
 from notifications.tracking import DO_NOT_RESEND
@@ -189,8 +190,14 @@ def message_compose(
     tenant_name: str,
     message_id: str,
     headers: dict[str, str],
+    links: EmailLinks | None = None,
 ) -> EmailMultiAlternatives:
     """A message with its text and HTML parts and the given Message-ID and headers.
+
+    With ``links`` (an email to a member, and a public URL to point them at), the footer
+    links to the person's preferences and to unsubscribing, and the message carries the
+    one-click unsubscribe headers of RFC 2369 and RFC 8058 (List-Unsubscribe,
+    List-Unsubscribe-Post), which mail clients show as an "Unsubscribe" button.
 
     Raises ``HeaderInjection``, ``MessageBuildError`` or ``rendering.EmailDataError``
     (all permanent).
@@ -201,7 +208,15 @@ def message_compose(
     # The other line separators (U+2028, NEL, form feed...) come from names typed
     # into the product; the email package refuses them in a header, a space reads the same.
     subject, to_name = header_text(subject), header_text(to_name)
-    rendered = rendering.email_render(template=template, subject=subject, data=data, tenant_name=tenant_name)
+    rendered = rendering.email_render(
+        template=template, subject=subject, data=data, tenant_name=tenant_name, links=links
+    )
+    if links is not None:
+        headers = {
+            **headers,
+            "List-Unsubscribe": f"<{links.unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
     try:
         message = EmailMultiAlternatives(
             subject=rendered.subject,
@@ -219,8 +234,23 @@ def message_compose(
     return message
 
 
+def email_links_for(email: OutboundEmail) -> EmailLinks | None:
+    """The preferences and unsubscribe links of an email to a member: a notification's
+    (that kind) or a digest's (every kind). None for an email to an address the system
+    knows no member by (the API's), and without ``KGC_PUBLIC_URL``."""
+    digest = getattr(email, "digest", None)  # the reverse one-to-one: absent on other emails
+    if email.notification is not None:
+        user_id, kind = email.notification.recipient_id, email.notification.kind
+    elif digest is not None:
+        user_id, kind = digest.recipient_id, ALL_KINDS
+    else:
+        return None
+    return email_links(public_url=settings.KGC_PUBLIC_URL, user_id=user_id, tenant_id=email.tenant_id, kind=kind)
+
+
 def email_message_build(email: OutboundEmail) -> EmailMultiAlternatives:
-    """The message for one row: stable Message-ID, X-KGC-Tenant and X-KGC-Notification headers."""
+    """The message for one row: stable Message-ID, X-KGC-Tenant and X-KGC-Notification headers,
+    and the unsubscribe headers and links of an email to a member."""
     message = message_compose(
         to_email=email.to_email,
         to_name=email.to_name,
@@ -232,6 +262,7 @@ def email_message_build(email: OutboundEmail) -> EmailMultiAlternatives:
             outbound_email_id=email.pk, tenant_id=email.tenant_id, from_email=settings.DEFAULT_FROM_EMAIL
         ),
         headers={"X-KGC-Tenant": str(email.tenant_id), "X-KGC-Notification": str(email.notification_id or "none")},
+        links=email_links_for(email),
     )
     # Read by anymail's providers (tags, metadata in webhooks); ignored by SMTP.
     message.tags = [email.template]  # type: ignore[attr-defined]

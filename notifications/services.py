@@ -28,6 +28,8 @@ logger = logging.getLogger("notifications.delivery")
 SEND_EMAIL_TASK = "notifications.send_email"
 EXPIRY_TASK = "notifications.check_expiry"
 FILING_REMINDER_TASK = "notifications.send_filing_reminders"
+DIGEST_TASK = "notifications.send_digests"
+DIGEST_TEMPLATE = "daily-digest"
 EMAIL_TEMPLATES = ("document-expiry", "filing-reminder", "compliance-alert", "custom")
 MAX_DATA_BYTES = 32 * 1024
 

@@ -19,6 +19,8 @@ from tests.helpers import manage, subprocess_env
         ({"SMTP_HOST": "smtp.example.com", "SMTP_SECURE": "maybe"}, "SMTP_SECURE"),
         ({"DEBUG": "yes please"}, "DEBUG"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"KGC_PUBLIC_URL": "jobs.example.com"}, "KGC_PUBLIC_URL"),
+        ({"KGC_DIGEST_HOUR": "24"}, "KGC_DIGEST_HOUR"),
     ],
 )
 def test_bad_variable_stops_startup_with_one_line_naming_it(db, overrides, variable):
@@ -71,3 +73,20 @@ def test_malformed_values_name_the_variable(method, raw, args):
 def test_missing_required_variable_names_it():
     with pytest.raises(ConfigError, match="^EMAIL_FROM: is required"):
         Env({}).str("EMAIL_FROM")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://jobs.example.com/", "https://jobs.example.com"),
+        ("http://127.0.0.1:8000/kgc", "http://127.0.0.1:8000/kgc"),
+    ],
+)
+def test_a_url_is_read_without_its_trailing_slash(raw, expected):
+    assert Env({"SOME_URL": raw}).url("SOME_URL") == expected
+
+
+@pytest.mark.parametrize("raw", ["jobs.example.com", "ftp://jobs.example.com", "https://", "https://x.com/?a=1"])
+def test_a_malformed_url_names_the_variable(raw):
+    with pytest.raises(ConfigError, match="^SOME_URL: expected an http"):
+        Env({"SOME_URL": raw}).url("SOME_URL")
