@@ -1,4 +1,6 @@
-"""Notifications and outbound emails in the admin: find failed ones, read why, resend.
+"""Notifications and outbound emails in the admin: find failed ones, read why, resend; people's
+email preferences (also on the user screen), the daily digests with their items, and the
+suppressed addresses, which operators add and lift.
 
 Built for big tables: no full-table counts (a capped paginator, no full result
 count), related rows selected in the same query, raw id widgets for foreign keys.
@@ -9,7 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.options import ActionLocation
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -21,7 +28,15 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from notifications.delivery import emails_resend
-from notifications.models import EmailEvent, Notification, OutboundEmail, OutboundStatus
+from notifications.models import (
+    Digest,
+    EmailEvent,
+    Notification,
+    NotificationPreference,
+    OutboundEmail,
+    OutboundStatus,
+    Suppression,
+)
 from notifications.tracking import DO_NOT_RESEND
 
 COUNT_CAP = 10_000
@@ -39,6 +54,19 @@ class CappedCountPaginator(Paginator):
         return min(queryset.order_by().values("pk")[: COUNT_CAP + 1].count(), COUNT_CAP)
 
 
+NO_PUBLIC_URL = (
+    "KGC_PUBLIC_URL is not set: emails carry no List-Unsubscribe header (no one-click unsubscribe in mail "
+    "clients), no link to the preferences page and no links in digests. Set it to the address this service "
+    "is reached at from the internet, such as https://jobs.example.com."
+)
+
+
+def public_url_warn(request: HttpRequest) -> None:
+    """Say on the page why emails have no unsubscribe links, when they have none."""
+    if not settings.KGC_PUBLIC_URL:
+        messages.warning(request, NO_PUBLIC_URL)
+
+
 def pretty_json(value: Any) -> SafeString:
     return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
@@ -50,7 +78,7 @@ class NotificationAdmin(admin.ModelAdmin):
     search_fields = ("=id", "title", "dedupe_key", "recipient__email")
     list_select_related = ("tenant", "recipient")
     raw_id_fields = ("tenant", "recipient")
-    readonly_fields = ("readable_data", "dedupe_key", "created_at")
+    readonly_fields = ("readable_data", "dedupe_key", "created_at", "digest")
     exclude = ("data",)
     show_full_result_count = False
     paginator = CappedCountPaginator
@@ -148,6 +176,10 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "notifications/email/admin/resend_one_confirmation.html", context)
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        public_url_warn(request)
+        return super().changelist_view(request, extra_context)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundEmail]:
         # The latest provider event, in the list's own query (no query per row).
         latest = EmailEvent.objects.filter(outbound_email=OuterRef("pk")).order_by("-received_at", "-pk")
@@ -207,3 +239,123 @@ class OutboundEmailAdmin(admin.ModelAdmin):
             "selected": selected,
         }
         return TemplateResponse(request, "notifications/email/admin/resend_confirmation.html", context)
+
+
+# --- Preferences -------------------------------------------------------------------------------
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ("user", "tenant", "kind", "email", "updated_at")
+    list_filter = ("kind", "email")
+    search_fields = ("user__email", "user__username", "tenant__slug", "tenant__name")
+    list_select_related = ("tenant", "user")
+    raw_id_fields = ("tenant", "user")
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        public_url_warn(request)
+        return super().changelist_view(request, extra_context)
+
+
+class NotificationPreferenceInline(admin.TabularInline):
+    """A user's choices in each tenant they belong to (without a row: the tenant's default)."""
+
+    model = NotificationPreference
+    fields = ("tenant", "kind", "email", "updated_at")
+    readonly_fields = ("updated_at",)
+    raw_id_fields = ("tenant",)
+    extra = 0
+    verbose_name_plural = "notification email preferences (kinds without one follow the tenant's default)"
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithPreferencesAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, NotificationPreferenceInline]
+
+
+# --- Digests -----------------------------------------------------------------------------------
+
+
+class DigestItemInline(admin.TabularInline):
+    model = Notification
+    fk_name = "digest"
+    fields = ("title", "kind", "urgency", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name = "item"
+    verbose_name_plural = "items"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Digest)
+class DigestAdmin(admin.ModelAdmin):
+    """Each person's daily digest: its day, what it carried and the email that carried it."""
+
+    list_display = ("local_date", "recipient", "tenant", "items_count", "email_status", "created_at")
+    list_filter = ("local_date",)
+    search_fields = ("recipient__email", "recipient__username", "tenant__slug")
+    list_select_related = ("tenant", "recipient", "outbound_email")
+    raw_id_fields = ("tenant", "recipient", "outbound_email")
+    readonly_fields = ("tenant", "recipient", "local_date", "cutoff", "items_count", "outbound_email", "created_at")
+    inlines = (DigestItemInline,)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    @admin.display(description="email")
+    def email_status(self, obj: Digest) -> str:
+        return obj.outbound_email.get_status_display() if obj.outbound_email else "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made by the digest run only
+
+
+# --- Suppressions ------------------------------------------------------------------------------
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Addresses no email goes to. Add one by hand (reason "manual"); lift one to send to it again."""
+
+    list_display = ("email", "reason", "scope", "created_at", "short_description")
+    list_filter = ("reason",)
+    search_fields = ("email",)
+    list_select_related = ("tenant",)
+    raw_id_fields = ("tenant",)
+    readonly_fields = ("created_at",)
+    actions = ("lift",)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    @admin.display(description="for")
+    def scope(self, obj: Suppression) -> str:
+        return str(obj.tenant) if obj.tenant_id else "every tenant"
+
+    @admin.display(description="what happened")
+    def short_description(self, obj: Suppression) -> str:
+        return (obj.description[:120] + "…") if len(obj.description) > 120 else obj.description or "—"
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"reason": "manual", **super().get_changeform_initial_data(request)}
+
+    @admin.action(
+        description="Lift selected suppressions (emails to these addresses are sent again)", permissions=["delete"]
+    )
+    def lift(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> HttpResponse | None:
+        # Django's own delete action: a confirmation page, then the rows go, logged with the user.
+        return delete_selected(self, request, queryset)
+
+    def get_actions(self, request: HttpRequest, action_location: Any = ActionLocation.CHANGE_LIST) -> Any:
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)  # "lift" says what deleting a suppression means
+        return actions

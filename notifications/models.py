@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
-from compliance.models import Tenant
+from compliance.models import Membership, Tenant
 
 
 class NotificationKind(models.TextChoices):
@@ -218,6 +219,14 @@ class NotificationPreference(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.get_email_display()}"
 
+    def clean(self) -> None:
+        """The database refuses a row for someone who is not a member; say so readably first."""
+        super().clean()
+        if self.tenant_id is None or self.user_id is None:
+            return
+        if not Membership.objects.filter(tenant_id=self.tenant_id, user_id=self.user_id).exists():
+            raise ValidationError({"tenant": "This user is not a member of this tenant."})
+
 
 class Digest(models.Model):
     """One person's daily digest email in one tenant for one tenant-local day.
@@ -307,3 +316,7 @@ class Suppression(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = self.email.strip().lower()
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = self.email.strip().lower()  # before the constraints are checked (a form's full_clean)
