@@ -35,9 +35,19 @@ MAX_DATA_BYTES = 32 * 1024
 
 
 def email_request_errors(
-    *, recipient_email: object, recipient_name: object, subject: object, template: object, data: object
+    *,
+    recipient_email: object,
+    recipient_name: object,
+    subject: object,
+    template: object,
+    data: object,
+    templates: tuple[str, ...] = EMAIL_TEMPLATES,
 ) -> dict[str, str]:
-    """What is wrong with an email request, field by field (empty when it is fine)."""
+    """What is wrong with an email request, field by field (empty when it is fine).
+
+    ``templates`` are those the caller may ask for: the API's by default (the digest's
+    template is the digest run's own, though ``send_test_email`` may try it).
+    """
     errors: dict[str, str] = {}
     for name, value, limit in (
         ("recipient_email", recipient_email, 254),
@@ -57,11 +67,11 @@ def email_request_errors(
             errors["recipient_email"] = f"{recipient_email!r} is not a valid email address"
     if isinstance(subject, str) and not subject.strip() and "subject" not in errors:
         errors["subject"] = "must not be empty"
-    if template not in EMAIL_TEMPLATES:
-        errors["template"] = f"unknown template {template!r}; known: {', '.join(EMAIL_TEMPLATES)}"
+    if template not in templates:
+        errors["template"] = f"unknown template {template!r}; known: {', '.join(templates)}"
     if not isinstance(data, dict):
         errors["data"] = "must be an object"
-    elif template in EMAIL_TEMPLATES and (data_errors := template_data_errors(template, data)):
+    elif template in templates and (data_errors := template_data_errors(str(template), data)):
         # The fields the template needs, checked now: the caller hears of a missing one
         # instead of an email failing later in the queue.
         errors.update(data_errors)
