@@ -270,14 +270,19 @@ class NotificationPreferenceInline(admin.TabularInline):
     verbose_name_plural = "notification email preferences (kinds without one follow the tenant's default)"
 
 
-User = get_user_model()
-if admin.site.is_registered(User):
-    admin.site.unregister(User)
+def user_admin_with_preferences() -> None:
+    """Add the preferences inline to the user screen, whichever user admin is registered (this
+    app's admin loads after the others', so a project's own user admin keeps everything else)."""
+    user_model = get_user_model()
+    if not admin.site.is_registered(user_model):
+        admin.site.register(user_model, UserAdmin)
+    user_admin = admin.site.get_model_admin(user_model)
+    if NotificationPreferenceInline not in user_admin.inlines:
+        # The registered instance's own list: its class, maybe Django's UserAdmin, stays as it is.
+        user_admin.inlines = [*user_admin.inlines, NotificationPreferenceInline]  # type: ignore[misc]
 
 
-@admin.register(User)
-class UserWithPreferencesAdmin(UserAdmin):
-    inlines = [*UserAdmin.inlines, NotificationPreferenceInline]
+user_admin_with_preferences()
 
 
 # --- Digests -----------------------------------------------------------------------------------

@@ -207,3 +207,10 @@ def test_runs_of_two_days_racing_put_each_item_in_exactly_one_digest(tenant, rea
     assert sum(result.items for result in results) == 20
     assert Digest.objects.count() == 1  # the other run found nothing left and sent no empty digest
     assert Notification.objects.filter(email_status="digested", digest__isnull=False).count() == 20
+
+
+def test_a_tenant_goes_with_its_digests_and_their_items(tenant, reader, waiting, digest_day):
+    waiting(document_draft(reader()))
+    send(tenant, digest_day)
+    tenant.delete()
+    assert not Digest.objects.exists() and not Notification.objects.exists()
