@@ -254,7 +254,9 @@ def drafts_route(*, tenant: Tenant, drafts: list[NotificationDraft]) -> list[str
 
 
 def notifications_deliver(*, tenant: Tenant, drafts: list[NotificationDraft]) -> DeliveryResult:
-    """Create each draft's notification and queued email, at most once per ``dedupe_key``.
+    """Create each draft's notification, at most once per ``dedupe_key``, and its email as
+    its recipient wants it (``drafts_route``): queued now, waiting for the daily digest, or
+    none (opted out, suppressed, no address). In-app notifications are made in every case.
 
     One statement, so one transaction: the notifications, their ``OutboundEmail`` rows
     (idempotency key ``notification:<id>``) and the send jobs commit together or not at
