@@ -12,6 +12,13 @@ fan-out jobs (``enqueue_expiry_check()``, ``enqueue_filing_reminder()``) and tim
 ``runworkers`` subprocess on the maintenance, expiry-notification and filing-reminder queues
 until none of their jobs is waiting or running. With ``--again`` a second run over the
 same day follows (everything already sent: it must add nothing). The emails created stay queued.
+
+Then the same first morning twice more, with every tenant's default set to ``immediate``
+and then to ``daily_digest`` (members' own choices cleared): the emails each queues, and
+for the digest readers the items left waiting. Last, the digest run: one
+``notifications.send_digests`` job per tenant (for its local tomorrow, whose cut-off is after
+every item) through a ``runworkers`` subprocess, timed, with the digests it queued and a check
+that no (tenant, person) got two.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -44,8 +52,11 @@ from django.utils import timezone  # noqa: E402
 from compliance.demo import DEMO_PASSWORD_HASH, document_types_ensure  # noqa: E402
 from compliance.models import Client, Document, Filing, FilingTask, Membership, Tenant  # noqa: E402
 from compliance.selectors import tenant_local_date  # noqa: E402
+from kgc import jobs  # noqa: E402
 from kgc.job_helpers import enqueue_expiry_check, enqueue_filing_reminder  # noqa: E402
+from notifications.models import NotificationPreference  # noqa: E402
 from notifications.reminders import expiry_reminders_send, filing_reminders_send  # noqa: E402
+from notifications.services import DIGEST_TASK  # noqa: E402
 
 QUEUES = ("maintenance", "expiry-notification", "filing-reminder")
 SMALL_SLUG = "bench-small"
@@ -63,7 +74,10 @@ def prepare() -> None:
     with connection.cursor() as cursor:
         # The template was never analyzed; a production database always has statistics.
         cursor.execute("ANALYZE")
-        cursor.execute("TRUNCATE notifications_outboundemail, notifications_notification CASCADE")
+        cursor.execute(
+            "TRUNCATE notifications_outboundemail, notifications_notification, notifications_digest, "
+            "notifications_digestrun CASCADE"
+        )
         cursor.execute("DELETE FROM procrastinate_jobs WHERE queue_name = ANY(%s)", [[*QUEUES, "email"]])
 
 
@@ -148,6 +162,11 @@ def totals() -> dict[str, int]:
 
 def worker_run(log_dir: Path, label: str) -> float:
     """Defer both fan-outs, run the workers until those queues are empty; seconds from defer to empty."""
+    return _timed_worker_run(log_dir, label, lambda: (enqueue_expiry_check(), enqueue_filing_reminder()))
+
+
+def _timed_worker_run(log_dir: Path, label: str, defer: Callable[[], object]) -> float:
+    """Start the workers, call ``defer``, wait until the queues are empty; seconds from defer to empty."""
     log = log_dir / f"worker-{label}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -165,8 +184,7 @@ def worker_run(log_dir: Path, label: str) -> float:
                 sys.exit(f"the worker did not start; see {log}")
             time.sleep(0.2)
         started = time.monotonic()
-        enqueue_expiry_check()
-        enqueue_filing_reminder()
+        defer()
         while pending():
             if process.poll() is not None:
                 sys.exit(f"the worker exited with {process.returncode}; see {log}")
@@ -260,5 +278,67 @@ def main() -> None:
             print(f"second run, same day (everything already sent): {second:.1f} s, {added} notifications added")
 
 
+def morning_with_default(log_dir: Path, default: str) -> dict[str, int]:
+    """The first 08:00 run again, every tenant on ``default`` and no member's own choice."""
+    Tenant.objects.update(notification_email_default=default)
+    NotificationPreference.objects.all().delete()
+    prepare()
+    seconds = worker_run(log_dir, f"morning-{default}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT (SELECT count(*) FROM notifications_notification),
+                      (SELECT count(*) FROM notifications_outboundemail),
+                      (SELECT count(*) FROM notifications_notification WHERE email_status = 'digest_pending'),
+                      (SELECT count(*) FROM (SELECT DISTINCT tenant_id, recipient_id FROM notifications_notification
+                                              WHERE email_status = 'digest_pending') AS people)"""
+        )
+        notifications, emails, waiting, people = cursor.fetchone()
+    print(
+        f"first morning, every tenant on {default}: {seconds:.1f} s, {notifications} notifications, "
+        f"{emails} emails queued, {waiting} items waiting for a digest ({people} people)"
+    )
+    return {"emails": emails, "waiting": waiting, "people": people}
+
+
+def digest_run(log_dir: Path, people: int) -> None:
+    """One digest job per tenant for its local tomorrow, through the workers; timed and checked."""
+    now = timezone.now()
+    kwargs = {
+        tenant.pk: {"as_of": (tenant_local_date(tenant, now) + timedelta(days=1)).isoformat()}
+        for tenant in Tenant.objects.filter(is_active=True).only("pk", "timezone")
+    }
+    seconds = _timed_worker_run(
+        log_dir, "digests", lambda: jobs.jobs_fan_out(task_name=DIGEST_TASK, kwargs_by_tenant=kwargs)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT (SELECT count(*) FROM notifications_digest),
+                      (SELECT count(*) FROM notifications_outboundemail WHERE template = 'daily-digest'),
+                      (SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM notifications_digest
+                                                         GROUP BY tenant_id, recipient_id) AS per_person),
+                      (SELECT count(*) FROM notifications_notification WHERE email_status = 'digested'),
+                      (SELECT count(*) FROM notifications_notification WHERE email_status = 'digest_pending')"""
+        )
+        digests, emails, most, digested, still_waiting = cursor.fetchone()
+    print(
+        f"digest run, {len(kwargs)} tenants through the workers: {seconds:.1f} s (target < 30 s for 1,000); "
+        f"{digests} digests ({emails} emails) for {people} people with something to report, at most {most} "
+        f"per (tenant, person); {digested} items digested, {still_waiting} still waiting"
+    )
+
+
+def digests_main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        immediate = morning_with_default(Path(tmp), "immediate")
+        digest = morning_with_default(Path(tmp), "daily_digest")
+        print(
+            f"  emails queued the first morning: {immediate['emails']} (immediate) vs {digest['emails']} "
+            f"(daily digest: the urgent ones) + one digest per person ({digest['people']})"
+        )
+        digest_run(Path(tmp), digest["people"])
+
+
 if __name__ == "__main__":
-    main()
+    if "--digests-only" not in sys.argv:
+        main()
+    digests_main()

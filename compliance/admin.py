@@ -13,8 +13,10 @@ from datetime import date, timedelta
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.paginator import Paginator
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Concat
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
@@ -38,6 +40,7 @@ from compliance.models import (
     Tenant,
 )
 from compliance.scoring import OVERDUE_STATUSES, UPCOMING_STATUSES, DeductionReason
+from notifications.models import NotificationPreference
 
 COUNT_CAP = 10_000
 LEVEL_COLOURS: dict[str, str] = {ScoreLevel.GREEN: "#1e7e34", ScoreLevel.AMBER: "#b36b00", ScoreLevel.RED: "#b02a37"}
@@ -94,17 +97,36 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     raw_id_fields = ("user",)
-    fields = ("user", "role", "created_at")
-    readonly_fields = ("created_at",)
+    fields = ("user", "role", "email_preferences", "created_at")
+    readonly_fields = ("email_preferences", "created_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
-        return super().get_queryset(request).select_related("user")
+        # Each member's email choices in the same query (no query per member).
+        choices = NotificationPreference.objects.filter(tenant_id=OuterRef("tenant_id"), user_id=OuterRef("user_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("user")
+            .annotate(
+                email_choices=ArraySubquery(choices.order_by("kind").values_list(Concat("kind", Value(": "), "email")))
+            )
+        )
+
+    @admin.display(description="email preferences")
+    def email_preferences(self, membership: Membership) -> SafeString | str:
+        """The member's choices per kind (the others follow the tenant's default), linked to edit them."""
+        if membership.pk is None:
+            return "—"
+        choices = getattr(membership, "email_choices", None) or []
+        text = "; ".join(choice.replace("_", " ") for choice in choices) or "the tenant's default for every kind"
+        url = reverse("admin:auth_user_change", args=[membership.user_id])
+        return format_html('{} (<a href="{}">change</a>)', text, url)
 
 
 @admin.register(Tenant)
 class TenantAdmin(BigTableAdmin):
-    list_display = ("name", "slug", "timezone", "is_active", "created_at")
-    list_filter = ("is_active",)
+    list_display = ("name", "slug", "timezone", "notification_email_default", "is_active", "created_at")
+    list_filter = ("is_active", "notification_email_default")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]

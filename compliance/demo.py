@@ -27,6 +27,7 @@ from compliance.models import (
     FilingTask,
     Membership,
     MembershipRole,
+    NotificationEmailDefault,
     Requirement,
     Tenant,
 )
@@ -124,6 +125,10 @@ def _tenant_create(
         name=f"{rng.choice(FIRM_WORDS)} {rng.choice(FIRM_KINDS)} {number}",
         slug=slug,
         timezone=rng.choice(TIMEZONES),
+        # Every third firm reads daily digests; by number, so the random streams stay as they were.
+        notification_email_default=(
+            NotificationEmailDefault.DAILY_DIGEST if number % 3 == 0 else NotificationEmailDefault.IMMEDIATE
+        ),
     )
     staff = _staff_create(rng, tenant)
     assignees = [

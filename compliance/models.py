@@ -23,15 +23,37 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. Europe/Paris)")
 
 
+class NotificationEmailDefault(models.TextChoices):
+    """How a tenant's members get notification emails unless they chose otherwise."""
+
+    IMMEDIATE = "immediate", "Immediately: one email per notification"
+    DAILY_DIGEST = "daily_digest", "In one daily digest (urgent ones at once)"
+
+
 class Tenant(models.Model):
+    NotificationEmail = NotificationEmailDefault
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    notification_email_default = models.CharField(
+        max_length=16,
+        choices=NotificationEmailDefault.choices,
+        default=NotificationEmailDefault.IMMEDIATE,
+        db_default=NotificationEmailDefault.IMMEDIATE,
+        help_text="How members get notification emails unless they chose otherwise for a kind.",
+    )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(notification_email_default__in=NotificationEmailDefault.values),
+                name="tenant_notification_email_default_valid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

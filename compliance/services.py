@@ -74,6 +74,7 @@ class RefreshResult:
     levels: dict[str, int] = field(default_factory=dict)
     clients_dropped: int = 0  # clients whose level got worse than their previous score
     alerts: int = 0  # notifications created by this run (a re-run the same day creates none)
+    alerts_skipped: int = 0  # alerts the database refused (logged one by one)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,7 @@ class RefreshResult:
             "levels": {level: self.levels.get(level, 0) for level in ScoreLevel.values},
             "clients_dropped": self.clients_dropped,
             "alerts": self.alerts,
+            "alerts_skipped": self.alerts_skipped,
         }
 
 
@@ -116,6 +118,7 @@ def refresh_tenant_compliance(
         levels=dict(Counter(str(result.level) for _, result in scored)),
         clients_dropped=len(dropped),
         alerts=delivered.notifications if delivered else 0,
+        alerts_skipped=len(delivered.skipped) if delivered else 0,
     )
 
 
@@ -228,11 +231,11 @@ def compliance_alerts_send(
                     recipient_email=user.email,
                     recipient_name=user.get_full_name() or user.get_username(),
                     kind=ALERT_KIND,
-                    title=title[:300],
+                    title=title,  # fitted to its column by notifications_deliver
                     body=body,
                     dedupe_key=alert_dedupe_key(client_id=subject.facts.client_id, as_of=as_of, user_id=user.pk),
                     email_template=ALERT_TEMPLATE,
-                    email_subject=f"Compliance alert: {subject.facts.name} is now {level}"[:300],
+                    email_subject=f"Compliance alert: {subject.facts.name} is now {level}",
                     data=data,
                     urgency=ALERT_URGENCY.get(result.level),
                 )

@@ -259,23 +259,27 @@ class QueueDashboardAdmin(admin.ModelAdmin):
         name = self._queue_or_404(name)
         if request.method != "POST":
             failed = jobs.get_queue_stats(name).failed
+            held = jobs.failed_held_count(name)
+            lines = [
+                f"{failed - sum(held.values())} failed job(s) go back to waiting, each with a fresh set of attempts."
+            ]
+            lines += [f"{count} left out: {_hold_description(hold)}." for hold, count in held.items() if count]
             return self._confirm(
-                request,
-                title=f"Retry every failed job of the {name} queue?",
-                lines=[f"{failed} failed job(s) go back to waiting, each with a fresh set of attempts."],
-                button="Yes, retry them",
+                request, title=f"Retry every failed job of the {name} queue?", lines=lines, button="Yes, retry them"
             )
         with transaction.atomic():
-            count = jobs.retry_failed(name)
+            result = jobs.failed_jobs_retry(name)
             _log(
                 request,
                 model=ProcrastinateJob,
                 object_id="",
                 text=f"failed jobs of {name}",
                 flag=CHANGE,
-                message=f"Retried {count} failed job(s) of the {name} queue",
+                message=f"Retried {result.retried} failed job(s) of the {name} queue",
             )
-        return self._done(request, f"Put {count} failed job(s) of the {name} queue back in the queue.")
+        message = f"Put {result.retried} failed job(s) of the {name} queue back in the queue."
+        message += "".join(f" {count} left out: {_hold_description(h)}." for h, count in result.held.items() if count)
+        return self._done(request, message)
 
     def cleanup_view(self, request: HttpRequest) -> HttpResponse:
         if not self._may_operate(request):
@@ -312,6 +316,10 @@ class QueueDashboardAdmin(admin.ModelAdmin):
             message=message,
         )
         return self._done(request, message)
+
+
+def _hold_description(name: str) -> str:
+    return next((hold.description for hold in jobs.retry_holds() if hold.name == name), name)
 
 
 class CleanupRequestError(ValueError):
@@ -546,24 +554,39 @@ class JobAdmin(admin.ModelAdmin):
         job = self._job_or_404(job_id)
         queryset = ProcrastinateJob.objects.filter(pk=job.pk)
         if request.method == "POST":
-            (self.retry_jobs if verb == "retry" else self.cancel_jobs)(request, queryset, confirmed=True)
+            if verb == "retry":
+                self.retry_jobs(request, queryset, confirmed=True, single=True)
+            else:
+                self.cancel_jobs(request, queryset, confirmed=True)
             return HttpResponseRedirect(reverse("admin:procrastinate_procrastinatejob_change", args=[job.pk]))
         return self._action_confirm(request, queryset, verb, single=True)
 
     # --- Actions ------------------------------------------------------------------------
 
     @admin.action(description="Retry selected failed jobs", permissions=["change"])
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet, confirmed: bool = False) -> HttpResponse | None:
+    def retry_jobs(
+        self, request: HttpRequest, queryset: QuerySet, confirmed: bool = False, single: bool = False
+    ) -> HttpResponse | None:
         if not (confirmed or request.POST.get("confirm") == "yes"):
             return self._action_confirm(request, queryset, "retry")
         retried = []
-        for job_id in queryset.filter(status="failed").values_list("pk", flat=True):
+        failed = list(queryset.filter(status="failed").values_list("pk", flat=True))
+        # A bulk retry leaves out what a hold keeps back (a send job whose email may have
+        # reached its recipient); the job's own page retries it on purpose.
+        held = set() if single else jobs.retry_held_job_ids(failed)
+        for job_id in (job_id for job_id in failed if job_id not in held):
             try:
                 with transaction.atomic():
                     retried.append(jobs.retry_job(job_id))
             except jobs.JobError:  # retried or deleted since the page was shown
                 continue
         self._report(request, retried, verb="Retried", only="failed")
+        if held:
+            self.message_user(
+                request,
+                f"{len(held)} left out: {' / '.join(h.description for h in jobs.retry_holds())}.",
+                messages.WARNING,
+            )
         return None
 
     @admin.action(description="Cancel selected waiting jobs", permissions=["change"])

@@ -101,6 +101,19 @@ class Env:
             return default
         return [item.strip() for item in raw.split(",") if item.strip()]
 
+    def url(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
+        """An absolute http(s) URL without a trailing slash, or ``default`` when unset."""
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            parts = urlsplit(raw)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigError(name, f"expected an http:// or https:// URL (https://jobs.example.com), got {raw!r}")
+        return raw.rstrip("/")
+
     def choice(self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
         value = self.environ.get(name, "").strip() or default
         if value.lower() not in choices:

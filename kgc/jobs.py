@@ -410,15 +410,99 @@ def retry_job(job_id: int) -> int:
     return job_id
 
 
-def retry_failed(queue: str | None = None) -> int:
-    """Put every failed job of a queue (or of all queues) back; return how many."""
+@dataclass(frozen=True)
+class RetryHold:
+    """Failed jobs that a bulk retry leaves out: those of ``task_name`` for which the SQL
+    ``condition`` (over the ``procrastinate_jobs`` row) holds. An app registers one when
+    running such a job again could do harm that only an operator can weigh (an email that
+    may already have reached its recipient); ``retry_job`` of the single job still retries it.
+    """
+
+    name: str
+    task_name: str
+    condition: str
+    description: str
+
+
+_retry_holds: dict[str, RetryHold] = {}
+
+
+def retry_hold_register(hold: RetryHold) -> None:
+    """Make bulk retries leave out the failed jobs ``hold`` describes (from an app's ``ready()``)."""
+    _retry_holds[hold.name] = hold
+
+
+def retry_holds() -> list[RetryHold]:
+    return list(_retry_holds.values())
+
+
+def _held(hold: RetryHold) -> str:
+    # Task names are declared in code, never taken from a request; quoted all the same.
+    task = hold.task_name.replace("'", "''")
+    return f"(procrastinate_jobs.task_name = '{task}' AND ({hold.condition}))"
+
+
+_QUEUE_CONDITION = "(%(queue)s::varchar IS NULL OR queue_name = %(queue)s)"
+
+
+@dataclass(frozen=True)
+class BulkRetryResult:
+    retried: int
+    held: dict[str, int] = field(default_factory=dict)  # left out, by hold name (every hold, even at 0)
+
+
+def failed_held_count(queue: str | None = None) -> dict[str, int]:
+    """How many failed jobs of a queue (or of all queues) each hold keeps out of a bulk retry (one query)."""
     if queue is not None:
         queue = queue_get(queue).name
-    with transaction.atomic(), connection.cursor() as cursor:
+    holds = retry_holds()
+    if not holds:
+        return {}
+    counts = ", ".join(f"count(*) FILTER (WHERE {_held(hold)})" for hold in holds)
+    with connection.cursor() as cursor:
+        # The conditions are SQL that the apps declare in code (RetryHold), never input.
         cursor.execute(
-            RETRY_SQL.format(condition="(%(queue)s::varchar IS NULL OR queue_name = %(queue)s)"), {"queue": queue}
+            f"SELECT {counts} FROM procrastinate_jobs WHERE status = 'failed' AND {_QUEUE_CONDITION}",  # noqa: S608
+            {"queue": queue},
         )
-        return len(_retried(cursor.fetchall()))
+        row = cursor.fetchone()
+    return {hold.name: count for hold, count in zip(holds, row, strict=True)}
+
+
+def failed_jobs_retry(queue: str | None = None) -> BulkRetryResult:
+    """Put the failed jobs of a queue (or of all queues) back, less those a hold keeps out;
+    return how many went back and how many each hold kept out, counted in the same transaction."""
+    if queue is not None:
+        queue = queue_get(queue).name
+    held_back = " AND ".join(f"NOT {_held(hold)}" for hold in retry_holds()) or "true"
+    with transaction.atomic():
+        held = failed_held_count(queue)
+        with connection.cursor() as cursor:
+            cursor.execute(RETRY_SQL.format(condition=f"{_QUEUE_CONDITION} AND {held_back}"), {"queue": queue})
+            return BulkRetryResult(retried=len(_retried(cursor.fetchall())), held=held)
+
+
+def retry_failed(queue: str | None = None) -> int:
+    """Put every failed job of a queue (or of all queues) back; return how many.
+
+    Failed jobs that a hold keeps out (``retry_hold_register``) stay failed: retry them
+    one by one with ``retry_job``.
+    """
+    return failed_jobs_retry(queue).retried
+
+
+def retry_held_job_ids(job_ids: list[int]) -> set[int]:
+    """Which of these failed jobs a hold keeps out of a bulk retry."""
+    if not job_ids or not retry_holds():
+        return set()
+    condition = " OR ".join(_held(hold) for hold in retry_holds())
+    with connection.cursor() as cursor:
+        # The conditions are SQL that the apps declare in code (RetryHold), never input.
+        cursor.execute(
+            f"SELECT id FROM procrastinate_jobs WHERE id = ANY(%(ids)s) AND status = 'failed' AND ({condition})",  # noqa: S608
+            {"ids": job_ids},
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 # --- Fan-out ----------------------------------------------------------------------------

@@ -82,6 +82,9 @@ SCHEDULES: dict[str, str] = {
     "compliance.refresh_all": "0 2 * * *",
     "notifications.check_expiry_all": "0 8 * * *",
     "notifications.send_filing_reminders_all": "0 8 * * *",
+    # Hourly: each tenant's digests go out in the first tick at or after its digest hour
+    # (KGC_DIGEST_HOUR) in its own time zone, at most once per local day.
+    "notifications.send_digests_all": "0 * * * *",
     "kgc.retention": "17 * * * *",
 }
 

@@ -2,8 +2,8 @@
 
 Transient errors (a dropped connection, a timeout, an SMTP 4xx, a deadlock) are
 retried with exponential backoff and jitter, up to the queue's attempts. Permanent
-ones (bad payload, unknown tenant, validation error) would fail the same way again,
-so they fail at once with their reason.
+ones (bad payload, unknown tenant, validation error, a value the database refuses)
+would fail the same way again, so they fail at once with their reason.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db import DataError
 from procrastinate import jobs, retry
 
 from kgc.queues import Retry
@@ -28,6 +29,9 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     LookupError,
     ValidationError,
     ObjectDoesNotExist,
+    # A value too long for its column, out of range, or not valid for its type: the same
+    # data fails the same way on every attempt.
+    DataError,
 )
 
 

@@ -164,6 +164,13 @@ else:
     _mailer = {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
 MAILERS = {"default": _mailer}
 
+# Where this service is reached from the internet (https://jobs.example.com): the base of
+# the unsubscribe and preferences links in emails and of the digest's item links. Without
+# it, emails carry no List-Unsubscribe header and no links (the admin says so).
+KGC_PUBLIC_URL = env.url("KGC_PUBLIC_URL")
+# The hour (0-23, in each tenant's own time zone) at which daily digests go out.
+KGC_DIGEST_HOUR = env.int("KGC_DIGEST_HOUR", default=9, minimum=0, maximum=23)
+
 # Delivery tracking webhooks (/anymail/<provider>/tracking/) require HTTP basic auth
 # "user:password". Without one they must not be open: outside DEBUG a provider needs it,
 # and otherwise a random secret nobody knows keeps them shut.

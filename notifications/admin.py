@@ -1,4 +1,6 @@
-"""Notifications and outbound emails in the admin: find failed ones, read why, resend.
+"""Notifications and outbound emails in the admin: find failed ones, read why, resend; people's
+email preferences (also on the user screen), the daily digests with their items, and the
+suppressed addresses, which operators add and lift.
 
 Built for big tables: no full-table counts (a capped paginator, no full result
 count), related rows selected in the same query, raw id widgets for foreign keys.
@@ -9,17 +11,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.options import ActionLocation
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from notifications.delivery import emails_resend
-from notifications.models import EmailEvent, Notification, OutboundEmail, OutboundStatus
+from notifications.models import (
+    Digest,
+    EmailEvent,
+    Notification,
+    NotificationPreference,
+    OutboundEmail,
+    OutboundStatus,
+    Suppression,
+)
 from notifications.tracking import DO_NOT_RESEND
 
 COUNT_CAP = 10_000
@@ -37,6 +54,19 @@ class CappedCountPaginator(Paginator):
         return min(queryset.order_by().values("pk")[: COUNT_CAP + 1].count(), COUNT_CAP)
 
 
+NO_PUBLIC_URL = (
+    "KGC_PUBLIC_URL is not set: emails carry no List-Unsubscribe header (no one-click unsubscribe in mail "
+    "clients), no link to the preferences page and no links in digests. Set it to the address this service "
+    "is reached at from the internet, such as https://jobs.example.com."
+)
+
+
+def public_url_warn(request: HttpRequest) -> None:
+    """Say on the page why emails have no unsubscribe links, when they have none."""
+    if not settings.KGC_PUBLIC_URL:
+        messages.warning(request, NO_PUBLIC_URL)
+
+
 def pretty_json(value: Any) -> SafeString:
     return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
@@ -48,7 +78,7 @@ class NotificationAdmin(admin.ModelAdmin):
     search_fields = ("=id", "title", "dedupe_key", "recipient__email")
     list_select_related = ("tenant", "recipient")
     raw_id_fields = ("tenant", "recipient")
-    readonly_fields = ("readable_data", "dedupe_key", "created_at")
+    readonly_fields = ("readable_data", "dedupe_key", "created_at", "digest")
     exclude = ("data",)
     show_full_result_count = False
     paginator = CappedCountPaginator
@@ -85,12 +115,13 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         "sent_at",
         "tenant",
     )
-    list_filter = ("status", "template")
+    list_filter = ("status", "delivery_unknown", "template")
     search_fields = ("=id", "=to_email", "subject", "=message_id", "idempotency_key")
     list_select_related = ("tenant",)
     raw_id_fields = ("tenant", "notification")
     readonly_fields = (
         "status",
+        "delivery_unknown",
         "attempts",
         "last_error",
         "message_id",
@@ -104,6 +135,50 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     actions = ("resend_failed",)
     show_full_result_count = False
     paginator = CappedCountPaginator
+    change_form_template = "notifications/email/admin/outboundemail_change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:email_id>/resend/",
+                self.admin_site.admin_view(self.resend_one_view),
+                name="notifications_outboundemail_resend",
+            ),
+            *super().get_urls(),
+        ]
+
+    def resend_one_view(self, request: HttpRequest, email_id: int) -> HttpResponse:
+        """Resend one failed email, even one whose delivery is unknown: the operator has
+        checked with the recipient, and this page says what is at stake first."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        email = OutboundEmail.objects.filter(pk=email_id).select_related("tenant").first()
+        if email is None:
+            raise Http404(f"no outbound email with id {email_id}")
+        change_url = reverse("admin:notifications_outboundemail_change", args=[email.pk])
+        if request.method == "POST":
+            result = emails_resend(email_ids=[email.pk], user_id=request.user.pk, include_delivery_unknown=True)
+            if result.resent:
+                self.message_user(request, f"Queued email #{email.pk} again; the email workers will send it.")
+            else:
+                self.message_user(
+                    request, "Nothing resent: only a failed email that did not bounce can be.", messages.WARNING
+                )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Resend email #{email.pk}?",
+            "opts": self.model._meta,
+            "email": email,
+            "resendable": email.status == OutboundStatus.FAILED
+            and not email.events.filter(event_type__in=DO_NOT_RESEND).exists(),
+            "cancel_url": change_url,
+        }
+        return TemplateResponse(request, "notifications/email/admin/resend_one_confirmation.html", context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        public_url_warn(request)
+        return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundEmail]:
         # The latest provider event, in the list's own query (no query per row).
@@ -146,7 +221,10 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     def _resend_confirmation(
         self, request: HttpRequest, queryset: QuerySet[OutboundEmail], selected: list[int]
     ) -> TemplateResponse:
-        eligible = queryset.filter(status=OutboundStatus.FAILED).exclude(events__event_type__in=DO_NOT_RESEND)
+        failed = queryset.filter(status=OutboundStatus.FAILED).exclude(events__event_type__in=DO_NOT_RESEND)
+        # Left out of a bulk resend: each may already have reached its recipient.
+        unknown = failed.filter(delivery_unknown=True).count()
+        eligible = failed.exclude(delivery_unknown=True)
         listed = list(eligible.order_by("pk")[: CONFIRM_LISTED + 1])
         total = len(listed) if len(listed) <= CONFIRM_LISTED else eligible.count()
         context = {
@@ -156,7 +234,133 @@ class OutboundEmailAdmin(admin.ModelAdmin):
             "eligible": listed[:CONFIRM_LISTED],
             "total": total,
             "more": max(total - CONFIRM_LISTED, 0),
-            "skipped": len(selected) - total,
+            "skipped": len(selected) - total - unknown,
+            "unknown": unknown,
             "selected": selected,
         }
         return TemplateResponse(request, "notifications/email/admin/resend_confirmation.html", context)
+
+
+# --- Preferences -------------------------------------------------------------------------------
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ("user", "tenant", "kind", "email", "updated_at")
+    list_filter = ("kind", "email")
+    search_fields = ("user__email", "user__username", "tenant__slug", "tenant__name")
+    list_select_related = ("tenant", "user")
+    raw_id_fields = ("tenant", "user")
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        public_url_warn(request)
+        return super().changelist_view(request, extra_context)
+
+
+class NotificationPreferenceInline(admin.TabularInline):
+    """A user's choices in each tenant they belong to (without a row: the tenant's default)."""
+
+    model = NotificationPreference
+    fields = ("tenant", "kind", "email", "updated_at")
+    readonly_fields = ("updated_at",)
+    raw_id_fields = ("tenant",)
+    extra = 0
+    verbose_name_plural = "notification email preferences (kinds without one follow the tenant's default)"
+
+
+def user_admin_with_preferences() -> None:
+    """Add the preferences inline to the user screen, whichever user admin is registered (this
+    app's admin loads after the others', so a project's own user admin keeps everything else)."""
+    user_model = get_user_model()
+    if not admin.site.is_registered(user_model):
+        admin.site.register(user_model, UserAdmin)
+    user_admin = admin.site.get_model_admin(user_model)
+    if NotificationPreferenceInline not in user_admin.inlines:
+        # The registered instance's own list: its class, maybe Django's UserAdmin, stays as it is.
+        user_admin.inlines = [*user_admin.inlines, NotificationPreferenceInline]  # type: ignore[misc]
+
+
+user_admin_with_preferences()
+
+
+# --- Digests -----------------------------------------------------------------------------------
+
+
+class DigestItemInline(admin.TabularInline):
+    model = Notification
+    fk_name = "digest"
+    fields = ("title", "kind", "urgency", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name = "item"
+    verbose_name_plural = "items"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Digest)
+class DigestAdmin(admin.ModelAdmin):
+    """Each person's daily digest: its day, what it carried and the email that carried it."""
+
+    list_display = ("local_date", "recipient", "tenant", "items_count", "email_status", "created_at")
+    list_filter = ("local_date",)
+    search_fields = ("recipient__email", "recipient__username", "tenant__slug")
+    list_select_related = ("tenant", "recipient", "outbound_email")
+    raw_id_fields = ("tenant", "recipient", "outbound_email")
+    readonly_fields = ("tenant", "recipient", "local_date", "cutoff", "items_count", "outbound_email", "created_at")
+    inlines = (DigestItemInline,)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    @admin.display(description="email")
+    def email_status(self, obj: Digest) -> str:
+        return obj.outbound_email.get_status_display() if obj.outbound_email else "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made by the digest run only
+
+
+# --- Suppressions ------------------------------------------------------------------------------
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Addresses no email goes to. Add one by hand (reason "manual"); lift one to send to it again."""
+
+    list_display = ("email", "reason", "scope", "created_at", "short_description")
+    list_filter = ("reason",)
+    search_fields = ("email",)
+    list_select_related = ("tenant",)
+    raw_id_fields = ("tenant",)
+    readonly_fields = ("created_at",)
+    actions = ("lift",)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    @admin.display(description="for")
+    def scope(self, obj: Suppression) -> str:
+        return str(obj.tenant) if obj.tenant_id else "every tenant"
+
+    @admin.display(description="what happened")
+    def short_description(self, obj: Suppression) -> str:
+        return (obj.description[:120] + "…") if len(obj.description) > 120 else obj.description or "—"
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"reason": "manual", **super().get_changeform_initial_data(request)}
+
+    @admin.action(
+        description="Lift selected suppressions (emails to these addresses are sent again)", permissions=["delete"]
+    )
+    def lift(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> HttpResponse | None:
+        # Django's own delete action: a confirmation page, then the rows go, logged with the user.
+        return delete_selected(self, request, queryset)
+
+    def get_actions(self, request: HttpRequest, action_location: Any = ActionLocation.CHANGE_LIST) -> Any:
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)  # "lift" says what deleting a suppression means
+        return actions

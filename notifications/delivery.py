@@ -6,14 +6,18 @@ The send job works from the ``OutboundEmail`` row:
    held for the whole send. A second worker holding a job for the same row finds the
    lock taken and sends nothing; a worker that dies loses its connection, and
    PostgreSQL releases its lock with it.
-2. It renders the message (a rendering error fails the row at once: the same data
-   would fail the same way on every retry).
+2. It renders and builds the message (a rendering or build error fails the row at
+   once: the same data would fail the same way on every retry).
 3. It claims the row: one ``UPDATE ... WHERE status = 'queued'`` (the row lock, the
    check and queued → sending, attempts + 1 in one short, durably committed
    transaction), then sends outside any transaction, on this thread's kept-open
    connection to the mail server.
 4. It records ``sent``, the provider's message id and ``sent_at``, and mirrors the
    outcome into ``Notification.email_status``, in one statement; then unlocks.
+
+A row whose address is suppressed (``notifications.suppressions``) is recorded as
+``suppressed``, with its notification, and nothing is sent; an SMTP 5xx that says the
+address does not exist suppresses it for every tenant.
 
 At most once: a job that finds its row in ``sending`` with the lock free knows the
 worker that claimed it died between sending and recording. It cannot tell whether the
@@ -52,17 +56,28 @@ from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, models, transaction
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
 from django.utils import timezone
 from procrastinate.contrib.django import app
 from procrastinate.types import JSONValue
 
 from kgc import jobs
 from kgc.retry import PermanentJobError
-from notifications import rendering
+from notifications import rendering, suppressions
 from notifications.exceptions import NotificationError
-from notifications.models import Notification, NotificationEmailStatus, OutboundEmail, OutboundStatus
+from notifications.models import (
+    Notification,
+    NotificationEmailStatus,
+    OutboundEmail,
+    OutboundStatus,
+    Suppression,
+    SuppressionReason,
+)
+from notifications.preferences import ALL_KINDS, EmailLinks, email_links
 from notifications.services import SEND_EMAIL_TASK
+from notifications.texts import header_text
 from notifications.tracking import DO_NOT_RESEND
 
 logger = logging.getLogger("notifications.email")
@@ -79,6 +94,7 @@ class SendOutcome(models.TextChoices):
     ALREADY_SENT = "already-sent", "Already sent earlier: nothing sent"
     ALREADY_FAILED = "already-failed", "Failed earlier: nothing sent"
     IN_PROGRESS = "in-progress", "Another worker is sending it: nothing sent"
+    SUPPRESSED = "suppressed", "The address is suppressed: nothing sent"
 
 
 class EmailTransientError(NotificationError):
@@ -99,6 +115,10 @@ class EmailBusy(EmailTransientError):
 
 class HeaderInjection(EmailPermanentError, ValueError):
     pass
+
+
+class MessageBuildError(EmailPermanentError, ValueError):
+    """The row's values make no valid message (an address no header can carry...)."""
 
 
 @dataclass(frozen=True)
@@ -170,28 +190,67 @@ def message_compose(
     tenant_name: str,
     message_id: str,
     headers: dict[str, str],
+    links: EmailLinks | None = None,
 ) -> EmailMultiAlternatives:
     """A message with its text and HTML parts and the given Message-ID and headers.
 
-    Raises ``HeaderInjection`` or ``rendering.EmailDataError`` (both permanent).
+    With ``links`` (an email to a member, and a public URL to point them at), the footer
+    links to the person's preferences and to unsubscribing, and the message carries the
+    one-click unsubscribe headers of RFC 2369 and RFC 8058 (List-Unsubscribe,
+    List-Unsubscribe-Post), which mail clients show as an "Unsubscribe" button.
+
+    Raises ``HeaderInjection``, ``MessageBuildError`` or ``rendering.EmailDataError``
+    (all permanent).
     """
     bad = header_errors(subject=subject, to_name=to_name, to_email=to_email)
     if bad:
         raise HeaderInjection(f"line break in {', '.join(bad)}: refused (header injection)")
-    rendered = rendering.email_render(template=template, subject=subject, data=data, tenant_name=tenant_name)
-    message = EmailMultiAlternatives(
-        subject=rendered.subject,
-        body=rendered.text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[str(Address(display_name=to_name, addr_spec=to_email))],
-        headers={"Message-ID": message_id, **headers},
+    # The other line separators (U+2028, NEL, form feed...) come from names typed
+    # into the product; the email package refuses them in a header, a space reads the same.
+    subject, to_name = header_text(subject), header_text(to_name)
+    rendered = rendering.email_render(
+        template=template, subject=subject, data=data, tenant_name=tenant_name, links=links
     )
-    message.attach_alternative(rendered.html, "text/html")
+    if links is not None:
+        headers = {
+            **headers,
+            "List-Unsubscribe": f"<{links.unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+    try:
+        message = EmailMultiAlternatives(
+            subject=rendered.subject,
+            body=rendered.text,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[str(Address(display_name=to_name, addr_spec=to_email))],
+            headers={"Message-ID": message_id, **headers},
+        )
+        message.attach_alternative(rendered.html, "text/html")
+        # Built and serialised now, not first inside the backend's send: a message that
+        # cannot be built fails here, as the permanent error it is.
+        message.message().as_bytes()
+    except Exception as exc:
+        raise MessageBuildError(f"the message cannot be built: {type(exc).__name__}: {exc}"[:500]) from exc
     return message
 
 
+def email_links_for(email: OutboundEmail) -> EmailLinks | None:
+    """The preferences and unsubscribe links of an email to a member: a notification's
+    (that kind) or a digest's (every kind). None for an email to an address the system
+    knows no member by (the API's), and without ``KGC_PUBLIC_URL``."""
+    digest = getattr(email, "digest", None)  # the reverse one-to-one: absent on other emails
+    if email.notification is not None:
+        user_id, kind = email.notification.recipient_id, email.notification.kind
+    elif digest is not None:
+        user_id, kind = digest.recipient_id, ALL_KINDS
+    else:
+        return None
+    return email_links(public_url=settings.KGC_PUBLIC_URL, user_id=user_id, tenant_id=email.tenant_id, kind=kind)
+
+
 def email_message_build(email: OutboundEmail) -> EmailMultiAlternatives:
-    """The message for one row: stable Message-ID, X-KGC-Tenant and X-KGC-Notification headers."""
+    """The message for one row: stable Message-ID, X-KGC-Tenant and X-KGC-Notification headers,
+    and the unsubscribe headers and links of an email to a member."""
     message = message_compose(
         to_email=email.to_email,
         to_name=email.to_name,
@@ -203,6 +262,7 @@ def email_message_build(email: OutboundEmail) -> EmailMultiAlternatives:
             outbound_email_id=email.pk, tenant_id=email.tenant_id, from_email=settings.DEFAULT_FROM_EMAIL
         ),
         headers={"X-KGC-Tenant": str(email.tenant_id), "X-KGC-Notification": str(email.notification_id or "none")},
+        links=email_links_for(email),
     )
     # Read by anymail's providers (tags, metadata in webhooks); ignored by SMTP.
     message.tags = [email.template]  # type: ignore[attr-defined]
@@ -228,10 +288,16 @@ def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> Outbou
     A session lock, not a transaction one: the send runs outside any transaction, and
     the lock must last until the outcome is recorded (or the process dies with it).
     """
-    rows = OutboundEmail.objects.select_related("tenant").filter(pk=outbound_email_id)
+    rows = OutboundEmail.objects.select_related("tenant", "notification", "digest").filter(pk=outbound_email_id)
     if tenant_id is not None:
         rows = rows.filter(tenant_id=tenant_id)
-    return rows.annotate(send_locked=RawSQL("pg_try_advisory_lock(%s)", [send_lock_key(outbound_email_id)])).get()
+    suppressions = Suppression.objects.filter(email=Lower(OuterRef("to_email"))).filter(
+        Q(tenant_id=OuterRef("tenant_id")) | Q(tenant__isnull=True)
+    )
+    return rows.annotate(
+        send_locked=RawSQL("pg_try_advisory_lock(%s)", [send_lock_key(outbound_email_id)]),
+        suppressed_as=Subquery(suppressions.values("reason")[:1]),
+    ).get()
 
 
 def _send_unlock(outbound_email_id: int) -> None:
@@ -313,7 +379,7 @@ RECORD_SQL = """
 WITH async_commit AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)),
 email AS (
     UPDATE notifications_outboundemail
-       SET status = %(status)s, last_error = %(last_error)s,
+       SET status = %(status)s, last_error = %(last_error)s, delivery_unknown = %(delivery_unknown)s,
            message_id = coalesce(%(message_id)s, message_id), sent_at = coalesce(%(sent_at)s, sent_at)
      WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = %(from_status)s
        AND EXISTS (SELECT FROM async_commit)
@@ -343,6 +409,7 @@ def _record(
     last_error: str = "",
     message_id: str | None = None,
     sent_at: datetime | None = None,
+    delivery_unknown: bool = False,
 ) -> None:
     """Write the outcome to the row and mirror it into the notification, in one statement.
 
@@ -363,17 +430,19 @@ def _record(
                 "message_id": message_id,
                 "sent_at": sent_at,
                 "notification_status": notification_status,
+                "delivery_unknown": delivery_unknown,
             },
         )
 
 
-def _fail(email: OutboundEmail, *, from_status: str, reason: str) -> None:
+def _fail(email: OutboundEmail, *, from_status: str, reason: str, delivery_unknown: bool = False) -> None:
     _record(
         email,
         from_status=from_status,
         notification_status=NotificationEmailStatus.FAILED,
         status=OutboundStatus.FAILED,
         last_error=reason,
+        delivery_unknown=delivery_unknown,
     )
 
 
@@ -418,9 +487,11 @@ def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> s
         return SendOutcome.ALREADY_FAILED
     if email.status == OutboundStatus.SENDING:
         return _interrupted(email)
+    if email.suppressed_as:  # type: ignore[attr-defined]
+        return _suppressed(email, reason=email.suppressed_as)  # type: ignore[attr-defined]
     try:
         message = email_message_build(email)
-    except (HeaderInjection, rendering.EmailDataError) as exc:
+    except (HeaderInjection, MessageBuildError, rendering.EmailDataError) as exc:
         _fail(email, from_status=OutboundStatus.QUEUED, reason=str(exc))
         logger.error("email not sent: %s", exc, extra={**_log_fields(email), "event": "email_failed"})
         raise EmailPermanentError(str(exc)) from exc
@@ -430,12 +501,25 @@ def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> s
     return _deliver(email, message, attempt=attempt, final_attempt=final_attempt, mailer=mailer)
 
 
+def _suppressed(email: OutboundEmail, *, reason: str) -> str:
+    """Not handed to the server: the address bounced, or complained about this tenant's email."""
+    _record(
+        email,
+        from_status=OutboundStatus.QUEUED,
+        status=OutboundStatus.SUPPRESSED,
+        notification_status=NotificationEmailStatus.SUPPRESSED,
+        last_error=f"not sent: the address is suppressed ({SuppressionReason(reason).label.lower()})",
+    )
+    logger.info("email not sent: address suppressed", extra={**_log_fields(email), "event": "email_suppressed"})
+    return SendOutcome.SUPPRESSED
+
+
 def _interrupted(email: OutboundEmail) -> str:
     reason = (
         "delivery unknown: the worker sending this email stopped before recording the outcome; "
         "it may have been delivered. Check with the recipient or the provider, then resend if needed."
     )
-    _fail(email, from_status=OutboundStatus.SENDING, reason=reason)
+    _fail(email, from_status=OutboundStatus.SENDING, reason=reason, delivery_unknown=True)
     logger.error("email left in sending by a lost worker", extra={**_log_fields(email), "event": "email_unknown"})
     raise EmailDeliveryUnknown(reason)
 
@@ -451,6 +535,11 @@ def _deliver(
     except Exception as exc:
         failure = send_failure_classify(exc)
         fields = {**_log_fields(email), "attempt": attempt, "error": type(exc).__name__}
+        if failure.permanent and suppressions.send_error_says_address_gone(exc):
+            # The address does not exist: nothing more goes to it, for any tenant.
+            suppressions.suppression_add(
+                email=email.to_email, reason=SuppressionReason.BOUNCED, tenant_id=None, description=failure.reason
+            )
         if failure.permanent or final_attempt:
             _fail(email, from_status=OutboundStatus.SENDING, reason=failure.reason)
             logger.error("email failed: %s", failure.reason, extra={**fields, "event": "email_failed"})
@@ -496,38 +585,71 @@ def _send_kwargs(outbound_email_id: int, tenant_id: int) -> dict[str, JSONValue]
     return {"outbound_email_id": outbound_email_id, "tenant_id": tenant_id}
 
 
-def emails_requeue(*, email_ids: list[int]) -> list[tuple[int, int, int | None]]:
+def emails_requeue(*, email_ids: list[int], include_delivery_unknown: bool) -> list[tuple[int, int, int | None]]:
     """Put failed emails (not bounced, rejected or complained about) and their notifications
-    back to ``queued``; return ``(email, tenant, notification)`` of each. Defers nothing."""
+    back to ``queued``; return ``(email, tenant, notification)`` of each. Defers nothing.
+
+    An email whose delivery is unknown (it may have reached the recipient) is put back
+    only with ``include_delivery_unknown``: an explicit resend of that one email.
+    """
     eligible = (
         OutboundEmail.objects.select_for_update()
         .filter(pk__in=email_ids, status=OutboundStatus.FAILED)
         .exclude(events__event_type__in=DO_NOT_RESEND)
     )
+    if not include_delivery_unknown:
+        eligible = eligible.exclude(delivery_unknown=True)
     rows: list[tuple[int, int, int | None]] = list(eligible.values_list("pk", "tenant_id", "notification_id"))
-    OutboundEmail.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(status=OutboundStatus.QUEUED, last_error="")
+    OutboundEmail.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+        status=OutboundStatus.QUEUED, last_error="", delivery_unknown=False
+    )
     Notification.objects.filter(pk__in=[n for _, _, n in rows if n]).update(email_status=NotificationEmailStatus.QUEUED)
     return rows
 
 
 def send_jobs_retried(sender: object, jobs: list[Any], **kwargs: object) -> None:
     """A retried send job sends again: its email, marked failed when the job failed, goes
-    back to ``queued`` in the retry's transaction (``kgc.signals.jobs_retried``)."""
+    back to ``queued`` in the retry's transaction (``kgc.signals.jobs_retried``).
+
+    A bulk retry has already left out the send jobs whose email's delivery is unknown
+    (``SEND_JOB_DELIVERY_UNKNOWN``); one that arrives here was retried on its own, on
+    purpose, so its email is sent again.
+    """
     email_ids = [job.args["outbound_email_id"] for job in jobs if job.task == SEND_EMAIL_TASK]
     if email_ids:
-        emails_requeue(email_ids=email_ids)
+        emails_requeue(email_ids=email_ids, include_delivery_unknown=True)
 
 
-def emails_resend(*, email_ids: list[int], user_id: int | None = None) -> ResendResult:
+# A failed send job whose email may have reached its recipient: its worker stopped
+# between the claim and the record (the email failed as "delivery unknown", or is
+# still "sending" because the worker of its last attempt died). A bulk retry leaves
+# it out; retrying that one job, or resending that one email, sends it again.
+SEND_JOB_DELIVERY_UNKNOWN = jobs.RetryHold(
+    name="delivery_unknown",
+    task_name=SEND_EMAIL_TASK,
+    condition="""EXISTS (
+        SELECT 1 FROM notifications_outboundemail AS email
+         WHERE email.id = CASE WHEN procrastinate_jobs.args->>'outbound_email_id' ~ '^[0-9]{1,18}$'
+                               THEN (procrastinate_jobs.args->>'outbound_email_id')::bigint END
+           AND (email.delivery_unknown OR email.status = 'sending'))""",
+    description="send jobs whose email's delivery is unknown (it may have reached the recipient); "
+    "resend those one at a time from the outbound email admin",
+)
+
+
+def emails_resend(
+    *, email_ids: list[int], user_id: int | None = None, include_delivery_unknown: bool = False
+) -> ResendResult:
     """Put failed emails back to ``queued`` and defer a send job for each; return which.
 
     Only ``failed`` rows are touched, and not those the provider reported as bounced,
-    rejected or complained about (resending would hurt the sender's reputation). One
-    transaction: rows, notifications, jobs and the admin log entries commit together.
-    A constant number of queries whatever the number of emails.
+    rejected or complained about (resending would hurt the sender's reputation), nor,
+    unless ``include_delivery_unknown`` (an operator's resend of that one email), those
+    whose delivery is unknown. One transaction: rows, notifications, jobs and the admin
+    log entries commit together. A constant number of queries whatever the number of emails.
     """
     with transaction.atomic():
-        rows = emails_requeue(email_ids=email_ids)
+        rows = emails_requeue(email_ids=email_ids, include_delivery_unknown=include_delivery_unknown)
         ids = [pk for pk, _, _ in rows]
         if rows:
             app.configure_task(

@@ -1,17 +1,23 @@
-"""In-app notifications and the outbound emails that mirror them.
+"""In-app notifications, the outbound emails that mirror them, and how people want them.
 
 "Once and only once" is enforced here, in the database: a notification's
 ``dedupe_key`` and an email's ``idempotency_key`` are unique, so a job that runs
-twice, or two workers running the same job, cannot add a second row.
+twice, or two workers running the same job, cannot add a second row. A daily digest
+is unique per (tenant, person, tenant-local day), and a notification names the one
+digest that carried it (a check constraint ties ``digested`` to that digest).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
-from compliance.models import Tenant
+from compliance.models import Membership, Tenant
 
 
 class NotificationKind(models.TextChoices):
@@ -31,7 +37,19 @@ class NotificationEmailStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped"
+    SKIPPED = "skipped", "Skipped (no email address)"
+    OPTED_OUT = "opted_out", "Opted out (email off for this kind)"
+    DIGEST_PENDING = "digest_pending", "Waiting for the daily digest"
+    DIGESTED = "digested", "Sent in a daily digest"
+    SUPPRESSED = "suppressed", "Suppressed (the address bounced or complained)"
+
+
+class EmailPreference(models.TextChoices):
+    """How a person wants one kind of notification emailed."""
+
+    IMMEDIATE = "immediate", "Immediately"
+    DAILY_DIGEST = "daily_digest", "Daily digest"
+    OFF = "off", "Off"
 
 
 class Notification(models.Model):
@@ -51,7 +69,12 @@ class Notification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
     email_status = models.CharField(
-        max_length=8, choices=NotificationEmailStatus.choices, default=NotificationEmailStatus.PENDING
+        max_length=16, choices=NotificationEmailStatus.choices, default=NotificationEmailStatus.PENDING
+    )
+    # The daily digest that carried it (email_status "digested"); RESTRICT: a digest goes
+    # only with its items (a tenant's deletion), never alone.
+    digest = models.ForeignKey(
+        "Digest", on_delete=models.RESTRICT, null=True, blank=True, related_name="items", db_index=False
     )
 
     class Meta:
@@ -61,10 +84,23 @@ class Notification(models.Model):
             models.CheckConstraint(
                 condition=Q(email_status__in=NotificationEmailStatus.values), name="notification_email_status_valid"
             ),
+            # Digested if and only if a digest carried it: each item ends in exactly one digest.
+            models.CheckConstraint(
+                condition=Q(email_status=NotificationEmailStatus.DIGESTED, digest__isnull=False)
+                | (~Q(email_status=NotificationEmailStatus.DIGESTED) & Q(digest__isnull=True)),
+                name="notification_digested_in_one_digest",
+            ),
         ]
         indexes = [
             models.Index(fields=["recipient", "read_at"], name="notification_inbox_idx"),
             models.Index(fields=["tenant", "kind", "created_at"], name="notification_tenant_kind_idx"),
+            # What the digest run reads: a tenant's items still waiting, by person and time.
+            models.Index(
+                fields=["tenant", "recipient", "created_at"],
+                condition=Q(email_status=NotificationEmailStatus.DIGEST_PENDING),
+                name="notification_pending_idx",
+            ),
+            models.Index(fields=["digest"], condition=Q(digest__isnull=False), name="notification_digest_idx"),
         ]
 
     def __str__(self) -> str:
@@ -76,6 +112,7 @@ class OutboundStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+    SUPPRESSED = "suppressed", "Suppressed (not handed to the server)"
 
 
 class OutboundEmail(models.Model):
@@ -90,9 +127,12 @@ class OutboundEmail(models.Model):
     subject = models.CharField(max_length=300)
     template = models.CharField(max_length=64)
     context = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # The worker sending it stopped between the claim and the record: it may have reached
+    # the recipient. Only an explicit resend of this one email sends it again.
+    delivery_unknown = models.BooleanField(default=False, db_default=False)
     message_id = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -143,3 +183,140 @@ class EmailEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_event_type_display()} ({self.provider})"
+
+
+# --- Preferences, digests, suppressions ----------------------------------------------------
+
+
+class NotificationPreference(models.Model):
+    """How one member wants one kind of notification emailed; without a row, the tenant's
+    ``notification_email_default`` applies. In-app notifications are made whatever this says.
+
+    Tied to the membership (migration 0004): a composite foreign key on (tenant, user)
+    refuses a row for someone who is not a member, and goes with the membership.
+    """
+
+    Email = EmailPreference
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="notification_preferences")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    email = models.CharField(max_length=16, choices=EmailPreference.choices)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "user", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user", "kind"], name="notification_preference_unique"),
+            models.CheckConstraint(condition=Q(kind__in=NotificationKind.values), name="notification_preference_kind"),
+            models.CheckConstraint(
+                condition=Q(email__in=EmailPreference.values), name="notification_preference_email_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.get_email_display()}"
+
+    def clean(self) -> None:
+        """The database refuses a row for someone who is not a member; say so readably first."""
+        super().clean()
+        if self.tenant_id is None or self.user_id is None:
+            return
+        if not Membership.objects.filter(tenant_id=self.tenant_id, user_id=self.user_id).exists():
+            raise ValidationError({"tenant": "This user is not a member of this tenant."})
+
+
+class Digest(models.Model):
+    """One person's daily digest email in one tenant for one tenant-local day.
+
+    Unique per (tenant, recipient, local_date): two workers, or a catch-up, cannot send a
+    second. It carries the person's items still waiting and created before ``cutoff``
+    (the tenant's digest hour that day); each item names this digest.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="digests")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digests")
+    local_date = models.DateField(help_text="The tenant-local day of this digest.")
+    cutoff = models.DateTimeField(help_text="Items created before this instant are in it.")
+    items_count = models.PositiveIntegerField(default=0)
+    outbound_email = models.OneToOneField(
+        OutboundEmail, on_delete=models.SET_NULL, null=True, blank=True, related_name="digest"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-local_date", "recipient"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "recipient", "local_date"], name="digest_one_per_person_per_day"),
+            # Target of the composite foreign key that keeps a digest's items in its tenant.
+            models.UniqueConstraint(fields=["id", "tenant"], name="digest_unique_id_tenant"),
+        ]
+        indexes = [models.Index(fields=["tenant", "local_date"], name="digest_tenant_day_idx")]
+
+    def __str__(self) -> str:
+        return f"Digest of {self.local_date} for {self.recipient} ({self.items_count} items)"
+
+
+class DigestRun(models.Model):
+    """The hourly fan-out deferred this tenant's digests for this tenant-local day: at most
+    one run per tenant and day, however many ticks find the digest hour passed."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="digest_runs")
+    local_date = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "local_date"], name="digest_run_one_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.local_date}"
+
+
+class SuppressionReason(models.TextChoices):
+    BOUNCED = "bounced", "Bounced (the address does not exist)"
+    COMPLAINED = "complained", "Complained (reported as spam)"
+    MANUAL = "manual", "Added by an operator"
+
+
+class Suppression(models.Model):
+    """An address no email is handed to the server for: every tenant's (``tenant`` empty)
+    or one tenant's. Addresses are kept in lower case, and unique per tenant (one row for
+    every tenant, too: NULLS NOT DISTINCT)."""
+
+    Reason = SuppressionReason
+
+    email = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=16, choices=SuppressionReason.choices)
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="suppressions",
+        help_text="Empty: every tenant.",
+    )
+    description = models.TextField(blank=True, help_text="What happened (the server's or provider's words).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["email", "tenant"], name="suppression_unique_email_tenant", nulls_distinct=False
+            ),
+            models.CheckConstraint(condition=Q(reason__in=SuppressionReason.values), name="suppression_reason_valid"),
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="suppression_email_lower_case"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.get_reason_display()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email = self.email.strip().lower()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = self.email.strip().lower()  # before the constraints are checked (a form's full_clean)

@@ -45,9 +45,13 @@ class ReminderResult:
     candidates: int = 0
     due: int = 0
     notifications: int = 0
-    emails: int = 0
+    emails: int = 0  # emailed now, one each
+    digest_pending: int = 0  # waiting for the person's daily digest
+    opted_out: int = 0  # in-app only: the person turned this kind's email off
+    suppressed: int = 0  # in-app only: the address bounced or complained
     duplicates: int = 0
     skipped_assignees: int = 0
+    items_skipped: int = 0  # reminders the database refused (logged one by one)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -58,8 +62,12 @@ class ReminderResult:
             "due": self.due,
             "notifications": self.notifications,
             "emails": self.emails,
+            "digest_pending": self.digest_pending,
+            "opted_out": self.opted_out,
+            "suppressed": self.suppressed,
             "duplicates": self.duplicates,
             "skipped_assignees": self.skipped_assignees,
+            "items_skipped": self.items_skipped,
         }
 
 
@@ -159,8 +167,12 @@ def _send(plan: ReminderPlan) -> ReminderResult:
         due=len(plan.reminders),
         notifications=delivered.notifications,
         emails=delivered.emails,
+        digest_pending=delivered.digest_pending,
+        opted_out=delivered.opted_out,
+        suppressed=delivered.suppressed,
         duplicates=delivered.duplicates,
         skipped_assignees=len(plan.skipped_assignees),
+        items_skipped=len(delivered.skipped),
     )
     logger.debug("reminders sent", extra={"event": "reminders_sent", **result.summary()})
     return result

@@ -16,6 +16,7 @@ import css_inline
 from django.template.loader import render_to_string
 
 from notifications.exceptions import NotificationError
+from notifications.preferences import EmailLinks
 
 TEMPLATE_DIR = "notifications/email"
 
@@ -30,7 +31,7 @@ class EmailDataError(NotificationError, ValueError):
 
 
 # Field kinds: "text" (a non-empty string or number), "date" (ISO yyyy-mm-dd), "int",
-# "number", "list" (of strings).
+# "number", "list" (of strings), "groups" (the digest's items grouped by kind and client).
 TEMPLATE_FIELDS: dict[str, dict[str, str]] = {
     "document-expiry": {
         "documentTitle": "text",
@@ -57,6 +58,7 @@ TEMPLATE_FIELDS: dict[str, dict[str, str]] = {
         "recommendations": "list",
     },
     "custom": {"body": "text"},
+    "daily-digest": {"tenantName": "text", "total": "int", "groups": "groups"},
 }
 
 # A sample of each template's data, for ``send_test_email`` and the tests.
@@ -90,6 +92,49 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
         "recommendations": ["Upload TIN Certificate", "Submit VAT Filing"],
     },
     "custom": {"body": "Hello,\n\nThis is a test message from KGC Compliance Cloud."},
+    "daily-digest": {
+        "tenantName": "Example Accounting",
+        "asOf": "2026-11-29",
+        "total": 2,
+        "groups": [
+            {
+                "heading": "Documents expiring",
+                "count": 1,
+                "clients": [
+                    {
+                        "clientName": "ACME Corp",
+                        "items": [
+                            {
+                                "title": "TIN Certificate for ACME Corp expires in 5 days",
+                                "urgency": "normal",
+                                "urgencyLabel": "Normal",
+                                "detail": "TIN Certificate expires on 4 December 2026, in 5 days",
+                                "url": "",
+                            }
+                        ],
+                    }
+                ],
+            },
+            {
+                "heading": "Filings due",
+                "count": 1,
+                "clients": [
+                    {
+                        "clientName": "ACME Corp",
+                        "items": [
+                            {
+                                "title": "Urgent: VAT Return 2026-11 for ACME Corp is due in 2 days",
+                                "urgency": "urgent",
+                                "urgencyLabel": "Urgent",
+                                "detail": "VAT Return 2026-11 due on 1 December 2026, in 2 days",
+                                "url": "",
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+    },
 }
 
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
@@ -117,6 +162,12 @@ def _field_value(template: str, field: str, kind: str, value: Any) -> Any:
         types: tuple[type, ...] = (int,) if kind == "int" else (int, float)
         if isinstance(value, bool) or not isinstance(value, types):
             raise EmailDataError(template, field, f"must be a {'whole ' if kind == 'int' else ''}number, got {value!r}")
+        return value
+    if kind == "groups":
+        if not isinstance(value, list) or not all(
+            isinstance(group, dict) and isinstance(group.get("clients"), list) for group in value
+        ):
+            raise EmailDataError(template, field, "must be a list of groups, each with its clients")
         return value
     if kind == "list":
         if not isinstance(value, list) or not all(isinstance(item, str | int | float) for item in value):
@@ -152,9 +203,22 @@ def template_data_errors(template: str, data: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
-def email_render(*, template: str, subject: str, data: dict[str, Any], tenant_name: str) -> RenderedEmail:
-    """Render one email: the HTML part on the shared layout, CSS inlined, and the text part."""
-    context = {**template_context(template, data), "subject": subject, "tenant_name": tenant_name}
+def email_render(
+    *, template: str, subject: str, data: dict[str, Any], tenant_name: str, links: EmailLinks | None = None
+) -> RenderedEmail:
+    """Render one email: the HTML part on the shared layout, CSS inlined, and the text part.
+
+    With ``links`` (an email to a member, with a public URL), the footer links to the
+    person's preferences page and to one-click unsubscribe.
+    """
+    context = {
+        **template_context(template, data),
+        "subject": subject,
+        "tenant_name": tenant_name,
+        "preferences_url": links.preferences_url if links else "",
+        "unsubscribe_url": links.unsubscribe_url if links else "",
+        "unsubscribe_what": links.unsubscribe_what if links else "",
+    }
     html = render_to_string(f"{TEMPLATE_DIR}/{template}.html", context)
     text = render_to_string(f"{TEMPLATE_DIR}/{template}.txt", context)
     return RenderedEmail(subject=subject, text=text.strip() + "\n", html=_INLINER.inline(html))

@@ -7,12 +7,15 @@ ten documents and for one with a thousand.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
 from compliance.models import Document, Filing, FilingTask, Membership, Tenant
-from notifications.models import Notification
+from notifications.exceptions import UnknownMember
+from notifications.models import Notification, NotificationPreference
 from notifications.rules import (
     EXPIRY_THRESHOLDS,
     FILING_STATUSES_REMINDED,
@@ -130,4 +133,55 @@ def dedupe_keys_sent(*, tenant: Tenant, keys: list[str]) -> frozenset[str]:
         return frozenset()
     return frozenset(
         Notification.objects.filter(tenant=tenant, dedupe_key__in=keys).values_list("dedupe_key", flat=True)
+    )
+
+
+# --- Preferences and suppressions ----------------------------------------------------------
+
+
+def membership_get(*, tenant: Tenant, user_id: int) -> Membership:
+    """The user's membership of ``tenant``; ``UnknownMember`` if there is none."""
+    membership = Membership.objects.filter(tenant=tenant, user_id=user_id).first()
+    if membership is None:
+        raise UnknownMember(tenant_id=tenant.pk, user_id=user_id)
+    return membership
+
+
+def preferences_chosen(*, tenant: Tenant, user_id: int) -> dict[str, str]:
+    """The kinds this member chose a setting for, and the setting."""
+    return dict(NotificationPreference.objects.filter(tenant=tenant, user_id=user_id).values_list("kind", "email"))
+
+
+@dataclass(frozen=True)
+class RoutingFacts:
+    """What a run needs to route its emails: choices by (user, kind), suppressed addresses (lower case)."""
+
+    chosen: dict[tuple[int, str], str] = field(default_factory=dict)
+    suppressed: frozenset[str] = frozenset()
+
+
+# One query: the choices of these people in this tenant, and which of these addresses are
+# suppressed for this tenant or for every tenant (both through unique indexes).
+_ROUTING_FACTS_SQL = """
+SELECT user_id, kind, email FROM notifications_notificationpreference
+ WHERE tenant_id = %(tenant_id)s AND user_id = ANY(%(user_ids)s)
+UNION ALL
+SELECT NULL, NULL, email FROM notifications_suppression
+ WHERE email = ANY(%(addresses)s) AND (tenant_id = %(tenant_id)s OR tenant_id IS NULL)
+"""
+
+
+def email_routing_facts(*, tenant: Tenant, user_ids: list[int], addresses: list[str]) -> RoutingFacts:
+    """The tenant's email choices for these people and which of these addresses are suppressed, in one query."""
+    if not user_ids and not addresses:
+        return RoutingFacts()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ROUTING_FACTS_SQL,
+            {"tenant_id": tenant.pk, "user_ids": user_ids, "addresses": [a.strip().lower() for a in addresses]},
+        )
+        rows = cursor.fetchall()
+    return RoutingFacts(
+        chosen={(user_id, kind): email for user_id, kind, email in rows if user_id is not None},
+        suppressed=frozenset(email for user_id, _, email in rows if user_id is None),
     )

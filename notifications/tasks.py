@@ -13,8 +13,8 @@ from compliance.selectors import tenant_get, tenant_local_date, tick_time
 from compliance.services import tenant_jobs_fan_out
 from kgc import jobs
 from kgc.queues import EMAIL, EXPIRY_NOTIFICATION, FILING_REMINDER, MAINTENANCE, SCHEDULES, queue_get
-from notifications import delivery, reminders
-from notifications.services import EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL_TASK
+from notifications import delivery, digests, reminders
+from notifications.services import DIGEST_TASK, EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL_TASK
 
 
 def _as_of(tenant_id: int, as_of: str | None) -> tuple[Any, date]:
@@ -46,6 +46,19 @@ def send_filing_reminders_all(timestamp: int | None = None) -> int:
 def send_filing_reminders(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
     tenant, day = _as_of(tenant_id, as_of)
     return reminders.filing_reminders_send(tenant=tenant, as_of=day).summary()
+
+
+@app.periodic(cron=SCHEDULES["notifications.send_digests_all"], periodic_id="hourly")
+@jobs.task(queue=MAINTENANCE, name="notifications.send_digests_all")
+def send_digests_all(timestamp: int | None = None) -> int:
+    return len(digests.digests_fan_out(at=tick_time(timestamp, timezone.now())))
+
+
+# Digests are notifications' work, like the expiry reminders; they share that queue.
+@jobs.task(queue=EXPIRY_NOTIFICATION, name=DIGEST_TASK)
+def send_digests(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
+    tenant, day = _as_of(tenant_id, as_of)
+    return digests.digests_send(tenant=tenant, as_of=day).summary()
 
 
 @jobs.task(queue=EMAIL, name=SEND_EMAIL_TASK, pass_context=True)

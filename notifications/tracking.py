@@ -3,7 +3,8 @@
 anymail verifies each webhook (HTTP basic auth with ``ANYMAIL["WEBHOOK_SECRET"]``, and
 Mailgun's signature) and sends its ``tracking`` signal with a normalised event. The
 receiver records delivered, bounced, complained and rejected events against the
-``OutboundEmail`` with that provider message id. Each event is stored once under a key
+``OutboundEmail`` with that provider message id; a hard bounce or a complaint also
+suppresses the address (``notifications.suppressions``). Each event is stored once under a key
 (the provider's event id, or a digest of the event when it has none), unique in the
 database, so a provider that repeats a webhook changes nothing the second time.
 
@@ -20,6 +21,7 @@ from typing import Any
 from anymail.signals import AnymailTrackingEvent, EventType
 from django.db import transaction
 
+from notifications import suppressions
 from notifications.models import (
     EmailEvent,
     EmailEventType,
@@ -27,6 +29,7 @@ from notifications.models import (
     NotificationEmailStatus,
     OutboundEmail,
     OutboundStatus,
+    SuppressionReason,
 )
 
 logger = logging.getLogger("notifications.email")
@@ -101,11 +104,27 @@ def tracking_event_record(*, provider: str, event: AnymailTrackingEvent) -> bool
             return False
         if kind in UNDELIVERED:
             _mark_undelivered(email, f"{kind} ({provider}): {_describe(event)}".rstrip(": "))
+        _suppress(email, kind=kind, provider=provider, event=event)
     logger.info(
         "email tracking event",
         extra={"event": "email_tracked", "kind": kind, "outbound_email_id": email.pk, "tenant_id": email.tenant_id},
     )
     return True
+
+
+def _suppress(email: OutboundEmail, *, kind: str, provider: str, event: AnymailTrackingEvent) -> None:
+    """A hard bounce suppresses the address for every tenant; a complaint, for this email's tenant
+    (the person reported this firm's email, not every firm's)."""
+    description = f"{kind} ({provider}): {_describe(event)}".rstrip(": ")
+    address = event.recipient or email.to_email
+    if kind == EmailEventType.BOUNCED and suppressions.bounce_is_hard(event):
+        suppressions.suppression_add(
+            email=address, reason=SuppressionReason.BOUNCED, tenant_id=None, description=description
+        )
+    elif kind == EmailEventType.COMPLAINED:
+        suppressions.suppression_add(
+            email=address, reason=SuppressionReason.COMPLAINED, tenant_id=email.tenant_id, description=description
+        )
 
 
 def _mark_undelivered(email: OutboundEmail, reason: str) -> None:

@@ -34,3 +34,61 @@ def _procrastinate_tables_emptied_after_transactional_tests(request, django_db_b
     if transactional:
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {PROCRASTINATE_TABLES}, kgc_jobcountdelta RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def failed_send_job(tenant, member_of):
+    """``failed_send_job(delivery_unknown=...)``: a notification email whose send job failed for
+    good, left as the send job leaves it; returns ``(job id, email)``.
+
+    With ``delivery_unknown`` the worker that claimed the email died mid-send: the row was
+    still ``sending`` when the job ran again, and the send job failed it as "delivery unknown".
+    """
+    from notifications.delivery import EmailDeliveryUnknown, email_send
+    from notifications.models import OutboundEmail
+    from notifications.services import NotificationDraft, notifications_deliver
+
+    counter = iter(range(1, 1_000))
+
+    def make(*, delivery_unknown: bool):
+        user = member_of(tenant, "admin")
+        key = f"test:send-job:{next(counter)}"
+        draft = NotificationDraft(
+            recipient_id=user.pk,
+            recipient_email=user.email,
+            recipient_name=user.get_full_name(),
+            kind="compliance_alert",
+            title="ACME Corp: compliance level dropped to amber",
+            body="...",
+            dedupe_key=key,
+            email_template="compliance-alert",
+            email_subject="Compliance alert: ACME Corp is now amber",
+            data={
+                "clientName": "ACME Corp",
+                "complianceScore": 65,
+                "complianceLevel": "amber",
+                "issues": [],
+                "recommendations": [],
+            },
+        )
+        notifications_deliver(tenant=tenant, drafts=[draft])
+        email = OutboundEmail.objects.get(notification__dedupe_key=key)
+        if delivery_unknown:
+            OutboundEmail.objects.filter(pk=email.pk).update(status="sending", attempts=1)
+            with pytest.raises(EmailDeliveryUnknown):
+                email_send(outbound_email_id=email.pk, tenant_id=tenant.pk)
+        else:
+            OutboundEmail.objects.filter(pk=email.pk).update(status="failed", last_error="SMTP 550 5.7.1 blocked")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """UPDATE procrastinate_jobs SET status = 'doing', attempts = 1
+                    WHERE task_name = 'notifications.send_email' AND (args->>'outbound_email_id')::bigint = %s
+                RETURNING id""",
+                [email.pk],
+            )
+            [(job_id,)] = cursor.fetchall()
+            cursor.execute("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", [job_id])
+        email.refresh_from_db()
+        return job_id, email
+
+    return make

@@ -73,6 +73,24 @@ export interface CleanupOptions {
   failedAge?: number;
 }
 
+/** The kinds of notification a member chooses emails for. */
+export type NotificationKind = 'documentExpiry' | 'filingReminder' | 'complianceAlert';
+
+/** How a kind is emailed: one email each, in the daily digest (urgent ones still at once), or not at all. */
+export type EmailPreference = 'immediate' | 'daily_digest' | 'off';
+
+/** A member's notification email choices in one tenant. */
+export interface NotificationPreferences {
+  tenantId: number;
+  userId: number;
+  /** What applies to a kind the member has not chosen for. */
+  tenantDefault: 'immediate' | 'daily_digest';
+  /** The member's own choice per kind; null: the tenant's default applies. */
+  preferences: Record<NotificationKind, EmailPreference | null>;
+  /** What applies to each kind. */
+  effective: Record<NotificationKind, EmailPreference>;
+}
+
 /** Any failure of a job helper: `status` is the HTTP status (0 when no answer came). */
 export class JobsApiError extends Error {
   readonly status: number;
@@ -100,7 +118,7 @@ function setting(name: string): string {
   return value;
 }
 
-async function request<T>(method: 'GET' | 'POST', path: string, body?: object): Promise<T> {
+async function request<T>(method: 'GET' | 'POST' | 'PUT', path: string, body?: object): Promise<T> {
   const url = `${setting('KGC_JOBS_URL').replace(/\/+$/, '')}/api/v1/${path}`;
   const headers: Record<string, string> = {
     Authorization: `Bearer ${setting('KGC_JOBS_TOKEN')}`,
@@ -205,4 +223,26 @@ export async function cleanupQueue(name: QueueName | string, options: CleanupOpt
     completedAge: options.completedAge,
     failedAge: options.failedAge,
   });
+}
+
+function preferencesPath(tenantId: number, userId: number): string {
+  return `tenants/${encodeURIComponent(String(tenantId))}/users/${encodeURIComponent(String(userId))}/notification-preferences`;
+}
+
+/** A member's notification email choices in a tenant (404 if the user is not a member of it). */
+export async function getNotificationPreferences(tenantId: number, userId: number): Promise<NotificationPreferences> {
+  return request<NotificationPreferences>('GET', preferencesPath(tenantId, userId));
+}
+
+/**
+ * Change a member's choices for the kinds given; null puts a kind back on the tenant's
+ * default, and kinds left out keep theirs. All or nothing: a bad value is a 400 naming
+ * it (`errors['preferences.documentExpiry']`) and changes nothing.
+ */
+export async function setNotificationPreferences(
+  tenantId: number,
+  userId: number,
+  preferences: Partial<Record<NotificationKind, EmailPreference | null>>,
+): Promise<NotificationPreferences> {
+  return request<NotificationPreferences>('PUT', preferencesPath(tenantId, userId), { preferences });
 }

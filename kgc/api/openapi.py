@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from compliance.models import NotificationEmailDefault
 from kgc import job_helpers, jobs
 from kgc.api import parsing
 from kgc.queues import QUEUES, product_queues
+from notifications.preferences import CHOICES, KINDS
 from notifications.services import EMAIL_TEMPLATES
 
 PRODUCT_QUEUES = [queue.name for queue in product_queues()]
@@ -233,6 +235,53 @@ PATHS: dict[str, Any] = {
                 "200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}
             },
         }
+    },
+}
+
+# --- A member's notification email preferences (kgc/api/preferences.py) ----------------------
+
+PREFERENCE_KINDS = [parsing.camel_case(kind) for kind in KINDS]
+ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": parsing.MAX_ID}
+EMAIL_CHOICE = {"type": "string", "enum": list(CHOICES)}
+CHOICE_OR_DEFAULT = {
+    "type": "string",
+    "enum": [*CHOICES, None],
+    "nullable": True,
+    "description": "null: the tenant's default applies.",
+}
+SCHEMAS["NotificationPreferences"] = _object(
+    {
+        "tenantId": ID,
+        "userId": ID,
+        "tenantDefault": {"type": "string", "enum": list(NotificationEmailDefault.values)},
+        "preferences": _object(dict.fromkeys(PREFERENCE_KINDS, CHOICE_OR_DEFAULT), tuple(PREFERENCE_KINDS)),
+        "effective": _object(dict.fromkeys(PREFERENCE_KINDS, EMAIL_CHOICE), tuple(PREFERENCE_KINDS)),
+    },
+    ("tenantId", "userId", "tenantDefault", "preferences", "effective"),
+)
+SCHEMAS["NotificationPreferencesUpdate"] = _object(
+    {"preferences": _object(dict.fromkeys(PREFERENCE_KINDS, CHOICE_OR_DEFAULT))}, ("preferences",)
+)
+NOT_A_MEMBER = {404: _json(_ref("Error"), "No active tenant with that id, or the user is not one of its members.")}
+PREFERENCES_READ = {200: _json(_ref("NotificationPreferences"), "The member's choices and what applies.")}
+PATHS["/api/v1/tenants/{tenantId}/users/{userId}/notification-preferences"] = {
+    "parameters": [
+        {"name": "tenantId", "in": "path", "required": True, "schema": ID},
+        {"name": "userId", "in": "path", "required": True, "schema": ID},
+    ],
+    "get": {
+        "operationId": "getNotificationPreferences",
+        "summary": "A member's notification email choices, by kind",
+        "responses": _responses({**PREFERENCES_READ, **NOT_A_MEMBER}, (401,)),
+    },
+    "put": {
+        "operationId": "setNotificationPreferences",
+        "summary": "Change a member's choices for the kinds given (null: the tenant's default); others keep theirs",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("NotificationPreferencesUpdate")}},
+        },
+        "responses": _responses({**PREFERENCES_READ, **NOT_A_MEMBER}, (400, 401, 411, 413)),
     },
 }
 

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path, re_path
 
-from kgc.api import views
+from kgc.api import preferences, views
 
 urlpatterns: list[URLPattern] = [
     path("jobs/compliance-refresh", views.compliance_refresh, name="api-compliance-refresh"),
@@ -14,6 +14,11 @@ urlpatterns: list[URLPattern] = [
     path("queues/<str:name>/pause", views.queue_pause, name="api-queue-pause"),
     path("queues/<str:name>/resume", views.queue_resume, name="api-queue-resume"),
     path("queues/<str:name>/cleanup", views.queue_cleanup, name="api-queue-cleanup"),
+    path(
+        "tenants/<int:tenant_id>/users/<int:user_id>/notification-preferences",
+        preferences.notification_preferences,
+        name="api-notification-preferences",
+    ),
     path("openapi.json", views.openapi_json, name="api-openapi"),
     # Anything else under /api/v1/ answers JSON too, not the HTML 404 page.
     re_path(r"^(?P<path>.*)$", views.not_found),

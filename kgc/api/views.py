@@ -103,7 +103,7 @@ def endpoint(method: str, *, authenticated: bool = True, atomic: bool = True) ->
             if authenticated and (refusal := _refusal(request)) is not None:
                 return refusal
             try:
-                if method == "POST":
+                if method in ("POST", "PUT"):
                     kwargs["body"] = _body(request)
                 if not atomic:
                     return view(request, **kwargs)

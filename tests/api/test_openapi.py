@@ -54,6 +54,8 @@ def test_description_names_every_route():
         "pauseQueue",
         "resumeQueue",
         "cleanupQueue",
+        "getNotificationPreferences",
+        "setNotificationPreferences",
         "getOpenApi",
     }
 

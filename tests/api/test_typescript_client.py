@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from tests.factories import TenantFactory
+from tests.factories import MembershipFactory, TenantFactory
 from tests.helpers import ROOT, subprocess_env
 
 CLIENT = ROOT / "clients" / "typescript"
@@ -125,6 +125,7 @@ def test_typescript_client_works_against_the_live_server_and_its_jobs_run(
     typescript, jobs_server, server_env, tmp_path
 ):
     tenant = TenantFactory()
+    member = MembershipFactory(tenant=tenant, role="manager").user
     compiled = run([*typescript, "--outDir", str(tmp_path / "dist")])
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     results = tmp_path / "enqueued.json"
@@ -133,6 +134,7 @@ def test_typescript_client_works_against_the_live_server_and_its_jobs_run(
         "KGC_JOBS_URL": jobs_server,
         "KGC_JOBS_TOKEN": TOKEN,
         "KGC_TEST_TENANT_ID": str(tenant.pk),
+        "KGC_TEST_USER_ID": str(member.pk),
         "KGC_TEST_RESULTS": str(results),
     }
     tests = run(["node", "--test", str(tmp_path / "dist" / "test" / "job-helpers.test.js")], env=node_env)

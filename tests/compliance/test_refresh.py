@@ -184,3 +184,13 @@ def test_a_new_drop_on_a_later_day_alerts_again(tenant, officers, make_client, p
     FilingFactory(client=client, due_date=as_of, status="draft")
     result = refresh(tenant, as_of + timedelta(days=2))  # green → amber (60) again
     assert (result.alerts, Notification.objects.count()) == (2, 4)
+
+
+def test_alert_to_a_person_with_the_longest_names_fits_the_email_columns(
+    tenant, member_of, make_client, past_score, as_of
+):
+    member_of(tenant, "admin", first_name="F" * 150, last_name="L" * 150)  # 301 characters in all
+    past_score(make_client(tenant, "red", name="C" * 200), "green")
+    assert refresh(tenant, as_of).alerts == 1
+    to_name = OutboundEmail.objects.get().to_name
+    assert (len(to_name), to_name[-1]) == (200, "…")

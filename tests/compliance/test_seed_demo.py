@@ -90,3 +90,9 @@ def test_bad_argument_exits_with_code_2_and_one_line():
     result = manage("seed_demo", "--tenants", "0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("argument --tenants: must be at least 1, got 0")
+
+
+def test_every_third_tenant_reads_daily_digests():
+    call_command("seed_demo", *ARGS, verbosity=0)
+    defaults = dict(Tenant.objects.values_list("slug", "notification_email_default"))
+    assert defaults == {"demo-0001": "immediate", "demo-0002": "immediate", "demo-0003": "daily_digest"}

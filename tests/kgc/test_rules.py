@@ -100,3 +100,10 @@ def test_transient_errors_are_retried_until_the_queue_attempts_run_out(attempts_
     job = Job(id=1, queue="compliance", lock=None, queueing_lock=None, task_name="t", attempts=attempts_before)
     decision = strategy.get_retry_decision(exception=exception, job=job)
     assert (decision is not None) is retried
+
+
+def test_a_database_data_error_is_permanent():
+    # A value too long for its column fails the same way on every retry.
+    from django.db import DataError
+
+    assert is_permanent(DataError("value too long for type character varying(300)")) is True

@@ -21,6 +21,8 @@ from tests.helpers import manage, subprocess_env
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"KGC_HEARTBEAT_INTERVAL": "soon"}, "KGC_HEARTBEAT_INTERVAL"),
         ({"KGC_WORKER_DEAD_AFTER": "-1"}, "KGC_WORKER_DEAD_AFTER"),
+        ({"KGC_PUBLIC_URL": "jobs.example.com"}, "KGC_PUBLIC_URL"),
+        ({"KGC_DIGEST_HOUR": "24"}, "KGC_DIGEST_HOUR"),
     ],
 )
 def test_bad_variable_stops_startup_with_one_line_naming_it(db, overrides, variable):
@@ -85,3 +87,20 @@ def test_a_bad_concurrency_override_fails_the_system_check(db):
     result = manage("check", env=subprocess_env(KGC_CONCURRENCY="email=lots"))
     assert result.returncode != 0
     assert "kgc.E003" in result.stderr and "concurrency for 'email' must be a whole number" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://jobs.example.com/", "https://jobs.example.com"),
+        ("http://127.0.0.1:8000/kgc", "http://127.0.0.1:8000/kgc"),
+    ],
+)
+def test_a_url_is_read_without_its_trailing_slash(raw, expected):
+    assert Env({"SOME_URL": raw}).url("SOME_URL") == expected
+
+
+@pytest.mark.parametrize("raw", ["jobs.example.com", "ftp://jobs.example.com", "https://", "https://x.com/?a=1"])
+def test_a_malformed_url_names_the_variable(raw):
+    with pytest.raises(ConfigError, match="^SOME_URL: expected an http"):
+        Env({"SOME_URL": raw}).url("SOME_URL")

@@ -160,6 +160,23 @@ def test_retry_failed_of_a_queue_puts_its_failed_jobs_back(staff_client):
     assert "Put 1 failed job(s) of the email queue back in the queue." in _messages(response)
 
 
+def test_retry_failed_confirmation_counts_the_send_jobs_left_out_for_unknown_delivery(staff_client, failed_send_job):
+    failed_send_job(delivery_unknown=True)
+    failed_send_job(delivery_unknown=False)
+    page = staff_client.get(reverse("admin:kgc_queue_retry_failed", args=["email"])).content.decode()
+    assert "1 failed job(s) go back to waiting" in page
+    assert "1 left out: send jobs whose email&#x27;s delivery is unknown" in page
+
+
+def test_retry_failed_of_a_queue_leaves_out_send_jobs_whose_delivery_is_unknown(staff_client, failed_send_job):
+    unknown, _ = failed_send_job(delivery_unknown=True)
+    other, _ = failed_send_job(delivery_unknown=False)
+    response = staff_client.post(reverse("admin:kgc_queue_retry_failed", args=["email"]), follow=True)
+    assert (status_of(unknown), status_of(other)) == ("failed", "todo")
+    [message] = _messages(response)
+    assert message.startswith("Put 1 failed job(s) of the email queue back in the queue. 1 left out: send jobs")
+
+
 def test_cleanup_asks_for_confirmation_then_deletes_old_finished_jobs(staff_client):
     old, recent = defer("email"), defer("email")
     succeed(old)
@@ -281,6 +298,25 @@ def test_retry_button_on_a_failed_job_confirms_then_retries(staff_client):
     staff_client.post(url)
     assert status_of(job_id) == "todo"
     assert LogEntry.objects.count() == 1
+
+
+def test_retry_action_on_selected_jobs_leaves_out_send_jobs_whose_delivery_is_unknown(staff_client, failed_send_job):
+    unknown, _ = failed_send_job(delivery_unknown=True)
+    other, _ = failed_send_job(delivery_unknown=False)
+    response = staff_client.post(
+        reverse(JOBS),
+        {"action": "retry_jobs", "_selected_action": [unknown, other], "index": 0, "confirm": "yes"},
+        follow=True,
+    )
+    assert (status_of(unknown), status_of(other)) == ("failed", "todo")
+    assert any(message.startswith("1 left out: send jobs") for message in _messages(response))
+
+
+def test_retry_button_of_one_send_job_whose_delivery_is_unknown_sends_it_again(staff_client, failed_send_job):
+    job_id, email = failed_send_job(delivery_unknown=True)
+    staff_client.post(reverse("admin:kgc_job_retry", args=[job_id]))
+    email.refresh_from_db()
+    assert (status_of(job_id), email.status) == ("todo", "queued")
 
 
 def test_viewer_gets_no_job_actions(admin_client_for, staff_viewer):

@@ -84,7 +84,11 @@ def test_retry_failed_puts_failed_jobs_of_one_queue_back():
     email, compliance = defer("email"), defer("compliance")
     fail(email)
     fail(compliance)
-    assert json.loads(run("retry_failed", "--queue", "email", "--json")) == {"queue": "email", "retried": 1}
+    assert json.loads(run("retry_failed", "--queue", "email", "--json")) == {
+        "queue": "email",
+        "retried": 1,
+        "left_out": {"delivery_unknown": 0},
+    }
     assert (status_of(email), status_of(compliance)) == ("todo", "failed")
 
 
@@ -92,6 +96,22 @@ def test_retry_failed_without_a_queue_retries_all():
     fail(defer("email"))
     fail(defer("compliance"))
     assert run("retry_failed").strip() == "all queues: 2 failed job(s) put back in the queue"
+
+
+def test_retry_failed_leaves_out_send_jobs_whose_delivery_is_unknown_and_says_how_many(failed_send_job):
+    unknown, _ = failed_send_job(delivery_unknown=True)
+    other, _ = failed_send_job(delivery_unknown=False)
+    line = run("retry_failed", "--queue", "email").strip()
+    assert line.startswith(
+        "email: 1 failed job(s) put back in the queue; 1 left out: send jobs whose email's delivery is unknown"
+    )
+    assert (status_of(unknown), status_of(other)) == ("failed", "todo")
+
+
+def test_retry_failed_json_counts_the_send_jobs_left_out(failed_send_job):
+    failed_send_job(delivery_unknown=True)
+    report = json.loads(run("retry_failed", "--json"))
+    assert (report["retried"], report["left_out"]) == (0, {"delivery_unknown": 1})
 
 
 def test_list_failed_prints_each_failed_job_with_its_last_error():

@@ -3,6 +3,7 @@
  * tests/api/test_typescript_client.py, which sets:
  *   KGC_JOBS_URL, KGC_JOBS_TOKEN  the server and a valid token
  *   KGC_TEST_TENANT_ID            an active tenant with no documents or filings
+ *   KGC_TEST_USER_ID              a member of that tenant with no email choices yet
  *   KGC_TEST_RESULTS              a file where the enqueued jobs are written, for the
  *                                 worker that processes them afterwards
  */
@@ -17,10 +18,12 @@ import {
   enqueueExpiryCheck,
   enqueueFilingReminder,
   getAllQueueStats,
+  getNotificationPreferences,
   getQueueStats,
   JobsApiError,
   pauseQueue,
   resumeQueue,
+  setNotificationPreferences,
 } from '../job-helpers';
 
 function required(name: string): string {
@@ -30,6 +33,7 @@ function required(name: string): string {
 }
 
 const tenantId = Number(required('KGC_TEST_TENANT_ID'));
+const userId = Number(required('KGC_TEST_USER_ID'));
 const enqueued: Record<string, string> = {};
 
 after(() => {
@@ -180,6 +184,36 @@ test('cleanupQueue refuses a negative age', async () => {
   const error = await rejection(cleanupQueue('email', { completedAge: -1 }));
   assert.equal(error.status, 400);
   assert.ok(error.errors.completedAge);
+});
+
+test('getNotificationPreferences answers every kind on the tenant default', async () => {
+  const preferences = await getNotificationPreferences(tenantId, userId);
+  assert.equal(preferences.tenantDefault, 'immediate');
+  assert.deepEqual(preferences.preferences, { documentExpiry: null, filingReminder: null, complianceAlert: null });
+  assert.equal(preferences.effective.filingReminder, 'immediate');
+});
+
+test('setNotificationPreferences changes the kinds given and keeps the others', async () => {
+  await setNotificationPreferences(tenantId, userId, { documentExpiry: 'daily_digest', complianceAlert: 'off' });
+  const preferences = await setNotificationPreferences(tenantId, userId, { complianceAlert: null });
+  assert.deepEqual(preferences.preferences, {
+    documentExpiry: 'daily_digest',
+    filingReminder: null,
+    complianceAlert: null,
+  });
+  assert.deepEqual(await getNotificationPreferences(tenantId, userId), preferences);
+});
+
+test('setNotificationPreferences refuses a bad value with the kind named', async () => {
+  const bad = { filingReminder: 'weekly' } as unknown as { filingReminder: 'off' };
+  const error = await rejection(setNotificationPreferences(tenantId, userId, bad));
+  assert.equal(error.status, 400);
+  assert.deepEqual(Object.keys(error.errors), ['preferences.filingReminder']);
+});
+
+test('getNotificationPreferences of someone who is not a member is a 404', async () => {
+  const error = await rejection(getNotificationPreferences(tenantId, 987654321));
+  assert.equal(error.status, 404);
 });
 
 test('a wrong token is a 401', async () => {

@@ -12,7 +12,11 @@ from kgc.queues import UnknownQueue
 
 
 class Command(BaseCommand):
-    help = "Retry every failed job of a queue (or of all queues): each goes back to waiting with fresh attempts."
+    help = (
+        "Retry every failed job of a queue (or of all queues): each goes back to waiting with fresh attempts. "
+        "Send jobs whose email's delivery is unknown are left out and counted: resend those one at a time "
+        "from the outbound email admin."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--queue", help="only this queue (default: all)")
@@ -20,10 +24,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            count = jobs.retry_failed(options["queue"])
+            result = jobs.failed_jobs_retry(options["queue"])
         except UnknownQueue as exc:
             raise CommandError(str(exc), returncode=2) from None
         if options["json"]:
-            self.stdout.write(json.dumps({"queue": options["queue"], "retried": count}))
-        else:
-            self.stdout.write(f"{options['queue'] or 'all queues'}: {count} failed job(s) put back in the queue")
+            self.stdout.write(
+                json.dumps({"queue": options["queue"], "retried": result.retried, "left_out": result.held})
+            )
+            return
+        line = f"{options['queue'] or 'all queues'}: {result.retried} failed job(s) put back in the queue"
+        for hold in jobs.retry_holds():
+            if result.held.get(hold.name):
+                line += f"; {result.held[hold.name]} left out: {hold.description}"
+        self.stdout.write(line)

@@ -28,7 +28,12 @@ class Command(BaseCommand):
         subject = f"KGC Compliance Cloud test email ({template})"
         data = rendering.SAMPLE_DATA.get(template, {})
         errors = email_request_errors(
-            recipient_email=address, recipient_name="", subject=subject, template=template, data=data
+            recipient_email=address,
+            recipient_name="",
+            subject=subject,
+            template=template,
+            data=data,
+            templates=tuple(rendering.TEMPLATE_FIELDS),
         )
         if errors:
             raise CommandError("; ".join(f"{field}: {problem}" for field, problem in errors.items()), returncode=2)

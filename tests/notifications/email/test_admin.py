@@ -102,3 +102,35 @@ def test_email_list_query_count_does_not_grow_with_rows(admin_client, make_email
         make_email(subject=f"Email {n}")
     with django_assert_max_num_queries(12):
         admin_client.get(reverse(CHANGELIST))
+
+
+def test_bulk_resend_leaves_out_an_email_whose_delivery_is_unknown(admin_client, failed_send_job):
+    _, unknown = failed_send_job(delivery_unknown=True)
+    _, other = failed_send_job(delivery_unknown=False)
+    confirmation = resend(admin_client, unknown, other, confirm=False).content.decode()
+    assert "1 email whose delivery is unknown is left out" in confirmation
+    resend(admin_client, unknown, other, confirm=True)
+    unknown.refresh_from_db()
+    other.refresh_from_db()
+    assert (unknown.status, other.status) == ("failed", "queued")
+
+
+def test_resend_of_one_email_whose_delivery_is_unknown_warns_then_sends_it_again(admin_client, failed_send_job):
+    _, email = failed_send_job(delivery_unknown=True)
+    url = reverse("admin:notifications_outboundemail_resend", args=[email.pk])
+    page = admin_client.get(url).content.decode()
+    assert "may already have reached" in page
+    email.refresh_from_db()
+    assert email.status == "failed"
+    admin_client.post(url)
+    email.refresh_from_db()
+    assert (email.status, email.delivery_unknown) == ("queued", False)
+    assert ProcrastinateJob.objects.filter(
+        task_name="notifications.send_email", status="todo", args__outbound_email_id=email.pk
+    ).exists()
+
+
+def test_failed_email_page_links_to_its_resend(admin_client, failed_send_job):
+    _, email = failed_send_job(delivery_unknown=True)
+    page = admin_client.get(reverse("admin:notifications_outboundemail_change", args=[email.pk])).content.decode()
+    assert reverse("admin:notifications_outboundemail_resend", args=[email.pk]) in page

@@ -10,7 +10,9 @@ from django.core.management import CommandError, call_command
 from tests.helpers import manage
 
 
-@pytest.mark.parametrize("template", ["document-expiry", "filing-reminder", "compliance-alert", "custom"])
+@pytest.mark.parametrize(
+    "template", ["document-expiry", "filing-reminder", "compliance-alert", "custom", "daily-digest"]
+)
 def test_sends_a_sample_of_the_template_and_prints_the_outcome(db, smtp_mailer, template):
     out = io.StringIO()
     call_command("send_test_email", "ops@example.com", "--template", template, stdout=out)

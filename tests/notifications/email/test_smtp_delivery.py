@@ -19,7 +19,7 @@ from notifications.delivery import (
     mail_connections_close,
 )
 from notifications.exceptions import InvalidEmailRequest
-from notifications.models import Notification, OutboundEmail
+from notifications.models import Notification, OutboundEmail, Suppression
 from notifications.services import email_enqueue
 from tests.notifications.email.conftest import SMTP_PASSWORD, SMTP_USER
 
@@ -294,3 +294,59 @@ def test_no_password_or_body_in_the_logs(db, settings, smtp_server_with_auth, ma
     assert any(r.name == "notifications.email" for r in records), "the send logged nothing"
     assert password not in logged
     assert "secret-body-marker-7731" not in logged
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85"])
+def test_other_line_separators_in_headers_become_spaces_and_the_email_is_sent(db, smtp_mailer, make_email, separator):
+    email = make_email(subject=f"ACME{separator}Corp: TIN expires", to_name=f"Pat{separator}Person")
+    assert send(email, final_attempt=False) == SendOutcome.SENT
+    message = smtp_mailer.received[0].message
+    assert message["Subject"] == "ACME Corp: TIN expires"
+    assert message["To"].addresses[0].display_name == "Pat Person"
+
+
+def test_a_message_that_cannot_be_built_fails_at_once_not_as_transient(db, smtp_mailer, make_email):
+    email = make_email(to_email="pät@example.com")  # a non-ASCII local part: no header can carry it
+    with pytest.raises(EmailPermanentError, match="cannot be built"):
+        send(email, final_attempt=False)
+    email.refresh_from_db()
+    assert (email.status, email.attempts) == ("failed", 0)
+    assert "cannot be built" in email.last_error
+    assert smtp_mailer.received == []
+
+
+# --- Suppression ---------------------------------------------------------------------------------
+
+
+def test_smtp_550_no_such_user_suppresses_the_address_for_every_tenant(db, smtp_mailer, notified_email):
+    smtp_mailer.handler.rcpt_replies.append("550 5.1.1 <pat@example.com>: Recipient address rejected: User unknown")
+    email = notified_email()
+    with pytest.raises(EmailPermanentError):
+        send(email, final_attempt=False)
+    suppression = Suppression.objects.get()
+    assert (suppression.email, suppression.reason, suppression.tenant_id) == (email.to_email.lower(), "bounced", None)
+
+
+def test_smtp_550_for_a_policy_reason_suppresses_nothing(db, smtp_mailer, notified_email):
+    smtp_mailer.handler.rcpt_replies.append("550 5.7.1 Message rejected as spam by content filter")
+    with pytest.raises(EmailPermanentError):
+        send(notified_email(), final_attempt=False)
+    assert not Suppression.objects.exists()
+
+
+def test_email_to_a_suppressed_address_is_not_handed_to_the_server(db, smtp_mailer, notified_email):
+    email = notified_email()
+    Suppression.objects.create(email=email.to_email.upper(), reason="bounced")
+    assert send(email) == SendOutcome.SUPPRESSED
+    email.refresh_from_db()
+    assert (email.status, email.attempts) == ("suppressed", 0)
+    assert Notification.objects.get(pk=email.notification_id).email_status == "suppressed"
+    assert smtp_mailer.handler.data_commands == 0 and smtp_mailer.handler.sessions == 0
+
+
+def test_a_suppression_for_another_tenant_does_not_stop_the_email(db, smtp_mailer, notified_email):
+    from tests.factories import TenantFactory
+
+    email = notified_email()
+    Suppression.objects.create(email=email.to_email, reason="complained", tenant=TenantFactory())
+    assert send(email) == SendOutcome.SENT

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from notifications.models import EmailEvent, Notification, OutboundEmail
+from notifications.models import EmailEvent, Notification, OutboundEmail, Suppression
 
 URL = "/anymail/postmark/tracking/"
 SECRET = "kgc-hooks:s3cret-value"
@@ -126,3 +126,48 @@ def test_event_for_an_unknown_message_is_ignored(client, sent_email):
     response = post(client, delivery(message_id="someone-else"), **auth())
     assert response.status_code == 200
     assert not EmailEvent.objects.exists()
+
+
+# --- Suppression -------------------------------------------------------------------------------
+
+
+def complaint() -> dict:
+    return {
+        "RecordType": "SpamComplaint",
+        "ID": 4323372036854775801,
+        "Type": "SpamComplaint",
+        "TypeCode": 512,
+        "MessageID": "pm-0001",
+        "Email": "pat@example.com",
+        "BouncedAt": "2026-11-29T10:00:05Z",
+        "Description": "The subscriber explicitly marked this message as spam.",
+        "Details": "Test spam complaint details",
+    }
+
+
+def test_hard_bounce_suppresses_the_address_for_every_tenant(client, sent_email):
+    post(client, bounce(), **auth())
+    suppression = Suppression.objects.get()
+    assert (suppression.email, suppression.reason, suppression.tenant_id) == ("pat@example.com", "bounced", None)
+    assert "550 5.1.1" in suppression.description
+
+
+def test_soft_bounce_suppresses_nothing(client, sent_email):
+    post(client, {**bounce(), "Type": "SoftBounce", "TypeCode": 4096}, **auth())
+    assert not Suppression.objects.exists()
+
+
+def test_complaint_suppresses_the_address_for_that_tenant(client, sent_email):
+    post(client, complaint(), **auth())
+    suppression = Suppression.objects.get()
+    assert (suppression.email, suppression.reason, suppression.tenant_id) == (
+        "pat@example.com",
+        "complained",
+        sent_email.tenant_id,
+    )
+
+
+def test_repeated_bounce_suppresses_once(client, sent_email):
+    post(client, bounce(), **auth())
+    post(client, bounce(event_id=1), **auth())
+    assert Suppression.objects.count() == 1
