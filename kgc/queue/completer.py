@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -52,9 +53,10 @@ def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
 
 
 class Completer:
-    def __init__(self, link: Link, *, timeout: float) -> None:
+    def __init__(self, link: Link, *, timeout: float, on_written: Callable[[list[Outcome]], None]) -> None:
         self.link = link
         self.timeout = timeout
+        self.on_written = on_written
         self.pending: deque[Outcome] = deque()
         self._ready = asyncio.Event()
         self._writing = asyncio.Lock()  # one batch at a time: the duty's, or the shutdown's
@@ -94,6 +96,7 @@ class Completer:
         except BaseException:
             self.pending.extendleft(reversed(batch))
             raise
+        self.on_written(batch)
         self._report_refused(batch, accepted)
 
     async def flush_all(self, *, timeout: float) -> None:

@@ -65,6 +65,17 @@ def _sever(conn: psycopg.AsyncConnection[Any], severed: list[bool]) -> None:
             sock.close()
 
 
+async def _server_notices_severing(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Make the server abort this connection's statement within seconds once we sever it.
+
+    Otherwise a statement stuck on a lock would run on after the timeout, and might even
+    commit behind our back. PostgreSQL 14 and newer; on older servers the statement runs
+    on, and the claim's reconciliation covers it (``Worker._reconcile``).
+    """
+    with contextlib.suppress(psycopg.errors.UndefinedObject):
+        await conn.execute("SET client_connection_check_interval = 2000")
+
+
 class Link:
     """One duty's connection: opened on first use, dropped after any error.
 
@@ -86,7 +97,9 @@ class Link:
         if self._conn is None or self._conn.closed or self._conn.broken:
             await self.drop()
             async with asyncio.timeout(self.connect_timeout):
-                self._conn = await psycopg.AsyncConnection.connect(autocommit=True, row_factory=dict_row, **self.params)
+                conn = await psycopg.AsyncConnection.connect(autocommit=True, row_factory=dict_row, **self.params)
+                await _server_notices_severing(conn)
+            self._conn = conn
         return self._conn
 
     @contextlib.asynccontextmanager

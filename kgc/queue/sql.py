@@ -94,6 +94,16 @@ WITH outcome AS (
 SELECT id FROM finished
 """
 
+# Jobs this worker's registration holds in the database but not in memory: a claim whose
+# answer was lost (its connection severed after the server committed it). They never
+# started: back to waiting, as they were, with no attempt used.
+RECONCILE = """
+UPDATE procrastinate_jobs AS job
+   SET status = 'todo', worker_id = NULL, queueing_lock = kgc_lock_if_free(job.id, job.queueing_lock)
+ WHERE job.worker_id = %(worker_id)s AND job.status = 'doing' AND NOT (job.id = ANY(%(held)s::bigint[]))
+RETURNING job.id
+"""
+
 # A job still running when the shutdown timeout ends goes back to its queue as a new
 # attempt (or fails, if its abort was requested), with a failure record saying why.
 REQUEUE = """

@@ -65,7 +65,7 @@ from kgc.queue.config import (
 )
 from kgc.queue.db import Link, connection_params
 from kgc.queue.leader import LeaderElector
-from kgc.queue.runner import Claim, JobRunner, log_fields
+from kgc.queue.runner import Claim, JobRunner, Outcome, log_fields
 from kgc.queue.scheduler import Scheduler
 from kgc.queue.supervisor import Duty, DutyHandle, Supervisor
 from kgc.queues import QUEUES, rate_limits
@@ -102,7 +102,9 @@ class Worker:
         self.exit_code = 0
         self.executor = ThreadPoolExecutor(max_workers=max(sum(config.queues.values()), 1), thread_name_prefix="job")
         self.runner = JobRunner(app, executor=self.executor, worker_name=config.name, queues=self.queue_names)
-        self.completer = Completer(self.links["complete"], timeout=STATEMENT_TIMEOUT)
+        # Jobs claimed and not yet finished in the database (running, or their outcome waiting).
+        self._held: set[int] = set()
+        self.completer = Completer(self.links["complete"], timeout=STATEMENT_TIMEOUT, on_written=self._written)
         self.elector = LeaderElector(
             self.links["control"],
             ttl=config.leader_ttl,
@@ -277,6 +279,7 @@ class Worker:
         return wants
 
     async def _fetch_duty(self, handle: DutyHandle) -> None:
+        await self._reconcile()
         handle.healthy()
         while not self._stopping.is_set():
             self._wake.clear()
@@ -325,7 +328,30 @@ class Worker:
                 self._drained_until[queue] = now + self.config.poll_interval
         return len(rows)
 
+    async def _reconcile(self) -> None:
+        """Put back jobs claimed under this registration that this process does not hold.
+
+        Runs whenever the fetch loop (re)starts: a claim that failed on our side may still
+        have committed on the server, and nobody else would ever put those jobs back while
+        this worker beats.
+        """
+        if self.worker_id is None:
+            return
+        rows = await self.links["fetch"].execute(
+            sql.RECONCILE, {"worker_id": self.worker_id, "held": list(self._held)}, timeout=STATEMENT_TIMEOUT
+        )
+        if rows:
+            logger.warning(
+                f"{len(rows)} job(s) claimed by a claim whose answer was lost put back in their queue",
+                extra={"event": "jobs_reconciled", "job_ids": ",".join(str(row["id"]) for row in rows)},
+            )
+
+    def _written(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            self._held.discard(outcome.claim.job.id or 0)
+
     def _start(self, claim: Claim) -> None:
+        self._held.add(claim.job.id or 0)
         queue = claim.job.queue
         self.running[queue] = self.running.get(queue, 0) + 1
         task = asyncio.create_task(self._run_job(claim), name=f"job {claim.job.id}")

@@ -81,3 +81,18 @@ def test_a_worker_declared_dead_claims_nothing_and_is_told_so(worker_row, job_ro
         claim(worker, {"email": 5})
     assert isinstance(raised.value.__cause__, psycopg.Error) and raised.value.__cause__.sqlstate == "KGC01"
     assert sql("SELECT status::text FROM procrastinate_jobs WHERE id = %s", [job]) == [("todo",)]
+
+
+def test_jobs_claimed_under_a_registration_but_not_held_go_back_unstarted(worker_row, job_row, claim, sql):
+    """A claim whose answer was lost (its connection severed after the commit) is reconciled."""
+    from kgc.queue import sql as queue_sql
+
+    worker = worker_row()
+    held, lost = job_row(), job_row(queueing_lock="refresh:7")
+    claim(worker, {"email": 5})
+    released = sql(queue_sql.RECONCILE, {"worker_id": worker, "held": [held]})
+    assert released == [(lost,)]
+    assert sql("SELECT id, status::text, attempts, worker_id, queueing_lock FROM procrastinate_jobs ORDER BY id") == [
+        (held, "doing", 0, worker, None),
+        (lost, "todo", 0, None, "refresh:7"),
+    ]
