@@ -277,8 +277,10 @@ class FreezingProxy:
         self.frozen = threading.Event()
         self.generation = 0
         self._stopped = threading.Event()
+        self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     def freeze(self) -> None:
         self.generation += 1
@@ -288,16 +290,19 @@ class FreezingProxy:
         self.frozen.clear()
 
     def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            self._serve()
+
+    def _serve(self) -> None:
         while not self._stopped.is_set():
             try:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            self._sockets.append(client)
+            self._keep(client)
             if self.frozen.is_set():
                 continue  # accepted, and never answered
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self._sockets.append(upstream)
+            upstream = self._keep(socket.create_connection(("127.0.0.1", self.target_port)))
             generation = self.generation
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink, generation), daemon=True).start()
@@ -311,11 +316,23 @@ class FreezingProxy:
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
 
-    def close(self) -> None:
-        self._stopped.set()
-        for sock in [self.listener, *self._sockets]:
-            with contextlib.suppress(OSError):
+    def _keep(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            if self._stopped.is_set():
                 sock.close()
+                raise OSError("the proxy is closed")
+            self._sockets.append(sock)
+        return sock
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            sockets = [self.listener, *self._sockets]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._acceptor.join(timeout=5)
 
 
 @pytest.fixture
