@@ -7,10 +7,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+
+from kgc.commands import ProjectCommand
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Create or reset a superuser with a new random password and print it (development only)."
 
     def add_arguments(self, parser: CommandParser) -> None:
