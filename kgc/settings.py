@@ -47,6 +47,12 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 if env.is_set("REDIS_URL"):
     warn_once("REDIS_URL is set but ignored: Redis is no longer used, jobs live in PostgreSQL")
 
+# Local state of a development checkout: the embedded server's data, the development
+# credentials (default: .kgc in the checkout).
+KGC_DATA_DIR = Path(env.str("KGC_DATA_DIR", default=str(BASE_DIR / ".kgc")))
+# The development admin's password (manage.py ensure_admin); unset: kept from run to run.
+KGC_ADMIN_PASSWORD = env.str("KGC_ADMIN_PASSWORD", default="")
+
 # --- Database -----------------------------------------------------------------------
 if env.is_set("DATABASE_URL"):
     DATABASE_URL = env.str("DATABASE_URL")
@@ -54,8 +60,7 @@ if env.is_set("DATABASE_URL"):
 else:
     from kgc.embedded_db import embedded_database_url
 
-    # KGC_DATA_DIR holds the embedded server's data (default: .kgc in the checkout).
-    DATABASE_URL = embedded_database_url(Path(env.str("KGC_DATA_DIR", default=str(BASE_DIR / ".kgc"))))
+    DATABASE_URL = embedded_database_url(KGC_DATA_DIR)
     EMBEDDED_DATABASE = True
 
 DATABASES = {"default": database_from_url(DATABASE_URL)}
