@@ -11,6 +11,26 @@ class KgcConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_rate_limits)
+        results_recorded()
+        console_names()
+
+
+def results_recorded() -> None:
+    """Every worker built from procrastinate's app records its jobs' return values (kgc.results)."""
+    from procrastinate.contrib.django import app
+
+    from kgc.results import job_result_record
+
+    middleware = app.worker_defaults.setdefault("worker_middleware", [])
+    if job_result_record not in middleware:
+        middleware.append(job_result_record)
+
+
+def console_names() -> None:
+    """The admin calls procrastinate's section "Jobs" (an app label, so no migration changes)."""
+    from django.apps import apps
+
+    apps.get_app_config("procrastinate").verbose_name = "Jobs"
 
 
 def check_rate_limits(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:

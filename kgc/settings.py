@@ -71,7 +71,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Applications -------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "kgc.admin_site.ConsoleAdminConfig",  # django.contrib.admin, with the jobs console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

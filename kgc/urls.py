@@ -3,9 +3,6 @@ from django.urls import include, path
 
 from kgc import pages, views
 
-admin.site.site_header = "KGC Compliance Cloud: jobs console"
-admin.site.site_title = "KGC jobs console"
-
 urlpatterns = [
     path("favicon.ico", pages.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),

@@ -20,7 +20,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 import tests.kgc.sample_tasks  # noqa: F401  (registers the tests.* tasks in this process)
 from kgc import jobs
-from kgc.models import JobFailure
+from kgc.models import JobFailure, Leadership, WorkerProcess
 from tests.factories import UserFactory
 
 
@@ -143,3 +143,41 @@ def heartbeat(*, age: timedelta = timedelta(0)) -> int:
             [age.total_seconds()],
         )
         return cursor.fetchone()[0]
+
+
+def worker_process(
+    *,
+    host: str = "app-1",
+    pid: int = 4242,
+    queues: tuple[str, ...] = ("email",),
+    concurrency: dict[str, int] | None = None,
+    duties: dict[str, Any] | None = None,
+    age: timedelta = timedelta(0),
+) -> int:
+    """A registered worker with its process row, as a worker writes them (heartbeat ``age`` old)."""
+    worker_id = heartbeat(age=age)
+    now = timezone.now()
+    WorkerProcess.objects.create(
+        worker_id=worker_id,
+        host=host,
+        pid=pid,
+        queues=list(queues),
+        concurrency=concurrency if concurrency is not None else dict.fromkeys(queues, 1),
+        started_at=now - timedelta(hours=1),
+        duties=duties or {},
+        reported_at=now - age,
+    )
+    return worker_id
+
+
+def lease(worker_id: int, *, name: str = "leader", expires_in: timedelta = timedelta(seconds=15)) -> None:
+    now = timezone.now()
+    Leadership.objects.create(name=name, worker_id=worker_id, elected_at=now, expires_at=now + expires_in)
+
+
+def run_on(job_id: int, worker_id: int) -> None:
+    """The job is running on that worker (as a fetch leaves it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE id = %s", [worker_id, job_id]
+        )

@@ -123,7 +123,7 @@ def test_operator_sees_a_backlog_pauses_the_queue_and_retries_a_failed_job(page,
     page.click("#retry-job")
     page.click("#confirm-button")
     expect(page.locator("ul.messagelist")).to_contain_text(f"Retried 1 failed job(s): {failed}.")
-    expect(page.locator("#job-status")).to_have_text("todo")
+    expect(page.locator("#job-status")).to_have_text("waiting")
     assert status_of(failed) == "todo"
 
 
