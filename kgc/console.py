@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import models
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 # --- Job states ---------------------------------------------------------------------------
 
@@ -179,6 +181,27 @@ def text_shorten(text: str, width: int) -> str:
     """One line of at most ``width`` characters, cut with an ellipsis."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1].rstrip() + "…"
+
+
+def truncated(text: object, width: int) -> SafeString | str:
+    """A list cell's text cut to ``width`` characters, the whole of it on hover (fits 1280 px)."""
+    if text is None or text == "":
+        return "-"
+    full = " ".join(str(text).split())
+    if len(full) <= width:
+        return full
+    return format_html('<span class="kgc-truncate" title="{}">{}</span>', full, text_shorten(full, width))
+
+
+def date_cell(value: date | datetime | None) -> SafeString | str:
+    """A date (or a time's date) as 2026-06-08, which never wraps; the exact time on hover."""
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return format_html(
+            '<span class="kgc-nowrap" title="{} UTC">{}</span>', f"{value:%Y-%m-%d %H:%M:%S}", f"{value:%Y-%m-%d}"
+        )
+    return format_html('<span class="kgc-nowrap">{}</span>', value.isoformat())
 
 
 def rate_format(per_minute: float | None) -> str:

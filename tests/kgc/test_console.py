@@ -153,3 +153,24 @@ def test_series_lines_share_one_scale():
 
 def test_chart_ticks_are_placed_in_percent():
     assert console.tick_positions(["00:00", "00:05", "00:10", "00:15"], every=2) == [(0.0, "00:00"), (50.0, "00:10")]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Short name", "Short name"),
+        (None, "-"),
+        (
+            "A name far too long for its column",
+            '<span class="kgc-truncate" title="A name far too long for its column">A name far…</span>',
+        ),
+    ],
+)
+def test_list_cells_cut_long_text_and_keep_it_on_hover(text, shown):
+    assert console.truncated(text, 11) == shown
+
+
+def test_dates_in_lists_are_iso_dates():
+    assert console.date_cell(datetime(2026, 6, 8, 9, 30, tzinfo=UTC)) == (
+        '<span class="kgc-nowrap" title="2026-06-08 09:30:00 UTC">2026-06-08</span>'
+    )
