@@ -351,15 +351,15 @@ class DocumentAdmin(BigTableAdmin):
 
     @admin.display(description="title", ordering="title")
     def document_title(self, obj: Document) -> SafeString | str:
-        return truncated(obj.title, 40)
+        return truncated(obj.title, 32)
 
     @admin.display(description="client")
     def client_name(self, obj: Document) -> SafeString | str:
-        return truncated(obj.client.name, 30)
+        return truncated(obj.client.name, 26)
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: Document) -> SafeString | str:
-        return truncated(obj.tenant.name, 24)
+        return truncated(obj.tenant.name, 20)
 
     @admin.display(description="expires on", ordering="expires_on")
     def expires(self, obj: Document) -> SafeString | str:

@@ -630,8 +630,7 @@ def _events_at(types: list[str], *, first: bool) -> Subquery:
 class JobAdmin(admin.ModelAdmin):
     list_display = [
         "id",
-        "task_name",
-        "queue_name",
+        "task",
         "state",
         "tenant",
         "queued",
@@ -641,7 +640,9 @@ class JobAdmin(admin.ModelAdmin):
         "attempts",
         "last_error",
     ]
-    list_display_links = ["id", "task_name"]
+    list_display_links = ["id", "task"]
+    # Always newest first: sorting a table of millions by another column would scan it all.
+    sortable_by = ()
     list_filter = [QueueFilter, StateFilter, TaskFilter, TenantFilter, FinishedFilter]
     search_fields = ["task_name"]
     search_help_text = "A job id, or part of a task name."
@@ -704,19 +705,26 @@ class JobAdmin(admin.ModelAdmin):
         state = _state_of(job)
         return format_html('<span class="kgc-state kgc-state-{}">{}</span>', state, state)
 
+    @admin.display(description="task and queue")
+    def task(self, job: ProcrastinateJob) -> SafeString:
+        # The queue under the task, on a second line: one column fewer keeps the list within 1280 px.
+        return format_html(
+            '{}<br><span class="kgc-muted kgc-small">{}</span>', console.truncated(job.task_name, 28), job.queue_name
+        )
+
     @admin.display(description="tenant")
     def tenant(self, job: ProcrastinateJob) -> Any:
         return (job.args or {}).get("tenant_id", "-")
 
-    @admin.display(description="queued at")
+    @admin.display(description="queued")
     def queued(self, job: ProcrastinateJob) -> SafeString | str:
         return _moment(_times(job).queued_at)
 
-    @admin.display(description="started at")
+    @admin.display(description="started")
     def started(self, job: ProcrastinateJob) -> SafeString | str:
         return _moment(_times(job).started_at)
 
-    @admin.display(description="finished at")
+    @admin.display(description="finished")
     def finished(self, job: ProcrastinateJob) -> SafeString | str:
         return _moment(_times(job).finished_at)
 
@@ -729,8 +737,7 @@ class JobAdmin(admin.ModelAdmin):
         kind = getattr(job, "last_error_type", None)
         if not kind:
             return "-"
-        text = f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}"
-        return format_html('<span class="kgc-truncate" title="{}">{}</span>', text, console.text_shorten(text, 60))
+        return console.truncated(f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}", 28)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

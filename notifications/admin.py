@@ -72,15 +72,15 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="title", ordering="title")
     def short_title(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.title, 48)
+        return truncated(obj.title, 26)
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.tenant.name, 20)
+        return truncated(obj.tenant.name, 14)
 
     @admin.display(description="recipient")
     def recipient_name(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.recipient.email or obj.recipient.get_username(), 26)
+        return truncated(obj.recipient.email or obj.recipient.get_username(), 18)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj: Notification) -> SafeString | str:
@@ -148,15 +148,15 @@ class OutboundEmailAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def error(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.last_error, 36)
+        return truncated(obj.last_error, 20)
 
     @admin.display(description="subject", ordering="subject")
     def short_subject(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.subject, 40)
+        return truncated(obj.subject, 22)
 
     @admin.display(description="to", ordering="to_email")
     def recipient(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.to_email, 28)
+        return truncated(obj.to_email, 20)
 
     @admin.display(description="sent", ordering="sent_at")
     def sent(self, obj: OutboundEmail) -> SafeString | str:
@@ -164,7 +164,7 @@ class OutboundEmailAdmin(admin.ModelAdmin):
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.tenant.name, 20)
+        return truncated(obj.tenant.name, 14)
 
     @admin.display(description="context (template data)")
     def readable_context(self, obj: OutboundEmail) -> SafeString:

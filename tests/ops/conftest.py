@@ -7,8 +7,10 @@ count triggers the same deltas as in production.
 
 from __future__ import annotations
 
+import os
 import traceback
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,25 @@ import tests.kgc.sample_tasks  # noqa: F401  (registers the tests.* tasks in thi
 from kgc import jobs
 from kgc.models import JobFailure, Leadership, WorkerProcess
 from tests.factories import UserFactory
+from tests.helpers import ROOT
+
+# Screenshots of the console, kept as test artifacts (never committed).
+SCREENSHOTS = Path(os.environ.get("KGC_SCREENSHOTS", ROOT / "tests" / "artifacts" / "screenshots"))
+_screenshots_taken: list[Path] = []
+
+
+def shot(page: Any, name: str) -> Path:
+    """A full-page screenshot of a Playwright page, kept under SCREENSHOTS."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    _screenshots_taken.append(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _screenshots_taken:
+        terminalreporter.write_line(f"{len(_screenshots_taken)} console screenshot(s) at 1280 px in {SCREENSHOTS}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
