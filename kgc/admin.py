@@ -27,6 +27,7 @@ from typing import Any, cast
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -444,7 +445,9 @@ class EstimatedCountPaginator(Paginator):
             estimate = _table_estimate(queryset.model._meta.db_table)
             if estimate > self.EXACT_UP_TO:
                 return EstimatedCount(estimate)
-        found = queryset.order_by().values("pk")[: self.EXACT_UP_TO + 1].count()
+        # Newest first, as the list shows them: a filter on recent activity matches at once
+        # that way, where a scan from the oldest jobs would read most of the table first.
+        found = queryset.order_by("-pk").values("pk")[: self.EXACT_UP_TO + 1].count()
         if found <= self.EXACT_UP_TO:
             return found
         return EstimatedCount(max(_plan_estimate(queryset), self.EXACT_UP_TO + 1))
@@ -626,6 +629,33 @@ def _events_at(types: list[str], *, first: bool) -> Subquery:
     return Subquery(events.order_by("at" if first else "-at").values("at")[:1])
 
 
+def jobs_annotated(queryset: QuerySet) -> QuerySet:
+    """Each job with its times, last error and its queue's pause flag: a few index lookups per
+    job (events by job, failures by job). For a page of rows, never for a whole table."""
+    failures = JobFailure.objects.filter(job_id=OuterRef("pk")).order_by("-failed_at", "-id")
+    return queryset.annotate(
+        queued_at=_events_at(["deferred"], first=True),
+        started_at=_events_at(["started"], first=False),
+        finished_at=_events_at(FINISHED_EVENTS, first=False),
+        last_error_type=Subquery(failures.values("exception_type")[:1]),
+        last_error_message=Subquery(failures.values("message")[:1]),
+        queue_paused=Exists(QueuePause.objects.filter(queue_name=OuterRef("queue_name"))),
+    )
+
+
+class JobChangeList(ChangeList):
+    """The jobs list, whose page alone gets ``jobs_annotated``'s columns.
+
+    PostgreSQL computes a row's columns before an OFFSET skips it: annotating the list's
+    query made page 50 look up the times and errors of 5,000 jobs to show 100.
+    """
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        page_ids = list(self.result_list.values_list("pk", flat=True))
+        self.result_list = jobs_annotated(self.model._default_manager.filter(pk__in=page_ids)).order_by("-pk")
+
+
 @admin.register(ProcrastinateJob)
 class JobAdmin(admin.ModelAdmin):
     list_display = [
@@ -654,22 +684,8 @@ class JobAdmin(admin.ModelAdmin):
     actions = ["retry_jobs", "cancel_jobs"]
     change_list_template = "admin/kgc/job_list.html"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        """Each listed job's times, last error and queue pause flag in the list's own query: a
-        few index lookups per row (events by job, failures by job), for the page's rows only."""
-        failures = JobFailure.objects.filter(job_id=OuterRef("pk")).order_by("-failed_at", "-id")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                queued_at=_events_at(["deferred"], first=True),
-                started_at=_events_at(["started"], first=False),
-                finished_at=_events_at(FINISHED_EVENTS, first=False),
-                last_error_type=Subquery(failures.values("exception_type")[:1]),
-                last_error_message=Subquery(failures.values("message")[:1]),
-                queue_paused=Exists(QueuePause.objects.filter(queue_name=OuterRef("queue_name"))),
-            )
-        )
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return JobChangeList
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # procrastinate's model is "procrastinate job"; its names are part of its migration state.
@@ -758,7 +774,7 @@ class JobAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        job = self.get_object(request, object_id)
+        job = jobs_annotated(self.get_queryset(request)).filter(pk=object_id).first() if object_id.isdigit() else None
         if job is None or not self.has_view_or_change_permission(request, job):
             raise Http404(f"no job with id {object_id}") if job is None else PermissionDenied
         failures = list(JobFailure.objects.filter(job_id=job.pk).order_by("failed_at", "id"))
@@ -862,7 +878,7 @@ class JobAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet, verb: str, *, single: bool = False
     ) -> TemplateResponse:
         eligible_status = "failed" if verb == "retry" else "todo"
-        selected = list(queryset.order_by("-pk")[:101])
+        selected = list(jobs_annotated(queryset).order_by("-pk")[:101])
         eligible = [job for job in selected if job.status == eligible_status]
         context = {
             **self.admin_site.each_context(request),
