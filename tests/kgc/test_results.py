@@ -35,10 +35,7 @@ def test_a_nul_character_is_dropped():
     assert json.loads(result_json("a\x00b")) == "ab"
 
 
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_a_worker_records_what_the_job_returned():
-    job_id = defer("maintenance", task="tests.summarise", clients=7)
+def _run_one_worker() -> str:
     result = manage(
         "procrastinate",
         "worker",
@@ -47,5 +44,22 @@ def test_a_worker_records_what_the_job_returned():
         env=subprocess_env(KGC_EXTRA_TASK_MODULES="tests.kgc.sample_tasks"),
         timeout=60,
     )
-    assert status_of(job_id) == "succeeded", result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_records_what_the_job_returned():
+    job_id = defer("maintenance", task="tests.summarise", clients=7)
+    output = _run_one_worker()
+    assert status_of(job_id) == "succeeded", output
     assert JobResult.objects.get(job_id=job_id).value == {"clients_scored": 7, "levels": {"green": 7}}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_returns_nothing_records_nothing():
+    job_id = defer("maintenance")
+    output = _run_one_worker()
+    assert status_of(job_id) == "succeeded", output
+    assert not JobResult.objects.filter(job_id=job_id).exists()

@@ -547,3 +547,12 @@ def test_a_later_page_of_jobs_shows_its_own_rows_with_their_columns(staff_client
     results = staff_client.get(reverse(JOBS), {"p": 2}).context["cl"].result_list
     assert [job.pk for job in results] == sorted(ids, reverse=True)[100:]
     assert all(job.queued_at is not None for job in results)
+
+
+def test_an_unknown_state_shows_no_jobs_and_names_the_known_ones(staff_client):
+    defer("email")
+    response = staff_client.get(reverse(JOBS), {"status": "todo"})
+    assert list(response.context["cl"].result_list) == []
+    assert _messages(response) == [
+        "Unknown state 'todo': one of waiting, active, delayed, completed, failed, paused, cancelled."
+    ]

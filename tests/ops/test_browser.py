@@ -336,6 +336,7 @@ def _custom_pages(scene: dict[str, Any]) -> dict[str, str]:
         "pause-confirm": "/admin/kgc/queuepause/email/pause/",
         "cleanup-confirm": "/admin/kgc/queuepause/cleanup/?queue=email&completed_age=7d",
         "retry-confirm": f"/admin/procrastinate/procrastinatejob/{scene['failed']}/retry/",
+        "retry-failed-confirm": "/admin/kgc/queuepause/email/retry-failed/",
     }
 
 
