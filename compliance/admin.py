@@ -121,17 +121,15 @@ class TenantAdmin(BigTableAdmin):
 
     @admin.action(description=triggers.REFRESH.label, permissions=["trigger"])
     def refresh_compliance_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> TemplateResponse | None:
-        return triggers.trigger_action(self, request, queryset, trigger=triggers.REFRESH, tenants=list(queryset))
+        return triggers.trigger_action(self, request, trigger=triggers.REFRESH, tenants=list(queryset))
 
     @admin.action(description=triggers.EXPIRY_CHECK.label, permissions=["trigger"])
     def check_expiries_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> TemplateResponse | None:
-        return triggers.trigger_action(self, request, queryset, trigger=triggers.EXPIRY_CHECK, tenants=list(queryset))
+        return triggers.trigger_action(self, request, trigger=triggers.EXPIRY_CHECK, tenants=list(queryset))
 
     @admin.action(description=triggers.FILING_REMINDERS.label, permissions=["trigger"])
     def send_filing_reminders_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> TemplateResponse | None:
-        return triggers.trigger_action(
-            self, request, queryset, trigger=triggers.FILING_REMINDERS, tenants=list(queryset)
-        )
+        return triggers.trigger_action(self, request, trigger=triggers.FILING_REMINDERS, tenants=list(queryset))
 
 
 # --- Clients and their scores ----------------------------------------------------------------
@@ -194,7 +192,6 @@ class ClientAdmin(BigTableAdmin):
         return triggers.trigger_action(
             self,
             request,
-            queryset,
             trigger=triggers.REFRESH,
             tenants=tenants,
             note="A refresh scores every client of its tenant: the selected clients' tenants are refreshed.",

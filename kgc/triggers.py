@@ -90,7 +90,6 @@ def triggers_run(*, trigger: Trigger, tenants: Iterable[Tenant], who: str) -> Tr
 def trigger_action(
     model_admin: Any,
     request: HttpRequest,
-    queryset: Any,
     *,
     trigger: Trigger,
     tenants: list[Tenant],
