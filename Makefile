@@ -51,8 +51,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The type checker loads the settings, which only parse DATABASE_URL; with none set they would
+# start the embedded PostgreSQL, and mypy exits without the clean-up that stops it.
 typecheck: $(STAMP)
-	DEBUG=true $(BIN)/mypy kgc compliance notifications
+	DEBUG=true DATABASE_URL=$${DATABASE_URL:-postgresql://localhost/typecheck} $(BIN)/mypy kgc compliance notifications
 
 # TypeScript (the client's type check and tests) from the lockfile.
 NODE_DEPS := clients/typescript/node_modules/.package-lock.json

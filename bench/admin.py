@@ -6,8 +6,9 @@ Run it on a copy of the demo database (``create database kgc_bench_e template kg
 then ``manage.py migrate``): the first run inserts the synthetic jobs (about a minute),
 later runs reuse them. Each page is fetched with Django's test client, logged in as a
 superuser: one warm-up, then ``--runs`` timed fetches; the median and the maximum are
-printed with the number of SQL queries. Target: every page under 500 ms. A page that
-answers 404 (a screen not written yet) is skipped.
+printed with the number of SQL queries. Target: every page under 300 ms. A page that
+answers 404 (a screen not written yet) is skipped. ``--any-database`` runs it on a database
+whose name does not say "bench" (a developer's own, which then holds the million jobs).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 JOBS = 1_000_000
-TARGET_MS = 500
+TARGET_MS = 300
 
 # One statement: the statement-level count triggers see the whole batch once, so the
 # queue counts stay right. Status by id: 85% succeeded, 5% failed, 2% cancelled,
@@ -113,10 +114,31 @@ PROPOSED_INDEXES = [
     " WHERE type IN ('succeeded', 'failed')",
 ]
 
+# Three worker processes, one holding the lease, each running a few of the 'doing' jobs: what
+# the dashboard's workers section reads.
+INSERT_WORKERS = """
+WITH workers AS (
+    INSERT INTO procrastinate_workers (last_heartbeat) SELECT now() FROM generate_series(1, 3) RETURNING id
+), processes AS (
+    INSERT INTO kgc_workerprocess (worker_id, host, pid, queues, concurrency, started_at, duties, reported_at)
+    SELECT id, 'bench-' || id, 1000 + id, ARRAY['compliance', 'email'], '{"compliance": 1, "email": 5}',
+           now() - interval '1 hour', '{"listener": {"state": "running", "restarts": 0}}', now()
+      FROM workers
+    RETURNING worker_id
+), lease AS (
+    INSERT INTO kgc_leadership (name, worker_id, elected_at, expires_at)
+    SELECT 'leader', min(worker_id), now(), now() + interval '1 day' FROM processes
+    ON CONFLICT (name) DO UPDATE SET worker_id = EXCLUDED.worker_id, expires_at = EXCLUDED.expires_at
+)
+UPDATE procrastinate_jobs SET worker_id = (SELECT min(worker_id) FROM processes)
+ WHERE id IN (SELECT id FROM procrastinate_jobs WHERE status = 'doing' ORDER BY id DESC LIMIT 6)
+"""
+
 SEEDED = {
     "jobs": "SELECT count(*) >= %(count)s FROM procrastinate_jobs",
     "events": "SELECT EXISTS (SELECT 1 FROM procrastinate_events WHERE type = 'started')",
     "failures": "SELECT EXISTS (SELECT 1 FROM kgc_jobfailure)",
+    "workers": "SELECT EXISTS (SELECT 1 FROM kgc_workerprocess)",
 }
 
 
@@ -124,7 +146,8 @@ def seed() -> None:
     """Insert whatever is missing (jobs, then their events, then failure records)."""
     changed = False
     with connection.cursor() as cursor:
-        for label, sql in (("jobs", INSERT_JOBS), ("events", INSERT_EVENTS), ("failures", INSERT_FAILURES)):
+        steps = (("jobs", INSERT_JOBS), ("events", INSERT_EVENTS), ("failures", INSERT_FAILURES))
+        for label, sql in (*steps, ("workers", INSERT_WORKERS)):
             cursor.execute(SEEDED[label], {"count": JOBS})
             if cursor.fetchone()[0]:
                 continue
@@ -151,13 +174,23 @@ def sample_ids() -> dict[str, int]:
 
 def pages(ids: dict[str, int]) -> list[tuple[str, str]]:
     jobs = "/admin/procrastinate/procrastinatejob/"
+    hour_ago = time.strftime("%Y-%m-%d %H:%M", time.gmtime(time.time() - 3600))
+    week_ago = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 7 * 86400))
     return [
         ("dashboard", "/admin/kgc/queuepause/"),
+        ("dashboard: chart per queue", "/admin/kgc/queuepause/?chart=queues"),
         ("dashboard poll (JSON)", "/admin/kgc/queuepause/data/"),
         ("jobs: unfiltered", jobs),
         ("jobs: page 50", f"{jobs}?p=50"),
         ("jobs: failed", f"{jobs}?status=failed"),
-        ("jobs: email queue, waiting", f"{jobs}?queue_name=email&status=todo"),
+        ("jobs: completed", f"{jobs}?status=completed"),
+        ("jobs: waiting", f"{jobs}?status=waiting"),
+        ("jobs: delayed", f"{jobs}?status=delayed"),
+        ("jobs: email queue, waiting", f"{jobs}?queue_name=email&status=waiting"),
+        ("jobs: finished, last hour", f"{jobs}?finished_from={hour_ago}"),
+        ("jobs: finished, last 7 days", f"{jobs}?finished_from={week_ago}"),
+        ("jobs: failed, last 7 days", f"{jobs}?status=failed&finished_from={week_ago}"),
+        ("jobs: by ids", f"{jobs}?id__in={ids['failed']},{ids['succeeded']}"),
         ("jobs: by task", f"{jobs}?task_name=notifications.send_filing_reminders"),
         ("jobs: tenant 123", f"{jobs}?tenant=123"),
         ("jobs: tenant 123, failed", f"{jobs}?tenant=123&status=failed"),
@@ -210,10 +243,11 @@ def main() -> int:
     parser.add_argument(
         "--proposed-indexes", action="store_true", help="create PROPOSED_INDEXES first (on this copy only)"
     )
+    parser.add_argument("--any-database", action="store_true", help="run on a database not named *bench*")
     options = parser.parse_args()
     logging.getLogger("django.request").setLevel(logging.CRITICAL)  # 404s and /readyz's 503 are expected
     name = connection.settings_dict["NAME"]
-    if "bench" not in name:
+    if "bench" not in name and not options.any_database:
         print(
             f"bench/admin.py inserts a million jobs: run it on a benchmark copy (a database named *bench*), not {name}"
         )

@@ -1,10 +1,12 @@
 """The compliance domain in the admin: tenants and their staff, clients with their latest
-score, documents, filings, tasks, requirements and the scores themselves.
+score, documents, filings, tasks, requirements and the scores themselves; and the manual
+triggers: refresh compliance, check expiries and send filing reminders now.
 
 Built for the big tables (a million documents, a hundred thousand clients, a score per
 client per day): every list pages with a bounded count (``CappedCountPaginator``), skips
 the full-table count, selects its related rows in the same query, and uses raw id
-widgets for foreign keys so no page lists a whole table in a ``<select>``.
+widgets for foreign keys so no page lists a whole table in a ``<select>``. Lists fit a
+1280-pixel screen: long names are cut, with the whole name on hover.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django.db.models import OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Concat
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -40,6 +43,8 @@ from compliance.models import (
     Tenant,
 )
 from compliance.scoring import OVERDUE_STATUSES, UPCOMING_STATUSES, DeductionReason
+from kgc import triggers
+from kgc.console import date_cell, truncated
 from notifications.models import NotificationPreference
 
 COUNT_CAP = 10_000
@@ -130,6 +135,23 @@ class TenantAdmin(BigTableAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]
+    actions = ("refresh_compliance_now", "check_expiries_now", "send_filing_reminders_now")
+
+    # Deferring jobs changes no tenant row: the queue dashboard's operators may run them.
+    def has_trigger_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("kgc.change_queuepause")
+
+    @admin.action(description=triggers.REFRESH.label, permissions=["trigger"])
+    def refresh_compliance_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> TemplateResponse | None:
+        return triggers.trigger_action(self, request, trigger=triggers.REFRESH, tenants=list(queryset))
+
+    @admin.action(description=triggers.EXPIRY_CHECK.label, permissions=["trigger"])
+    def check_expiries_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> TemplateResponse | None:
+        return triggers.trigger_action(self, request, trigger=triggers.EXPIRY_CHECK, tenants=list(queryset))
+
+    @admin.action(description=triggers.FILING_REMINDERS.label, permissions=["trigger"])
+    def send_filing_reminders_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> TemplateResponse | None:
+        return triggers.trigger_action(self, request, trigger=triggers.FILING_REMINDERS, tenants=list(queryset))
 
 
 # --- Clients and their scores ----------------------------------------------------------------
@@ -151,8 +173,9 @@ def _latest_score() -> QuerySet[ComplianceScore]:
 
 @admin.register(Client)
 class ClientAdmin(BigTableAdmin):
-    list_display = ("name", "tenant", "is_active", "latest_score", "latest_level", "latest_on")
+    list_display = ("client_name", "tenant_name", "is_active", "latest_score", "latest_level", "latest_on")
     list_filter = ("is_active",)
+    actions = ("refresh_compliance_now",)
     list_select_related = ("tenant",)
     search_fields = ("name",)
     raw_id_fields = ("tenant",)
@@ -173,6 +196,29 @@ class ClientAdmin(BigTableAdmin):
             )
         )
 
+    @admin.display(description="client", ordering="name")
+    def client_name(self, obj: Client) -> SafeString | str:
+        return truncated(obj.name, 40)
+
+    @admin.display(description="tenant")
+    def tenant_name(self, obj: Client) -> SafeString | str:
+        return truncated(obj.tenant.name, 30)
+
+    def has_trigger_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("kgc.change_queuepause")
+
+    @admin.action(description=triggers.REFRESH.label, permissions=["trigger"])
+    def refresh_compliance_now(self, request: HttpRequest, queryset: QuerySet[Client]) -> TemplateResponse | None:
+        """A refresh scores a whole tenant: the selected clients' tenants are refreshed."""
+        tenants = list(Tenant.objects.filter(pk__in=queryset.values("tenant_id")).order_by("name"))
+        return triggers.trigger_action(
+            self,
+            request,
+            trigger=triggers.REFRESH,
+            tenants=tenants,
+            note="A refresh scores every client of its tenant: the selected clients' tenants are refreshed.",
+        )
+
     # Not sortable: ordering by the latest score would compute it for every client in the table.
     @admin.display(description="score")
     def latest_score(self, obj: Client) -> int | str:
@@ -184,8 +230,8 @@ class ClientAdmin(BigTableAdmin):
         return level_badge(getattr(obj, "latest_level_value", None))
 
     @admin.display(description="scored on")
-    def latest_on(self, obj: Client) -> date | str:
-        return getattr(obj, "latest_on_value", None) or "—"
+    def latest_on(self, obj: Client) -> SafeString | str:
+        return date_cell(getattr(obj, "latest_on_value", None))
 
     @admin.display(description="score over time")
     def score_chart(self, obj: Client) -> SafeString | str:
@@ -315,12 +361,32 @@ class ExpiringSoonFilter(admin.SimpleListFilter):
 
 @admin.register(Document)
 class DocumentAdmin(BigTableAdmin):
-    list_display = ("title", "client", "tenant", "document_type", "expires_on", "uploaded_at")
+    list_display = ("document_title", "client_name", "tenant_name", "document_type", "expires", "uploaded")
     list_filter = (ExpiringSoonFilter, "document_type")
     list_select_related = ("client", "tenant", "document_type")
     raw_id_fields = ("tenant", "client")
     search_fields = ("title",)
     ordering = ("-pk",)
+
+    @admin.display(description="title", ordering="title")
+    def document_title(self, obj: Document) -> SafeString | str:
+        return truncated(obj.title, 32)
+
+    @admin.display(description="client")
+    def client_name(self, obj: Document) -> SafeString | str:
+        return truncated(obj.client.name, 26)
+
+    @admin.display(description="tenant")
+    def tenant_name(self, obj: Document) -> SafeString | str:
+        return truncated(obj.tenant.name, 20)
+
+    @admin.display(description="expires on", ordering="expires_on")
+    def expires(self, obj: Document) -> SafeString | str:
+        return date_cell(obj.expires_on)
+
+    @admin.display(description="uploaded", ordering="uploaded_at")
+    def uploaded(self, obj: Document) -> SafeString | str:
+        return date_cell(obj.uploaded_at)
 
 
 class DueSoonFilter(admin.SimpleListFilter):
@@ -354,13 +420,25 @@ class FilingTaskInline(admin.TabularInline):
 
 @admin.register(Filing)
 class FilingAdmin(BigTableAdmin):
-    list_display = ("filing_type", "period", "client", "tenant", "due_date", "status")
+    list_display = ("filing_type", "period", "client_name", "tenant_name", "due", "status")
     list_filter = (DueSoonFilter, "status")
     list_select_related = ("client", "tenant")
     raw_id_fields = ("tenant", "client")
     search_fields = ("filing_type", "period")
     ordering = ("-pk",)
     inlines = [FilingTaskInline]
+
+    @admin.display(description="client")
+    def client_name(self, obj: Filing) -> SafeString | str:
+        return truncated(obj.client.name, 36)
+
+    @admin.display(description="tenant")
+    def tenant_name(self, obj: Filing) -> SafeString | str:
+        return truncated(obj.tenant.name, 28)
+
+    @admin.display(description="due", ordering="due_date")
+    def due(self, obj: Filing) -> SafeString | str:
+        return date_cell(obj.due_date)
 
 
 @admin.register(FilingTask)
@@ -395,7 +473,7 @@ class RequirementAdmin(BigTableAdmin):
 class ComplianceScoreAdmin(BigTableAdmin):
     """Scores are computed by the refresh: read-only here (deleting one is allowed)."""
 
-    list_display = ("client", "tenant", "calculated_on", "score", "level_display", "deductions", "triggered_by")
+    list_display = ("client_name", "tenant_name", "scored_on", "score", "level_display", "deductions", "triggered_by")
     list_filter = ("level", "calculated_on")
     list_select_related = ("client", "tenant")
     raw_id_fields = ("tenant", "client")
@@ -408,6 +486,18 @@ class ComplianceScoreAdmin(BigTableAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="client")
+    def client_name(self, obj: ComplianceScore) -> SafeString | str:
+        return truncated(obj.client.name, 36)
+
+    @admin.display(description="tenant")
+    def tenant_name(self, obj: ComplianceScore) -> SafeString | str:
+        return truncated(obj.tenant.name, 28)
+
+    @admin.display(description="scored on", ordering="calculated_on")
+    def scored_on(self, obj: ComplianceScore) -> SafeString | str:
+        return date_cell(obj.calculated_on)
 
     @admin.display(description="level", ordering="level")
     def level_display(self, obj: ComplianceScore) -> SafeString | str:

@@ -12,6 +12,14 @@ class KgcConfig(AppConfig):
     def ready(self) -> None:
         checks.register(check_rate_limits)
         checks.register(check_worker_settings)
+        console_names()
+
+
+def console_names() -> None:
+    """The admin calls procrastinate's section "Jobs" (an app label, so no migration changes)."""
+    from django.apps import apps
+
+    apps.get_app_config("procrastinate").verbose_name = "Jobs"
 
 
 def check_rate_limits(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:

@@ -149,6 +149,25 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str, 
     }
 
 
+def proxy_ssl_header_parse(raw: str, *, variable: str = "SECURE_PROXY_SSL_HEADER") -> tuple[str, str]:
+    """``X-Forwarded-Proto`` (value ``https``) or ``X-Forwarded-Proto=https`` → Django's
+    ``("HTTP_X_FORWARDED_PROTO", "https")``."""
+    name, _, value = raw.partition("=")
+    name, value = name.strip(), value.strip() or "https"
+    if not name or not all(char.isalnum() or char == "-" for char in name):
+        raise ConfigError(variable, f"expected a header name such as X-Forwarded-Proto, got {raw!r}")
+    return "HTTP_" + name.upper().replace("-", "_"), value
+
+
+def origins_parse(origins: list[str], *, variable: str = "CSRF_TRUSTED_ORIGINS") -> list[str]:
+    """Each origin as ``https://host[:port]`` (a scheme and a host, nothing after them)."""
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(variable, f"expected origins such as https://console.example.com, got {origin!r}")
+    return [origin.rstrip("/") for origin in origins]
+
+
 def warn_once(message: str) -> None:
     """One line on standard error, before logging is configured."""
     sys.stderr.write(f"kgc: {message}\n")

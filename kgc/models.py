@@ -139,3 +139,22 @@ class SchedulerTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ticked at {self.ticked_at:%H:%M:%S} by worker {self.worker_id}"
+
+
+class JobResult(models.Model):
+    """What a job that succeeded returned, for the console's job page.
+
+    Written by a worker middleware (``kgc.results``) after the task returns; a value too
+    big to be worth showing is cut (``kgc.results.RESULT_MAX_CHARS``).
+    """
+
+    # The foreign key is declared in SQL (migration 0005) with ON DELETE CASCADE: deleting
+    # jobs (cleanup, retention) takes their results along.
+    job = models.OneToOneField(
+        ProcrastinateJob, on_delete=models.DO_NOTHING, primary_key=True, related_name="result", db_constraint=False
+    )
+    value = models.JSONField(null=True)
+    recorded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"result of job {self.job_id}"

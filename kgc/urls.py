@@ -1,12 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from kgc import views
-
-admin.site.site_header = "KGC Compliance Cloud: jobs console"
-admin.site.site_title = "KGC jobs console"
+from kgc import pages, views
 
 urlpatterns = [
+    path("favicon.ico", pages.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics_view, name="metrics"),

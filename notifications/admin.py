@@ -4,6 +4,7 @@ suppressed addresses, which operators add and lift.
 
 Built for big tables: no full-table counts (a capped paginator, no full result
 count), related rows selected in the same query, raw id widgets for foreign keys.
+Lists fit a 1280-pixel screen: long text is cut, with the whole of it on hover.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from kgc.console import date_cell, truncated
 from notifications.delivery import emails_resend
 from notifications.models import (
     Digest,
@@ -73,7 +75,17 @@ def pretty_json(value: Any) -> SafeString:
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("id", "title", "kind", "urgency", "email_status", "tenant", "recipient", "created_at", "read_at")
+    list_display = (
+        "id",
+        "short_title",
+        "kind",
+        "urgency",
+        "email_status",
+        "tenant_name",
+        "recipient_name",
+        "created",
+        "read",
+    )
     list_filter = ("email_status", "kind", "urgency")
     search_fields = ("=id", "title", "dedupe_key", "recipient__email")
     list_select_related = ("tenant", "recipient")
@@ -87,6 +99,26 @@ class NotificationAdmin(admin.ModelAdmin):
     @admin.display(description="data")
     def readable_data(self, obj: Notification) -> SafeString:
         return pretty_json(obj.data)
+
+    @admin.display(description="title", ordering="title")
+    def short_title(self, obj: Notification) -> SafeString | str:
+        return truncated(obj.title, 26)
+
+    @admin.display(description="tenant")
+    def tenant_name(self, obj: Notification) -> SafeString | str:
+        return truncated(obj.tenant.name, 14)
+
+    @admin.display(description="recipient")
+    def recipient_name(self, obj: Notification) -> SafeString | str:
+        return truncated(obj.recipient.email or obj.recipient.get_username(), 18)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Notification) -> SafeString | str:
+        return date_cell(obj.created_at)
+
+    @admin.display(description="read", ordering="read_at")
+    def read(self, obj: Notification) -> SafeString | str:
+        return date_cell(obj.read_at)
 
 
 class EmailEventInline(admin.TabularInline):
@@ -105,15 +137,15 @@ class EmailEventInline(admin.TabularInline):
 class OutboundEmailAdmin(admin.ModelAdmin):
     list_display = (
         "id",
-        "subject",
-        "to_email",
+        "short_subject",
+        "recipient",
         "template",
         "status",
         "delivery",
         "attempts",
         "error",
-        "sent_at",
-        "tenant",
+        "sent",
+        "tenant_name",
     )
     list_filter = ("status", "delivery_unknown", "template")
     search_fields = ("=id", "=to_email", "subject", "=message_id", "idempotency_key")
@@ -190,8 +222,24 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         return getattr(obj, "latest_event", None) or "—"
 
     @admin.display(description="last error")
-    def error(self, obj: OutboundEmail) -> str:
-        return (obj.last_error[:120] + "…") if len(obj.last_error) > 120 else obj.last_error or "—"
+    def error(self, obj: OutboundEmail) -> SafeString | str:
+        return truncated(obj.last_error, 20)
+
+    @admin.display(description="subject", ordering="subject")
+    def short_subject(self, obj: OutboundEmail) -> SafeString | str:
+        return truncated(obj.subject, 22)
+
+    @admin.display(description="to", ordering="to_email")
+    def recipient(self, obj: OutboundEmail) -> SafeString | str:
+        return truncated(obj.to_email, 20)
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, obj: OutboundEmail) -> SafeString | str:
+        return date_cell(obj.sent_at)
+
+    @admin.display(description="tenant")
+    def tenant_name(self, obj: OutboundEmail) -> SafeString | str:
+        return truncated(obj.tenant.name, 14)
 
     @admin.display(description="context (template data)")
     def readable_context(self, obj: OutboundEmail) -> SafeString:

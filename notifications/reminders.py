@@ -27,7 +27,11 @@ logger = logging.getLogger("notifications.reminders")
 
 @dataclass(frozen=True)
 class ReminderPlan:
-    """What a run would send: the reminders due, and the assignees left out."""
+    """What a run would send: the reminders to send, and the assignees left out.
+
+    ``due`` counts every (object, person) with a threshold crossed, those already sent
+    included; it is only worked out when the plan is asked to ``explain`` (``--dry-run``).
+    """
 
     tenant: Tenant
     kind: str
@@ -35,6 +39,11 @@ class ReminderPlan:
     candidates: int = 0
     reminders: list[rules.Reminder] = field(default_factory=list)
     skipped_assignees: list[rules.SkippedAssignee] = field(default_factory=list)
+    due: int | None = None
+
+    @property
+    def already_sent(self) -> int | None:
+        return None if self.due is None else self.due - len(self.reminders)
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,12 @@ class ReminderResult:
         }
 
 
-def expiry_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
+def expiry_reminders_plan(*, tenant: Tenant, as_of: date, explain: bool = False) -> ReminderPlan:
     """The document-expiry reminders due for ``tenant`` on its local date ``as_of``; writes nothing.
 
     Three queries (members, documents, keys already sent); none for an inactive tenant.
+    ``explain`` also counts the reminders due whether or not they were sent (a second,
+    query-free pass of the rules).
     """
     kind = NotificationKind.DOCUMENT_EXPIRY
     if not tenant.is_active:
@@ -87,20 +98,23 @@ def expiry_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
         thresholds=rules.EXPIRY_THRESHOLDS,
         recipient_ids=[p.user_id for p in members],
     )
-    reminders = rules.expiry_reminders(
-        documents=documents,
-        members=members,
-        sent_keys=selectors.dedupe_keys_sent(tenant=tenant, keys=keys),
-        tenant_name=tenant.name,
-        as_of=as_of,
-    )
-    return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of, candidates=len(documents), reminders=reminders)
+    sent_keys = selectors.dedupe_keys_sent(tenant=tenant, keys=keys)
+
+    def due_with(sent: frozenset[str]) -> list[rules.Reminder]:
+        return rules.expiry_reminders(
+            documents=documents, members=members, sent_keys=sent, tenant_name=tenant.name, as_of=as_of
+        )
+
+    reminders = due_with(sent_keys)
+    due = len(due_with(frozenset())) if explain else None
+    return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of, candidates=len(documents), reminders=reminders, due=due)
 
 
-def filing_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
+def filing_reminders_plan(*, tenant: Tenant, as_of: date, explain: bool = False) -> ReminderPlan:
     """The filing reminders due for ``tenant`` on its local date ``as_of``; writes nothing.
 
     Four queries (members, filings, their tasks, keys already sent); none for an inactive tenant.
+    ``explain`` as for ``expiry_reminders_plan``.
     """
     kind = NotificationKind.FILING_REMINDER
     if not tenant.is_active:
@@ -116,15 +130,23 @@ def filing_reminders_plan(*, tenant: Tenant, as_of: date) -> ReminderPlan:
         thresholds=rules.FILING_THRESHOLDS,
         recipient_ids=sorted(recipient_ids),
     )
-    reminders, skipped = rules.filing_reminders(
-        filings=filings,
-        members=members,
-        sent_keys=selectors.dedupe_keys_sent(tenant=tenant, keys=keys),
-        tenant_name=tenant.name,
-        as_of=as_of,
-    )
+    sent_keys = selectors.dedupe_keys_sent(tenant=tenant, keys=keys)
+
+    def due_with(sent: frozenset[str]) -> tuple[list[rules.Reminder], list[rules.SkippedAssignee]]:
+        return rules.filing_reminders(
+            filings=filings, members=members, sent_keys=sent, tenant_name=tenant.name, as_of=as_of
+        )
+
+    reminders, skipped = due_with(sent_keys)
+    due = len(due_with(frozenset())[0]) if explain else None
     return ReminderPlan(
-        tenant=tenant, kind=kind, as_of=as_of, candidates=len(filings), reminders=reminders, skipped_assignees=skipped
+        tenant=tenant,
+        kind=kind,
+        as_of=as_of,
+        candidates=len(filings),
+        reminders=reminders,
+        skipped_assignees=skipped,
+        due=due,
     )
 
 

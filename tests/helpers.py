@@ -126,3 +126,26 @@ class WorkerProcesses:
             # Shown by pytest only when the test failed.
             print(f"--- worker {process.args[2:]} exited {process.returncode} ---\n{log.read()[-5000:]}")
             log.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, *, timeout: float = 5) -> tuple[int, bytes]:
+    """Status and body of a GET (an HTTP error status is returned, not raised); (0, b"") if nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local URLs built by tests
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""

@@ -22,7 +22,7 @@ export interface EnqueuedJob {
   name: string;
 }
 
-/** A queue's job counts, in BullMQ's shape. */
+/** A queue's job counts, in BullMQ's shape, and whether it is paused. */
 export interface QueueStats {
   waiting: number;
   active: number;
@@ -31,7 +31,12 @@ export interface QueueStats {
   failed: number;
   paused: number;
   cancelled: number;
+  /** True while the queue is paused (BullMQ's `queue.isPaused()`). */
+  isPaused: boolean;
 }
+
+/** A tenant's id, or its slug (as the service's commands take `--tenant`). */
+export type TenantRef = number | string;
 
 export type AllQueueStats = Record<QueueName, QueueStats>;
 
@@ -162,10 +167,10 @@ function queuePath(name: string, action?: string): string {
 
 /**
  * Refresh one tenant's compliance scores (or every active tenant's when `tenantId` is
- * omitted). A tenant with a refresh already waiting gets that job back, not a second one.
+ * omitted); `tenantId` is the tenant's id or slug. A tenant with a refresh already waiting gets that job back, not a second one.
  */
 export async function enqueueComplianceRefresh(
-  tenantId?: number | null,
+  tenantId?: TenantRef | null,
   options: ComplianceRefreshOptions = {},
 ): Promise<EnqueuedJob> {
   return enqueue('jobs/compliance-refresh', {
@@ -176,12 +181,12 @@ export async function enqueueComplianceRefresh(
 }
 
 /** Check expiring documents (7, 14 and 30 days ahead) for one tenant, or every active tenant. */
-export async function enqueueExpiryCheck(tenantId?: number | null): Promise<EnqueuedJob> {
+export async function enqueueExpiryCheck(tenantId?: TenantRef | null): Promise<EnqueuedJob> {
   return enqueue('jobs/expiry-check', { tenantId: tenantId ?? undefined });
 }
 
 /** Check filings due in 3, 7 and 14 days for one tenant, or every active tenant. */
-export async function enqueueFilingReminder(tenantId?: number | null): Promise<EnqueuedJob> {
+export async function enqueueFilingReminder(tenantId?: TenantRef | null): Promise<EnqueuedJob> {
   return enqueue('jobs/filing-reminder', { tenantId: tenantId ?? undefined });
 }
 

@@ -40,6 +40,10 @@ def _optional(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 TENANT_ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": parsing.MAX_ID}
+TENANT_REF = {
+    "oneOf": [TENANT_ID, {"type": "string", "minLength": 1, "maxLength": parsing.MAX_SLUG}],
+    "description": "The tenant's id, or its slug.",
+}
 AGE = {"type": "integer", "format": "int64", "minimum": 0, "maximum": parsing.MAX_AGE_MS}
 ONE_LINE = "^[^\\r\\n]*$"
 
@@ -107,7 +111,9 @@ SCHEMAS: dict[str, Any] = {
     ),
     "ComplianceRefreshRequest": _object(
         {
-            "tenantId": _optional({**TENANT_ID, "description": "Omitted: every active tenant."}),
+            "tenantId": _optional(
+                {**TENANT_REF, "description": "The tenant's id or slug. Omitted: every active tenant."}
+            ),
             "triggeredBy": _optional(
                 {
                     "type": "string",
@@ -127,7 +133,9 @@ SCHEMAS: dict[str, Any] = {
             ),
         }
     ),
-    "TenantRequest": _object({"tenantId": _optional({**TENANT_ID, "description": "Omitted: every active tenant."})}),
+    "TenantRequest": _object(
+        {"tenantId": _optional({**TENANT_REF, "description": "The tenant's id or slug. Omitted: every active tenant."})}
+    ),
     "EmailRequest": _object(
         {
             "recipientEmail": {"type": "string", "format": "email", "maxLength": 254},
@@ -150,8 +158,11 @@ SCHEMAS: dict[str, Any] = {
     ),
     "NoFields": _object({}),
     "QueueStats": _object(
-        {field: {"type": "integer", "minimum": 0} for field in STAT_FIELDS},
-        STAT_FIELDS,
+        {
+            **{field: {"type": "integer", "minimum": 0} for field in STAT_FIELDS},
+            "isPaused": {"type": "boolean", "description": "True while the queue is paused (BullMQ's isPaused())."},
+        },
+        (*STAT_FIELDS, "isPaused"),
     ),
     "AllQueueStats": _object({name: _ref("QueueStats") for name in PRODUCT_QUEUES}, tuple(PRODUCT_QUEUES)),
     "QueueState": _object(

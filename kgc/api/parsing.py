@@ -18,6 +18,7 @@ MAX_DEPTH = 32
 MAX_ID = 2**63 - 1  # a PostgreSQL bigint
 # Ages beyond a century would only overflow the date arithmetic; nothing is that old.
 MAX_AGE_MS = 100 * 365 * 24 * 60 * 60 * 1000
+MAX_SLUG = 100  # compliance.Tenant.slug
 EMAIL_FIELDS = ("recipientEmail", "recipientName", "subject", "template", "data", "tenantId")
 
 
@@ -132,6 +133,16 @@ class _Fields:
             return value
         return None
 
+    def tenant(self, name: str) -> int | str | None:
+        """A tenant's id (an integer) or slug (a string), as the commands' ``--tenant`` takes."""
+        value = self.body.get(name)
+        if isinstance(value, str):
+            if not value.strip() or len(value) > MAX_SLUG:
+                self.errors[name] = f"must be a tenant id or a slug of 1 to {MAX_SLUG} characters"
+                return None
+            return value
+        return self.integer(name, minimum=1, maximum=MAX_ID)
+
     def string(self, name: str, *, default: str) -> str:
         value = self.body.get(name)
         if value is None:
@@ -147,10 +158,12 @@ class _Fields:
 
 
 def compliance_refresh_args(body: dict[str, Any]) -> dict[str, Any]:
-    """``{tenantId?, triggeredBy?, priority?}`` (priority's range is the queue layer's rule)."""
+    """``{tenantId?, triggeredBy?, priority?}`` (priority's range is the queue layer's rule).
+
+    ``tenantId`` is a tenant's id or its slug."""
     fields = _Fields(body, ("tenantId", "triggeredBy", "priority"))
     args = {
-        "tenant_id": fields.integer("tenantId", minimum=1, maximum=MAX_ID),
+        "tenant_id": fields.tenant("tenantId"),
         "triggered_by": fields.string("triggeredBy", default="manual"),
         "priority": fields.integer("priority", minimum=-MAX_ID, maximum=MAX_ID),
     }
@@ -159,9 +172,9 @@ def compliance_refresh_args(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def tenant_args(body: dict[str, Any]) -> dict[str, Any]:
-    """``{tenantId?}``: one tenant, or every active tenant when omitted."""
+    """``{tenantId?}``: one tenant (its id or slug), or every active tenant when omitted."""
     fields = _Fields(body, ("tenantId",))
-    args = {"tenant_id": fields.integer("tenantId", minimum=1, maximum=MAX_ID)}
+    args = {"tenant_id": fields.tenant("tenantId")}
     fields.done()
     return args
 

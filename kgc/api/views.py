@@ -158,14 +158,18 @@ def email(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
 # --- Queues ------------------------------------------------------------------------------
 
 
+def _state_json(state: dict[str, int | bool]) -> dict[str, int | bool]:
+    return {parsing.camel_case(key): value for key, value in state.items()}
+
+
 @endpoint("GET")
 def queues(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(job_helpers.get_all_queue_stats())
+    return JsonResponse({name: _state_json(state) for name, state in job_helpers.all_queue_states().items()})
 
 
 @endpoint("GET")
 def queue_stats(request: HttpRequest, name: str) -> JsonResponse:
-    return JsonResponse(job_helpers.get_queue_stats(_queue_name(name)))
+    return JsonResponse(_state_json(job_helpers.queue_state(_queue_name(name))))
 
 
 @endpoint("POST")

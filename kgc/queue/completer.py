@@ -27,6 +27,7 @@ from kgc.queue import sql
 from kgc.queue.db import Link
 from kgc.queue.runner import Outcome, log_fields
 from kgc.queue.supervisor import DutyHandle
+from kgc.results import result_json
 
 logger = logging.getLogger("kgc.worker")
 
@@ -36,6 +37,7 @@ BATCH_MAX = 500
 
 def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
     failed = [outcome for outcome in batch if outcome.failure is not None]
+    returned = [outcome for outcome in batch if outcome.status == "succeeded" and outcome.result is not None]
     return {
         "ids": [outcome.claim.job.id for outcome in batch],
         "workers": [outcome.claim.worker_id for outcome in batch],
@@ -49,6 +51,8 @@ def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
         "failed_messages": [outcome.failure.message for outcome in failed if outcome.failure],
         "failed_tracebacks": [outcome.failure.traceback for outcome in failed if outcome.failure],
         "failed_at": [outcome.failure.failed_at for outcome in failed if outcome.failure],
+        "result_ids": [outcome.claim.job.id for outcome in returned],
+        "result_values": [result_json(outcome.result) for outcome in returned],
     }
 
 

@@ -45,7 +45,8 @@ SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
 # declared dead and nobody rescued the job yet). A job rescued meanwhile is a new
 # attempt (its ``attempts`` went up), so the old attempt's late outcome matches nothing
 # and is refused. Failure records are written for accepted outcomes only, in the same
-# statement. A job going back for a retry keeps its queueing lock only when no other
+# statement, and so are the return values of succeeded jobs (kgc/results.py). A job going
+# back for a retry keeps its queueing lock only when no other
 # waiting job holds it (and only the first of several in one batch); with
 # ``keep_locks`` false it goes back without (the fallback after a conflict with a job
 # enqueued concurrently).
@@ -90,6 +91,12 @@ WITH outcome AS (
                   %(failed_messages)s::text[], %(failed_tracebacks)s::text[], %(failed_at)s::timestamptz[])
            AS failure(job_id, attempt, exception_type, message, traceback, failed_at)
       JOIN finished ON finished.id = failure.job_id
+), results AS (
+    INSERT INTO kgc_jobresult (job_id, value, recorded_at)
+    SELECT result.job_id, result.value, now()
+      FROM unnest(%(result_ids)s::bigint[], %(result_values)s::jsonb[]) AS result(job_id, value)
+      JOIN finished ON finished.id = result.job_id
+        ON CONFLICT (job_id) DO UPDATE SET value = excluded.value, recorded_at = excluded.recorded_at
 )
 SELECT id FROM finished
 """

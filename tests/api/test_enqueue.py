@@ -94,6 +94,27 @@ def test_email_stores_the_email_and_defers_its_send_job(api, tenant):
     assert email.context == EMAIL["data"]
 
 
+@pytest.mark.parametrize(
+    ("path", "task"),
+    [
+        ("jobs/compliance-refresh", "compliance.refresh_tenant"),
+        ("jobs/expiry-check", "notifications.check_expiry"),
+        ("jobs/filing-reminder", "notifications.send_filing_reminders"),
+    ],
+)
+def test_a_tenant_slug_is_taken_for_its_id(api, tenant, path, task):
+    response = api.post(path, {"tenantId": tenant.slug})
+    assert response.status_code == 201
+    job = ProcrastinateJob.objects.get(pk=response.json()["id"])
+    assert (job.task_name, job.args["tenant_id"]) == (task, tenant.pk)
+
+
+def test_an_unknown_tenant_slug_is_not_found(api):
+    response = api.post("jobs/expiry-check", {"tenantId": "no-such-firm"})
+    assert response.status_code == 404
+    assert "no-such-firm" in response.json()["error"]
+
+
 def test_inactive_tenant_is_unknown(api):
     tenant = TenantFactory(is_active=False)
     response = api.post("jobs/expiry-check", {"tenantId": tenant.pk})

@@ -88,7 +88,8 @@ REFUSED = [
     # (path, body, status, errors)
     ("jobs/compliance-refresh", b"{not json", 400, {}),
     ("jobs/compliance-refresh", b"[1]", 400, {}),
-    ("jobs/compliance-refresh", {"tenantId": "one"}, 400, {"tenantId": "must be an integer"}),
+    ("jobs/compliance-refresh", {"tenantId": "no-such-firm"}, 404, {}),
+    ("jobs/compliance-refresh", {"tenantId": []}, 400, {"tenantId": "must be an integer"}),
     ("jobs/compliance-refresh", {"TENANT": 1}, 400, {"TENANT": "unknown field"}),
     ("jobs/compliance-refresh", {"tenantId": 999999}, 404, {}),
     ("jobs/expiry-check", {"tenantId": 999999}, 404, {}),

@@ -68,6 +68,7 @@ def test_body_parse_refuses_values_postgresql_cannot_store(raw, field, message):
             {"tenant_id": None, "triggered_by": "manual", "priority": None},
         ),
         ({"tenantId": 7, "triggeredBy": "api", "priority": 1}, {"tenant_id": 7, "triggered_by": "api", "priority": 1}),
+        ({"tenantId": "acme-tax"}, {"tenant_id": "acme-tax", "triggered_by": "manual", "priority": None}),
     ],
 )
 def test_compliance_refresh_args(body, expected):
@@ -77,7 +78,8 @@ def test_compliance_refresh_args(body, expected):
 @pytest.mark.parametrize(
     ("body", "errors"),
     [
-        ({"tenantId": "7"}, {"tenantId": "must be an integer"}),
+        ({"tenantId": ""}, {"tenantId": f"must be a tenant id or a slug of 1 to {parsing.MAX_SLUG} characters"}),
+        ({"tenantId": "x" * 101}, {"tenantId": f"must be a tenant id or a slug of 1 to {parsing.MAX_SLUG} characters"}),
         ({"tenantId": 1.5}, {"tenantId": "must be an integer"}),
         ({"tenantId": True}, {"tenantId": "must be an integer"}),
         ({"tenantId": 0}, {"tenantId": f"must be from 1 to {parsing.MAX_ID}"}),

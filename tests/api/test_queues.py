@@ -18,7 +18,8 @@ def test_all_queue_stats_are_keyed_by_the_four_queue_names(api):
     response = api.get("queues")
     assert response.status_code == 200
     assert response.json() == {
-        name: COUNTS for name in ("compliance", "expiry-notification", "filing-reminder", "email")
+        name: {**COUNTS, "isPaused": False}
+        for name in ("compliance", "expiry-notification", "filing-reminder", "email")
     }
 
 
@@ -26,7 +27,14 @@ def test_queue_stats_count_a_waiting_job(api, tenant):
     api.post("jobs/expiry-check", {"tenantId": tenant.pk})
     response = api.get("queues/expiry-notification")
     assert response.status_code == 200
-    assert response.json() == {**COUNTS, "waiting": 1}
+    assert response.json() == {**COUNTS, "waiting": 1, "isPaused": False}
+
+
+def test_queue_stats_say_whether_the_queue_is_paused(api, tenant):
+    api.post("jobs/expiry-check", {"tenantId": tenant.pk})
+    jobs.pause_queue("expiry-notification")
+    response = api.get("queues/expiry-notification")
+    assert response.json() == {**COUNTS, "paused": 1, "isPaused": True}
 
 
 def test_pause_pauses_the_queue(api):
@@ -53,7 +61,7 @@ def test_resume_lets_the_queue_run(api):
 def test_paused_queue_counts_its_waiting_jobs_as_paused(api, tenant):
     api.post("jobs/filing-reminder", {"tenantId": tenant.pk})
     api.post("queues/filing-reminder/pause")
-    assert api.get("queues/filing-reminder").json() == {**COUNTS, "paused": 1}
+    assert api.get("queues/filing-reminder").json() == {**COUNTS, "paused": 1, "isPaused": True}
 
 
 def _finished_job(status: str, *, ago: timedelta = timedelta(0)) -> int:

@@ -135,6 +135,7 @@ def test_typescript_client_works_against_the_live_server_and_its_jobs_run(
         "KGC_JOBS_TOKEN": TOKEN,
         "KGC_TEST_TENANT_ID": str(tenant.pk),
         "KGC_TEST_USER_ID": str(member.pk),
+        "KGC_TEST_TENANT_SLUG": tenant.slug,
         "KGC_TEST_RESULTS": str(results),
     }
     tests = run(["node", "--test", str(tmp_path / "dist" / "test" / "job-helpers.test.js")], env=node_env)

@@ -150,3 +150,127 @@ def test_list_past_the_cap_says_so(admin_client, monkeypatch):
     TenantFactory.create_batch(5)
     response = admin_client.get(changelist("tenant"))
     assert "3+ tenants" in response.text
+
+
+# --- Manual triggers --------------------------------------------------------------------------
+
+
+def _act(client, model: str, action: str, ids: list[int], **extra: str):
+    data = {"action": action, "_selected_action": ids, "index": 0, **extra}
+    return client.post(changelist(model), data, follow=bool(extra))
+
+
+@pytest.mark.parametrize(
+    ("action", "task"),
+    [
+        ("refresh_compliance_now", "compliance.refresh_tenant"),
+        ("check_expiries_now", "notifications.check_expiry"),
+        ("send_filing_reminders_now", "notifications.send_filing_reminders"),
+    ],
+)
+def test_a_tenant_trigger_asks_for_confirmation_first(admin_client, action, task):
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    tenant = TenantFactory(name="Acme Tax")
+    response = _act(admin_client, "tenant", action, [tenant.pk])
+    assert "Acme Tax" in response.content.decode() and 'id="confirm-button"' in response.content.decode()
+    assert not ProcrastinateJob.objects.filter(task_name=task).exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "task"),
+    [
+        ("refresh_compliance_now", "compliance.refresh_tenant"),
+        ("check_expiries_now", "notifications.check_expiry"),
+        ("send_filing_reminders_now", "notifications.send_filing_reminders"),
+    ],
+)
+def test_a_tenant_trigger_defers_one_job_per_tenant_and_links_to_them(admin_client, action, task):
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    tenants = [TenantFactory(), TenantFactory()]
+    response = _act(admin_client, "tenant", action, [t.pk for t in tenants], confirm="yes")
+    jobs = list(ProcrastinateJob.objects.filter(task_name=task).order_by("id"))
+    assert sorted(job.args["tenant_id"] for job in jobs) == sorted(t.pk for t in tenants)
+    [message] = [str(m) for m in response.context["messages"]]
+    link = reverse("admin:procrastinate_procrastinatejob_changelist") + "?id__in=" + ",".join(str(j.pk) for j in jobs)
+    assert f'<a href="{link}">See the jobs</a>' in message
+    assert "for 2 tenant(s)" in message
+
+
+def test_a_manual_refresh_runs_before_the_nightly_jobs(admin_client):
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    tenant = TenantFactory()
+    _act(admin_client, "tenant", "refresh_compliance_now", [tenant.pk], confirm="yes")
+    job = ProcrastinateJob.objects.get(task_name="compliance.refresh_tenant")
+    assert (job.priority, job.args["triggered_by"]) == (-1, "admin:admin")
+
+
+def test_a_refresh_already_waiting_is_reported_not_doubled(admin_client):
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    tenant = TenantFactory()
+    _act(admin_client, "tenant", "refresh_compliance_now", [tenant.pk], confirm="yes")
+    response = _act(admin_client, "tenant", "refresh_compliance_now", [tenant.pk], confirm="yes")
+    assert ProcrastinateJob.objects.filter(task_name="compliance.refresh_tenant").count() == 1
+    assert "1 tenant(s) had one waiting already" in str(list(response.context["messages"])[0])
+
+
+def test_an_inactive_tenant_is_skipped_and_the_others_still_go(admin_client):
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    active, inactive = TenantFactory(), TenantFactory(is_active=False, slug="closed-firm")
+    response = _act(admin_client, "tenant", "check_expiries_now", [active.pk, inactive.pk], confirm="yes")
+    assert [job.args["tenant_id"] for job in ProcrastinateJob.objects.all()] == [active.pk]
+    messages = [str(m) for m in response.context["messages"]]
+    assert any(m.startswith("Check expiries now: tenant closed-firm skipped: no active tenant") for m in messages)
+
+
+def test_refresh_on_clients_refreshes_their_tenants_once_each(admin_client):
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    first, second = TenantFactory(), TenantFactory()
+    clients = [ClientFactory(tenant=first), ClientFactory(tenant=first), ClientFactory(tenant=second)]
+    _act(admin_client, "client", "refresh_compliance_now", [c.pk for c in clients], confirm="yes")
+    assert sorted(job.args["tenant_id"] for job in ProcrastinateJob.objects.all()) == sorted([first.pk, second.pk])
+
+
+def test_triggers_are_logged_with_the_user(admin_client):
+    from django.contrib.admin.models import LogEntry
+
+    tenant = TenantFactory()
+    _act(admin_client, "tenant", "send_filing_reminders_now", [tenant.pk], confirm="yes")
+    entry = LogEntry.objects.get()
+    assert (entry.object_id, entry.user.username) == (str(tenant.pk), "admin")
+    assert entry.change_message.startswith("Send filing reminders now (jobs ")
+
+
+def test_staff_without_the_queue_permission_get_no_triggers(client):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    user = UserFactory(is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_tenant", "change_tenant"]))
+    client.force_login(user)
+    form = client.get(changelist("tenant")).context["action_form"]
+    assert form is None or "refresh_compliance_now" not in {name for name, _ in form.fields["action"].choices}
+
+
+# --- Lists fit 1280 px --------------------------------------------------------------------------
+
+
+def test_long_names_are_cut_with_the_whole_name_on_hover(admin_client):
+    long_name = "Kilimanjaro Consolidated Holdings and Subsidiaries International Limited"
+    ClientFactory(name=long_name)
+    page = admin_client.get(changelist("client")).content.decode()
+    assert f'<span class="kgc-truncate" title="{long_name}">Kilimanjaro Consolidated Holdings and S…</span>' in page
+
+
+def test_dates_in_lists_are_short_and_never_wrap(admin_client):
+    from datetime import date
+
+    FilingFactory(due_date=date(2026, 6, 8))
+    page = admin_client.get(changelist("filing")).content.decode()
+    assert '<span class="kgc-nowrap">2026-06-08</span>' in page

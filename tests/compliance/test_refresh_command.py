@@ -65,6 +65,16 @@ def test_tenant_queues_one_refresh_job(tenant):
     )
 
 
+def test_tenant_refresh_already_waiting_is_reported_with_its_job_id(tenant):
+    first = run("--tenant", tenant.slug)
+    second = run("--tenant", tenant.slug)
+    job = ProcrastinateJob.objects.get()
+    assert first.strip() == f"Queued the compliance refresh of tenant {tenant.slug}: job {job.pk}"
+    assert second.strip() == (
+        f"A compliance refresh of tenant {tenant.slug} was already waiting: job {job.pk}; nothing queued"
+    )
+
+
 def test_as_of_queues_one_job_per_active_tenant_for_that_day():
     tenants = [TenantFactory(), TenantFactory()]
     TenantFactory(is_active=False)

@@ -55,3 +55,9 @@ def defer_then_fail() -> None:
     with transaction.atomic():
         jobs.job_defer(task_name="tests.noop_email", kwargs={"deferred_by": "defer_then_fail"})
         raise ValueError("the follow-up must vanish with this transaction")
+
+
+@jobs.task(queue="maintenance", name="tests.summarise")
+def summarise(clients: int = 3) -> dict[str, object]:
+    """Returns what it did, as the product's tasks do (the console shows it)."""
+    return {"clients_scored": clients, "levels": {"green": clients}}

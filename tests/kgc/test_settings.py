@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+import sys
+
 import pytest
 
-from kgc.config import ConfigError, Env, database_from_url
-from tests.helpers import manage, subprocess_env
+from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy_ssl_header_parse
+from tests.helpers import ROOT, manage, subprocess_env
 
 
 @pytest.mark.parametrize(
@@ -104,3 +108,100 @@ def test_a_url_is_read_without_its_trailing_slash(raw, expected):
 def test_a_malformed_url_names_the_variable(raw):
     with pytest.raises(ConfigError, match="^SOME_URL: expected an http"):
         Env({"SOME_URL": raw}).url("SOME_URL")
+
+
+# --- Behind a TLS-terminating proxy ----------------------------------------------------------
+
+PROXY_HOST = "console.example.com"
+LOGIN_BEHIND_PROXY = """
+import django
+django.setup()
+from django.test import Client
+
+proxy = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_HOST": "console.example.com"}
+browser = Client(enforce_csrf_checks=True)
+browser.get("/admin/login/", **proxy)
+response = browser.post(
+    "/admin/login/?next=/admin/",
+    {"username": "ops", "password": "a proxy-test password", "next": "/admin/",
+     "csrfmiddlewaretoken": browser.cookies["csrftoken"].value},
+    HTTP_ORIGIN="https://console.example.com",
+    HTTP_REFERER="https://console.example.com/admin/login/",
+    **proxy,
+)
+print(response.status_code, response.get("Location", ""))
+"""
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("X-Forwarded-Proto", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("X-Forwarded-Ssl=on", ("HTTP_X_FORWARDED_SSL", "on")),
+    ],
+)
+def test_proxy_ssl_header_is_read_as_djangos_pair(raw, expected):
+    assert proxy_ssl_header_parse(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("parse", "raw", "variable"),
+    [
+        (proxy_ssl_header_parse, "X Forwarded Proto", "SECURE_PROXY_SSL_HEADER"),
+        (origins_parse, ["console.example.com"], "CSRF_TRUSTED_ORIGINS"),
+        (origins_parse, ["https://console.example.com/admin/"], "CSRF_TRUSTED_ORIGINS"),
+    ],
+)
+def test_malformed_proxy_settings_are_refused_naming_the_variable(parse, raw, variable):
+    with pytest.raises(ConfigError, match=f"^{variable}: expected"):
+        parse(raw)
+
+
+def _login_behind_proxy(**env: str) -> str:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("ops", password="a proxy-test password", is_staff=True)
+    assert user.pk
+    production = {"DEBUG": "false", "SECRET_KEY": "s" * 60, "ALLOWED_HOSTS": PROXY_HOST, **env}
+    result = subprocess.run(
+        [sys.executable, "-c", LOGIN_BEHIND_PROXY],
+        cwd=ROOT,
+        env=subprocess_env(DJANGO_SETTINGS_MODULE="kgc.settings", **production),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_login_behind_a_tls_proxy_fails_the_origin_check_without_proxy_settings():
+    assert _login_behind_proxy() == "403"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_login_behind_a_tls_proxy_succeeds_when_its_header_is_trusted():
+    assert _login_behind_proxy(SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto") == "302 /admin/"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_login_behind_a_tls_proxy_succeeds_with_the_origin_trusted():
+    assert _login_behind_proxy(CSRF_TRUSTED_ORIGINS=f"https://{PROXY_HOST}") == "302 /admin/"
+
+
+def readme_production_env() -> dict[str, str]:
+    """The production environment the README documents (the block after its marker)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- production-env -->", 1)[1].split("```", 2)[1]
+    pairs = (line.split("=", 1) for line in block.splitlines()[1:] if line and not line.startswith("#"))
+    return {name: value for name, value in pairs}
+
+
+def test_check_deploy_is_clean_with_the_production_environment_of_the_readme(db):
+    env = readme_production_env()
+    env["SECRET_KEY"] = secrets.token_urlsafe(50)  # the README's placeholder
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=subprocess_env(**env))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout

@@ -8,8 +8,10 @@ count triggers the same deltas as in production.
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +23,27 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 import tests.kgc.sample_tasks  # noqa: F401  (registers the tests.* tasks in this process)
 from kgc import jobs
-from kgc.models import JobFailure
+from kgc.models import JobFailure, Leadership, WorkerProcess
 from tests.factories import UserFactory
+from tests.helpers import ROOT
+
+# Screenshots of the console, kept as test artifacts (never committed).
+SCREENSHOTS = Path(os.environ.get("KGC_SCREENSHOTS", ROOT / "tests" / "artifacts" / "screenshots"))
+_screenshots_taken: list[Path] = []
+
+
+def shot(page: Any, name: str) -> Path:
+    """A full-page screenshot of a Playwright page, kept under SCREENSHOTS."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    _screenshots_taken.append(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _screenshots_taken:
+        terminalreporter.write_line(f"{len(_screenshots_taken)} console screenshot(s) at 1280 px in {SCREENSHOTS}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -178,4 +199,35 @@ def scheduler_ticked(*, age: timedelta = timedelta(0), worker_id: int = 1) -> No
                VALUES ('scheduler', now() - make_interval(secs => %s), %s)
                ON CONFLICT (name) DO UPDATE SET ticked_at = excluded.ticked_at""",
             [age.total_seconds(), worker_id],
+        )
+
+
+def worker_process(
+    *,
+    host: str = "app-1",
+    pid: int = 4242,
+    queues: tuple[str, ...] = ("email",),
+    concurrency: dict[str, int] | None = None,
+    duties: dict[str, Any] | None = None,
+    age: timedelta = timedelta(0),
+) -> int:
+    """A registered worker with its process row, as a worker writes them (heartbeat ``age`` old)."""
+    worker_id = heartbeat(age=age, queues=queues, duties=duties or {}, host=host, pid=pid)
+    WorkerProcess.objects.filter(worker_id=worker_id).update(
+        concurrency=concurrency if concurrency is not None else dict.fromkeys(queues, 1),
+        started_at=timezone.now() - timedelta(hours=1),
+    )
+    return worker_id
+
+
+def lease(worker_id: int, *, name: str = "cluster", expires_in: timedelta = timedelta(seconds=15)) -> None:
+    now = timezone.now()
+    Leadership.objects.create(name=name, worker_id=worker_id, elected_at=now, expires_at=now + expires_in)
+
+
+def run_on(job_id: int, worker_id: int) -> None:
+    """The job is running on that worker (as a fetch leaves it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE id = %s", [worker_id, job_id]
         )

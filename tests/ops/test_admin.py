@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.urls import reverse
+from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc import admin as console
-from kgc import jobs
-from tests.ops.conftest import defer, events_move, fail, heartbeat, status_of, succeed
+from kgc import admin as console_admin
+from kgc import console, jobs
+from kgc.models import JobFailure, JobResult, RateLimitSlot
+from tests.ops.conftest import (
+    defer,
+    events_move,
+    fail,
+    heartbeat,
+    lease,
+    run_on,
+    status_of,
+    succeed,
+    worker_process,
+)
 
 DASHBOARD = "admin:kgc_queuepause_changelist"
 JOBS = "admin:procrastinate_procrastinatejob_changelist"
 CHANGE_URL = "admin:procrastinate_procrastinatejob_change"
+
+PRODUCT_QUEUES = ("compliance", "expiry-notification", "filing-reminder", "email")
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +95,7 @@ def test_dashboard_shows_a_queue_backing_up(staff_client):
     assert first is not None
     events_move(first.pk, by=timedelta(minutes=30))
     response = staff_client.get(reverse(DASHBOARD))
-    email = next(q for q in response.context["queues"] if q.name == "email")
+    email = next(q for q, _, _ in response.context["queues"] if q.name == "email")
     assert email.stats.waiting == 4
     assert email.oldest_waiting_text.startswith("30m")
     assert "kgc-backlog" in response.content.decode()
@@ -115,7 +130,81 @@ def test_dashboard_lists_workers_with_their_heartbeat(staff_client):
     alive = heartbeat()
     silent = heartbeat(age=timedelta(minutes=5))
     workers = staff_client.get(reverse(DASHBOARD)).context["workers"]
-    assert [(worker.id, is_alive) for worker, is_alive, _ in workers] == [(alive, True), (silent, False)]
+    assert [(worker.id, worker.alive) for worker in workers] == [(alive, True), (silent, False)]
+
+
+def test_dashboard_shows_each_worker_with_host_pid_queues_duties_and_running_jobs(staff_client):
+    duties = {"heartbeat": {"state": "failing", "restarts": 2, "failing_since": "2026-12-01T11:59:00Z"}}
+    worker_id = worker_process(host="app-7", pid=4321, queues=("email",), concurrency={"email": 5}, duties=duties)
+    job_id = defer("email")
+    run_on(job_id, worker_id)
+    page = staff_client.get(reverse(DASHBOARD)).content.decode()
+    row = page[page.index(f'<tr data-worker="{worker_id}">') :].split("</tr>")[0]
+    assert "app-7" in row and "4321" in row and "email &times;5" in row
+    assert 'class="kgc-chip kgc-chip-failing"' in row and "failing since 2026-12-01T11:59:00Z" in row
+    assert reverse(CHANGE_URL, args=[job_id]) in row
+
+
+def test_dashboard_names_the_lease_holder(staff_client):
+    worker_id = worker_process(host="app-3", pid=77)
+    lease(worker_id)
+    page = staff_client.get(reverse(DASHBOARD)).content.decode()
+    assert f"Worker {worker_id} (app-3, pid 77)" in page
+    assert "kgc-badge-leader" in page
+
+
+def test_dashboard_shows_concurrency_rate_limit_use_throughput_and_failure_rate(staff_client):
+    worker_process(queues=("email",), concurrency={"email": 5})
+    RateLimitSlot.objects.create(queue_name="email", slot=timezone.now(), starts=37)
+    succeed(defer("email"))
+    fail(defer("email"))
+    data = staff_client.get(reverse("admin:kgc_dashboard_data")).json()["queues"]["email"]
+    assert {key: data[key] for key in ("concurrency", "rate_limit", "per_minute_5", "failure_rate")} == {
+        "concurrency": 5,
+        "rate_limit": "37 of 100 / 60 s",
+        "per_minute_5": "0.4/min",
+        "failure_rate": "50 %",
+    }
+
+
+def test_dashboard_chart_draws_one_series_per_queue_on_request(staff_client):
+    succeed(defer("email"))
+    succeed(defer("compliance"))
+    page = staff_client.get(reverse(DASHBOARD), {"chart": "queues"}).content.decode()
+    assert '<polyline points="' in page
+    assert 'data-queue="email"' in page and 'data-queue="compliance"' in page
+
+
+def test_dashboard_chart_stretches_to_the_page_width(staff_client):
+    page = staff_client.get(reverse(DASHBOARD)).content.decode()
+    assert 'preserveAspectRatio="none"' in page and 'width="864"' not in page
+
+
+def test_pause_all_asks_for_confirmation_first(staff_client):
+    response = staff_client.get(reverse("admin:kgc_queue_pause_all"))
+    assert "Yes, pause them all" in response.content.decode()
+    assert not any(jobs.is_paused(name) for name in PRODUCT_QUEUES)
+
+
+def test_pause_all_pauses_every_product_queue_and_logs_each(staff_client, superuser):
+    jobs.pause_queue("email")
+    response = staff_client.post(reverse("admin:kgc_queue_pause_all"), follow=True)
+    assert all(jobs.is_paused(name) for name in PRODUCT_QUEUES)
+    assert not jobs.is_paused("maintenance")
+    assert "Paused 3 queue(s): compliance, expiry-notification, filing-reminder." in _messages(response)
+    assert LogEntry.objects.filter(user=superuser, action_flag=ADDITION).count() == 3
+
+
+def test_resume_all_resumes_every_paused_queue(staff_client):
+    for name in PRODUCT_QUEUES:
+        jobs.pause_queue(name)
+    response = staff_client.post(reverse("admin:kgc_queue_resume_all"), follow=True)
+    assert not any(jobs.is_paused(name) for name in PRODUCT_QUEUES)
+    assert "Resumed 4 queue(s): compliance, expiry-notification, filing-reminder, email." in _messages(response)
+
+
+def test_viewer_cannot_pause_all(admin_client_for, staff_viewer):
+    assert admin_client_for(staff_viewer).post(reverse("admin:kgc_queue_pause_all")).status_code == 403
 
 
 def test_dashboard_lists_every_schedule_with_its_next_run(staff_client):
@@ -244,13 +333,22 @@ def test_job_search_by_id_finds_that_job(staff_client):
     assert [job.pk for job in results] == [wanted]
 
 
-def test_filtered_job_list_counts_only_up_to_the_next_page(staff_client):
+def test_a_filtered_job_list_shows_its_exact_total_up_to_the_limit(staff_client):
     for _ in range(5):
         defer("email")
-    paginator = console.EstimatedCountPaginator(
-        ProcrastinateJob.objects.filter(queue_name="email").order_by("-id"), 2, page_number=1
-    )
-    assert paginator.count == 3  # two on this page, and proof of a next one
+    defer("compliance")
+    response = staff_client.get(reverse(JOBS), {"queue_name": "email"})
+    assert response.context["cl"].result_count == 5
+    assert '<span id="kgc-result-count">5 jobs</span>' in response.content.decode()
+
+
+def test_a_filtered_job_list_past_the_limit_shows_an_estimate(staff_client, monkeypatch):
+    monkeypatch.setattr(console_admin.EstimatedCountPaginator, "EXACT_UP_TO", 3)
+    for _ in range(5):
+        defer("email")
+    count = staff_client.get(reverse(JOBS), {"queue_name": "email"}).context["cl"].result_count
+    assert isinstance(count, console_admin.EstimatedCount)
+    assert str(count).startswith("about ")
 
 
 def test_retry_action_asks_for_confirmation_first(staff_client):
@@ -325,3 +423,172 @@ def test_viewer_gets_no_job_actions(admin_client_for, staff_viewer):
     client = admin_client_for(staff_viewer)
     assert client.post(reverse("admin:kgc_job_retry", args=[job_id])).status_code == 403
     assert status_of(job_id) == "failed"
+
+
+# --- The jobs list: names, states, columns, ranges -----------------------------------------------
+
+
+def test_job_list_is_called_jobs_with_styled_breadcrumbs(staff_client):
+    page = staff_client.get(reverse(JOBS)).content.decode()
+    assert "<h1>Jobs</h1>" in page
+    assert '<ol class="breadcrumbs">' in page and '<div class="breadcrumbs">' not in page
+    assert "rocrastinate job" not in page.split('<div id="content"')[1]
+
+
+def test_admin_index_lists_the_jobs_as_jobs(staff_client):
+    page = staff_client.get(reverse("admin:index")).content.decode()
+    assert f'<a href="{reverse(JOBS)}">Jobs</a>' in page
+    assert "Procrastinate" not in page
+
+
+def _jobs_in_every_state() -> dict[str, int]:
+    jobs.pause_queue("compliance")
+    by_state = {
+        "waiting": defer("email"),
+        "paused": defer("compliance"),
+        "delayed": jobs.job_defer(task_name="tests.noop_email", kwargs={}, schedule_in=timedelta(hours=1))[0],
+        "active": defer("email"),
+        "completed": defer("email"),
+        "failed": defer("email"),
+        "cancelled": defer("email"),
+    }
+    from tests.ops.conftest import start
+
+    start(by_state["active"])
+    succeed(by_state["completed"])
+    fail(by_state["failed"])
+    ProcrastinateJob.objects.filter(pk=by_state["cancelled"]).update(status="cancelled")
+    return by_state
+
+
+@pytest.mark.parametrize("state", ["waiting", "paused", "delayed", "active", "completed", "failed", "cancelled"])
+def test_job_list_filters_by_the_dashboards_state_names(staff_client, state):
+    by_state = _jobs_in_every_state()
+    results = staff_client.get(reverse(JOBS), {"status": state}).context["cl"].result_list
+    assert [job.pk for job in results] == [by_state[state]]
+
+
+def test_job_list_shows_each_jobs_state_by_its_dashboard_name(staff_client):
+    by_state = _jobs_in_every_state()
+    page = staff_client.get(reverse(JOBS)).content.decode()
+    for state in by_state:
+        assert f'<span class="kgc-state kgc-state-{state}">{state}</span>' in page
+
+
+def test_job_list_shows_tenant_times_duration_and_the_last_error_shortened(staff_client):
+    job_id = defer("email", tenant_id=31)
+    fail(job_id, messages=("the SMTP server refused the recipient " + "x" * 80,))
+    results = staff_client.get(reverse(JOBS)).context["cl"].result_list
+    job = results[0]
+    assert (job.pk, job.queued_at is not None, job.started_at is not None, job.finished_at is not None) == (
+        job_id,
+        True,
+        True,
+        True,
+    )
+    page = staff_client.get(reverse(JOBS)).content.decode()
+    row = page[page.index(f">{job_id}</a>") :].split("</tr>")[0]
+    assert '<td class="field-tenant">31</td>' in row
+    text = "ValueError: the SMTP server refused the recipient " + "x" * 80
+    assert f'title="{text}">{console.text_shorten(text, 28)}</span>' in row
+
+
+def test_job_list_filters_by_when_jobs_finished(staff_client):
+    recent, old = defer("email"), defer("email")
+    succeed(recent)
+    succeed(old)
+    events_move(old, by=timedelta(days=3))
+    since = (timezone.now() - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    results = staff_client.get(reverse(JOBS), {"finished_from": since}).context["cl"].result_list
+    assert [job.pk for job in results] == [recent]
+    day = (timezone.now() - timedelta(days=3)).date().isoformat()
+    results = staff_client.get(reverse(JOBS), {"finished_from": day, "finished_to": day}).context["cl"].result_list
+    assert [job.pk for job in results] == [old]
+
+
+def test_a_bad_finished_date_shows_no_jobs_and_says_why(staff_client):
+    succeed(defer("email"))
+    response = staff_client.get(reverse(JOBS), {"finished_to": "last tuesday"})
+    assert list(response.context["cl"].result_list) == []
+    assert _messages(response) == [
+        "Finished to: expected a date such as 2026-12-01 or 2026-12-01 14:30, got 'last tuesday'"
+    ]
+
+
+def test_job_list_links_to_a_set_of_jobs_by_id(staff_client):
+    wanted = [defer("email"), defer("email")]
+    defer("email")
+    results = staff_client.get(reverse(JOBS), {"id__in": ",".join(map(str, wanted))}).context["cl"].result_list
+    assert sorted(job.pk for job in results) == wanted
+
+
+# --- The job page ------------------------------------------------------------------------------
+
+
+def test_a_job_retried_by_hand_numbers_its_attempts_in_order(staff_client):
+    job_id = defer("email")
+    fail(job_id, messages=("first run",))
+    jobs.retry_job(job_id)
+    fail(job_id, messages=("second run",))
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert re.findall(r"<h3>Attempt (\d+) &middot; .*? &middot; (.*?)</h3>", page) == [
+        ("1", "failed for good; retried by hand later"),
+        ("2", "failed for good"),
+    ]
+
+
+def test_job_page_shows_the_priority_in_bullmq_numbers(staff_client):
+    job_id, _ = jobs.job_defer(task_name="tests.noop_email", kwargs={}, priority=3)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert '<td id="job-priority">3 <span class="kgc-muted">(1 is the highest' in page
+
+
+def test_job_page_shows_the_return_value_and_the_duration(staff_client):
+    job_id = defer("email")
+    succeed(job_id)
+    JobResult.objects.create(job_id=job_id, value={"clients_scored": 12}, recorded_at=timezone.now())
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert "{\n  &quot;clients_scored&quot;: 12\n}" in page
+    assert re.search(r'<td id="job-duration">\d+\.\d{3} s</td>', page)
+
+
+def test_job_page_opens_the_traceback_at_the_projects_frames(staff_client):
+    job_id = defer("email")
+    fail(job_id, messages=("bad payload",))
+    JobFailure.objects.filter(job_id=job_id).update(traceback=TRACEBACK)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert "<details><summary>1 framework frame</summary>" in page
+    own = page[page.index('<div class="kgc-own">') :].split("</div>")[0]
+    assert "File &quot;/srv/kgc/compliance/tasks.py&quot;, line 30, in refresh_tenant" in own
+
+
+def test_the_retry_button_is_a_primary_button(staff_client):
+    job_id = defer("email")
+    fail(job_id)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert 'class="button kgc-primary" href="' + reverse("admin:kgc_job_retry", args=[job_id]) in page
+    assert '<ul class="object-tools">' not in page
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/usr/lib/python3.12/site-packages/procrastinate/worker.py", line 300, in run_job
+    result = await task_result
+  File "/srv/kgc/compliance/tasks.py", line 30, in refresh_tenant
+    tenant = tenant_get(tenant_id)
+ValueError: bad payload"""
+
+
+def test_a_later_page_of_jobs_shows_its_own_rows_with_their_columns(staff_client):
+    ids = [defer("email", tenant_id=n) for n in range(120)]
+    results = staff_client.get(reverse(JOBS), {"p": 2}).context["cl"].result_list
+    assert [job.pk for job in results] == sorted(ids, reverse=True)[100:]
+    assert all(job.queued_at is not None for job in results)
+
+
+def test_an_unknown_state_shows_no_jobs_and_names_the_known_ones(staff_client):
+    defer("email")
+    response = staff_client.get(reverse(JOBS), {"status": "todo"})
+    assert list(response.context["cl"].result_list) == []
+    assert _messages(response) == [
+        "Unknown state 'todo': one of waiting, active, delayed, completed, failed, paused, cancelled."
+    ]

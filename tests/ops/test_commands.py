@@ -167,7 +167,7 @@ def test_an_unknown_queue_is_one_line_on_stderr():
 def test_a_bad_age_is_exit_code_2_naming_it(flag):
     result = manage("cleanup_queue", "email", flag, "seven days")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert result.stderr.strip().splitlines() == [
         f"manage.py cleanup_queue: error: argument {flag}: expected an age such as 7d, 12h, 30m or 90s, "
         "got 'seven days'"
-    )
+    ]

@@ -4,6 +4,7 @@
  *   KGC_JOBS_URL, KGC_JOBS_TOKEN  the server and a valid token
  *   KGC_TEST_TENANT_ID            an active tenant with no documents or filings
  *   KGC_TEST_USER_ID              a member of that tenant with no email choices yet
+ *   KGC_TEST_TENANT_SLUG          that tenant's slug
  *   KGC_TEST_RESULTS              a file where the enqueued jobs are written, for the
  *                                 worker that processes them afterwards
  */
@@ -34,6 +35,7 @@ function required(name: string): string {
 
 const tenantId = Number(required('KGC_TEST_TENANT_ID'));
 const userId = Number(required('KGC_TEST_USER_ID'));
+const tenantSlug = required('KGC_TEST_TENANT_SLUG');
 const enqueued: Record<string, string> = {};
 
 after(() => {
@@ -118,6 +120,11 @@ test('enqueueFilingReminder for a tenant queues that tenant’s reminders', asyn
   assert.deepEqual([job.queue, job.name], ['filing-reminder', 'notifications.send_filing_reminders']);
 });
 
+test('enqueueFilingReminder takes a tenant slug as well as an id', async () => {
+  const job = await enqueueFilingReminder(tenantSlug);
+  assert.deepEqual([job.queue, job.name], ['filing-reminder', 'notifications.send_filing_reminders']);
+});
+
 test('enqueueFilingReminder for an unknown tenant is a 404', async () => {
   const error = await rejection(enqueueFilingReminder(987654321));
   assert.equal(error.status, 404);
@@ -139,6 +146,7 @@ test('getAllQueueStats answers the four queues', async () => {
   const stats = await getAllQueueStats();
   assert.deepEqual(Object.keys(stats).sort(), ['compliance', 'email', 'expiry-notification', 'filing-reminder']);
   assert.equal(typeof stats.email.waiting, 'number');
+  assert.equal(stats.email.isPaused, false);
 });
 
 test('getQueueStats counts the waiting email', async () => {
@@ -166,6 +174,7 @@ test('pauseQueue counts waiting jobs as paused', async () => {
     const stats = await getQueueStats('filing-reminder');
     assert.equal(stats.waiting, 0);
     assert.ok(stats.paused >= 1);
+    assert.equal(stats.isPaused, true);
   } finally {
     await resumeQueue('filing-reminder');
   }

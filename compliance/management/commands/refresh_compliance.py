@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import date
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -15,15 +15,15 @@ from compliance import services
 from compliance.exceptions import UnknownTenant
 from compliance.models import ScoreLevel, Tenant
 from compliance.selectors import tenant_get, tenant_local_date
-from kgc.commands import iso_date
-from kgc.job_helpers import enqueue_compliance_refresh
+from kgc.commands import ProjectCommand, iso_date
+from kgc.job_helpers import compliance_refresh_defer
 
 logger = logging.getLogger("compliance")
 
 TRIGGERED_BY = "command"
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Refresh compliance scores of one tenant or every active tenant. By default queues the jobs "
         "for the workers; --sync scores here, with a progress bar, and prints what it did."
@@ -48,8 +48,11 @@ class Command(BaseCommand):
     def _enqueue(self, tenant: Tenant | None, as_of: date | None) -> None:
         scope = f"tenant {tenant.slug}" if tenant else "every active tenant"
         if as_of is None:
-            job_id = enqueue_compliance_refresh(tenant.pk if tenant else None, triggered_by=TRIGGERED_BY)
-            self.stdout.write(f"Queued the compliance refresh of {scope}: job {job_id}")
+            job_id, created = compliance_refresh_defer(tenant.pk if tenant else None, triggered_by=TRIGGERED_BY)
+            if created:
+                self.stdout.write(f"Queued the compliance refresh of {scope}: job {job_id}")
+            else:
+                self.stdout.write(f"A compliance refresh of {scope} was already waiting: job {job_id}; nothing queued")
             return
         tenants = [tenant] if tenant else list(Tenant.objects.filter(is_active=True).order_by("pk"))
         job_ids = services.compliance_refresh_for_day_fan_out(tenants=tenants, as_of=as_of, triggered_by=TRIGGERED_BY)

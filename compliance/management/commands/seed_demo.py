@@ -3,15 +3,15 @@ from __future__ import annotations
 import time
 from datetime import date
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
 from compliance.demo import demo_data_seed
-from kgc.commands import iso_date, positive_int
+from kgc.commands import ProjectCommand, iso_date, positive_int
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Load deterministic demo data: tenants with staff in every role, clients, documents and filings."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from kgc import jobs
-from kgc.commands import age
+from kgc.commands import ProjectCommand, age
 from kgc.queues import UnknownQueue, queue_get
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Delete a queue's completed and failed jobs older than the given ages (7d, 12h, 30m...), "
         "with their events and failure records. An age left out keeps those jobs; with neither, "

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from kgc import jobs, metrics
-from kgc.commands import positive_int
+from kgc.commands import ProjectCommand, positive_int
 from kgc.queues import UnknownQueue
 
 MESSAGE_WIDTH = 60
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "List failed jobs, newest first: queue, task, tenant, attempts and the last error."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -6,13 +6,14 @@ import getpass
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from kgc import jobs
+from kgc.commands import ProjectCommand
 from kgc.queues import UnknownQueue
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Pause a queue: workers start none of its jobs until resume_queue; running jobs finish."
 
     def add_arguments(self, parser: CommandParser) -> None:

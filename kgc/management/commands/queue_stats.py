@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from kgc import metrics
+from kgc.commands import ProjectCommand
 
 COLUMNS = ("waiting", "active", "delayed", "completed", "failed", "paused", "cancelled")
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Show each queue's job counts, whether it is paused and how long its oldest waiting job has waited."
 
     def add_arguments(self, parser: CommandParser) -> None:

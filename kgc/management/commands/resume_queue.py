@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from kgc import jobs
+from kgc.commands import ProjectCommand
 from kgc.queues import UnknownQueue
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Resume a paused queue: workers start its jobs again at once."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from argparse import ArgumentTypeError
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
 from compliance.exceptions import UnknownTenant
 from compliance.models import Tenant
 from compliance.selectors import tenant_get, tenant_local_date
-from kgc.commands import iso_date
+from kgc.commands import ProjectCommand, iso_date
 from notifications import reminders
 
 
-class ReminderCommand(BaseCommand):
+class ReminderCommand(ProjectCommand):
     """One reminder service over one tenant or every active tenant (shared by both reminder commands)."""
 
     what = "document-expiry notifications"
@@ -27,7 +26,7 @@ class ReminderCommand(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", help="tenant id or slug (default: every active tenant)")
-        parser.add_argument("--as-of", help="YYYY-MM-DD to check for (default: each tenant's today)")
+        parser.add_argument("--as-of", type=iso_date, help="YYYY-MM-DD to check for (default: each tenant's today)")
         parser.add_argument("--dry-run", action="store_true", help="print who would be told what; write nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -35,10 +34,7 @@ class ReminderCommand(BaseCommand):
             tenant = tenant_get(options["tenant"]) if options["tenant"] is not None else None
         except UnknownTenant as exc:
             raise CommandError(str(exc), returncode=2) from None
-        try:
-            as_of = iso_date(options["as_of"]) if options["as_of"] is not None else None
-        except ArgumentTypeError as exc:
-            raise CommandError(f"--as-of: {exc}", returncode=2) from None
+        as_of: date | None = options["as_of"]
         tenants = [tenant] if tenant else list(Tenant.objects.filter(is_active=True).order_by("pk"))
         now = timezone.now()
         progress = tqdm(tenants, unit="tenant", disable=options["verbosity"] == 0 or len(tenants) < 2)
@@ -48,9 +44,9 @@ class ReminderCommand(BaseCommand):
             self._send(progress, as_of, now)
 
     def _dry_run(self, tenants: Any, as_of: date | None, now: Any) -> None:
-        total = 0
+        due = sent = to_send = 0
         for tenant in tenants:
-            plan = type(self).plan(tenant=tenant, as_of=as_of or tenant_local_date(tenant, now))
+            plan = type(self).plan(tenant=tenant, as_of=as_of or tenant_local_date(tenant, now), explain=True)
             for reminder in plan.reminders:
                 person = reminder.recipient
                 self.stdout.write(
@@ -62,8 +58,12 @@ class ReminderCommand(BaseCommand):
                     f"{tenant.slug} {plan.as_of}: assignee user {skipped.user_id} of filing {skipped.filing_id} "
                     "skipped: not an active member of this tenant"
                 )
-            total += len(plan.reminders)
-        self.stdout.write(f"Dry run: {total} {self.what} would be sent; nothing was written")
+            due += plan.due or 0
+            sent += plan.already_sent or 0
+            to_send += len(plan.reminders)
+        self.stdout.write(
+            f"Dry run: {due} {self.what} due, {sent} of them already sent, {to_send} to be sent; nothing was written"
+        )
 
     def _send(self, tenants: Any, as_of: date | None, now: Any) -> None:
         count = notifications = emails = duplicates = skipped = 0

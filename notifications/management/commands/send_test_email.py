@@ -7,14 +7,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core import mail
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from kgc.commands import ProjectCommand
 from notifications import rendering
 from notifications.delivery import message_compose, provider_message_id, send_failure_classify, sender_domain
 from notifications.services import email_request_errors
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Send a sample email (one of the templates) to ADDRESS through the configured backend."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -25,8 +25,21 @@ def test_dry_run_prints_who_would_be_told_what_and_writes_nothing(tenant, member
     document = document_expiring(tenant, 14)
     out = run("check_expiry", "--tenant", tenant.slug, "--as-of", AS_OF.isoformat(), "--dry-run")
     assert f"Ana Otieno <ana@firm.example> (admin) ← [NORMAL] TIN Certificate for {document.client.name}" in out
-    assert "1 document-expiry notifications would be sent; nothing was written" in out
+    assert "Dry run: 1 document-expiry notifications due, 0 of them already sent, 1 to be sent" in out
     assert Notification.objects.count() == OutboundEmail.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_dry_run_counts_the_reminders_already_sent_apart(tenant, member_of, document_expiring):
+    member_of(tenant, "admin")
+    member_of(tenant, "manager")
+    document_expiring(tenant, 14)
+    run("check_expiry", "--tenant", tenant.slug, "--as-of", AS_OF.isoformat())
+    member_of(tenant, "compliance_officer")
+    out = run("check_expiry", "--tenant", tenant.slug, "--as-of", AS_OF.isoformat(), "--dry-run")
+    assert out.splitlines()[-1] == (
+        "Dry run: 3 document-expiry notifications due, 2 of them already sent, 1 to be sent; nothing was written"
+    )
 
 
 @pytest.mark.django_db
