@@ -34,6 +34,7 @@ an invalid address, provider 4xx, bad template data) fail the row at once and ra
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import smtplib
 import threading
@@ -56,9 +57,6 @@ from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, models, transaction
-from django.db.models import OuterRef, Q, Subquery
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Lower
 from django.utils import timezone
 from procrastinate.contrib.django import app
 from procrastinate.types import JSONValue
@@ -67,12 +65,12 @@ from kgc import jobs
 from kgc.retry import PermanentJobError
 from notifications import rendering, suppressions
 from notifications.exceptions import NotificationError
+from notifications.mime import PreparedEmail
 from notifications.models import (
     Notification,
     NotificationEmailStatus,
     OutboundEmail,
     OutboundStatus,
-    Suppression,
     SuppressionReason,
 )
 from notifications.preferences import ALL_KINDS, EmailLinks, email_links
@@ -191,7 +189,7 @@ def message_compose(
     message_id: str,
     headers: dict[str, str],
     links: EmailLinks | None = None,
-) -> EmailMultiAlternatives:
+) -> PreparedEmail:
     """A message with its text and HTML parts and the given Message-ID and headers.
 
     With ``links`` (an email to a member, and a public URL to point them at), the footer
@@ -218,7 +216,7 @@ def message_compose(
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
     try:
-        message = EmailMultiAlternatives(
+        message = PreparedEmail(
             subject=rendered.subject,
             body=rendered.text,
             from_email=settings.DEFAULT_FROM_EMAIL,
@@ -226,29 +224,47 @@ def message_compose(
             headers={"Message-ID": message_id, **headers},
         )
         message.attach_alternative(rendered.html, "text/html")
-        # Built and serialised now, not first inside the backend's send: a message that
+        # Built and serialised now, once, not inside the backend's send: a message that
         # cannot be built fails here, as the permanent error it is.
-        message.message().as_bytes()
+        message.prepare(to_name=to_name, to_email=to_email)
     except Exception as exc:
         raise MessageBuildError(f"the message cannot be built: {type(exc).__name__}: {exc}"[:500]) from exc
     return message
 
 
-def email_links_for(email: OutboundEmail) -> EmailLinks | None:
+@dataclass(frozen=True)
+class EmailToSend:
+    """An outbound email row and what its message needs, read with its send lock in one
+    statement (``LOCK_AND_GET_SQL``): no model instances on the send path."""
+
+    pk: int
+    tenant_id: int
+    tenant_name: str
+    notification_id: int | None
+    to_email: str
+    to_name: str
+    subject: str
+    template: str
+    context: dict[str, Any]
+    status: str
+    send_locked: bool
+    suppressed_as: str | None
+    member_id: int | None  # the person it is for: a notification's recipient, or a digest's
+    kind: str | None  # a notification's kind; ALL_KINDS for a digest
+
+
+def email_links_for(email: EmailToSend) -> EmailLinks | None:
     """The preferences and unsubscribe links of an email to a member: a notification's
     (that kind) or a digest's (every kind). None for an email to an address the system
     knows no member by (the API's), and without ``KGC_PUBLIC_URL``."""
-    digest = getattr(email, "digest", None)  # the reverse one-to-one: absent on other emails
-    if email.notification is not None:
-        user_id, kind = email.notification.recipient_id, email.notification.kind
-    elif digest is not None:
-        user_id, kind = digest.recipient_id, ALL_KINDS
-    else:
+    if email.member_id is None or email.kind is None:
         return None
-    return email_links(public_url=settings.KGC_PUBLIC_URL, user_id=user_id, tenant_id=email.tenant_id, kind=kind)
+    return email_links(
+        public_url=settings.KGC_PUBLIC_URL, user_id=email.member_id, tenant_id=email.tenant_id, kind=email.kind
+    )
 
 
-def email_message_build(email: OutboundEmail) -> EmailMultiAlternatives:
+def email_message_build(email: EmailToSend) -> PreparedEmail:
     """The message for one row: stable Message-ID, X-KGC-Tenant and X-KGC-Notification headers,
     and the unsubscribe headers and links of an email to a member."""
     message = message_compose(
@@ -257,7 +273,7 @@ def email_message_build(email: OutboundEmail) -> EmailMultiAlternatives:
         subject=email.subject,
         template=email.template,
         data=email.context,
-        tenant_name=email.tenant.name,
+        tenant_name=email.tenant_name,
         message_id=message_id_for(
             outbound_email_id=email.pk, tenant_id=email.tenant_id, from_email=settings.DEFAULT_FROM_EMAIL
         ),
@@ -282,22 +298,66 @@ def send_lock_key(outbound_email_id: int) -> int:
     return (ADVISORY_LOCK_NAMESPACE << 32) | (outbound_email_id & 0xFFFF_FFFF)
 
 
-def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> OutboundEmail:
+# The row, the tenant's name, whom it is for (a notification's recipient or a digest's), the
+# address's suppression if any (the newest), and its send lock, in one statement. The lock
+# is taken only when the row exists (pg_try_advisory_lock runs for the row found).
+LOCK_AND_GET_SQL = """
+SELECT email.id, email.tenant_id, tenant.name, email.notification_id, email.to_email, email.to_name,
+       email.subject, email.template, email.context, email.status,
+       pg_try_advisory_lock(%(key)s) AS send_locked,
+       (SELECT suppression.reason FROM notifications_suppression AS suppression
+         WHERE suppression.email = lower(email.to_email)
+           AND (suppression.tenant_id = email.tenant_id OR suppression.tenant_id IS NULL)
+         ORDER BY suppression.created_at DESC LIMIT 1) AS suppressed_as,
+       coalesce(notification.recipient_id, digest.recipient_id) AS member_id,
+       CASE WHEN notification.id IS NOT NULL THEN notification.kind
+            WHEN digest.id IS NOT NULL THEN %(all_kinds)s END AS kind
+  FROM notifications_outboundemail AS email
+  JOIN compliance_tenant AS tenant ON tenant.id = email.tenant_id
+  LEFT JOIN notifications_notification AS notification ON notification.id = email.notification_id
+  LEFT JOIN notifications_digest AS digest ON digest.outbound_email_id = email.id
+ WHERE email.id = %(id)s AND (%(tenant_id)s::bigint IS NULL OR email.tenant_id = %(tenant_id)s)
+"""
+
+
+def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> EmailToSend:
     """The row, with ``send_locked``: whether this call took its advisory lock (one query).
 
     A session lock, not a transaction one: the send runs outside any transaction, and
     the lock must last until the outcome is recorded (or the process dies with it).
     """
-    rows = OutboundEmail.objects.select_related("tenant", "notification", "digest").filter(pk=outbound_email_id)
-    if tenant_id is not None:
-        rows = rows.filter(tenant_id=tenant_id)
-    suppressions = Suppression.objects.filter(email=Lower(OuterRef("to_email"))).filter(
-        Q(tenant_id=OuterRef("tenant_id")) | Q(tenant__isnull=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            LOCK_AND_GET_SQL,
+            {
+                "id": outbound_email_id,
+                "tenant_id": tenant_id,
+                "key": send_lock_key(outbound_email_id),
+                "all_kinds": ALL_KINDS,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise OutboundEmail.DoesNotExist(f"no outbound email {outbound_email_id} of tenant {tenant_id}")
+    (pk, tenant, tenant_name, notification, to_email, to_name, subject, template, context, status, locked,
+     suppressed_as, member, kind) = row  # fmt: skip
+    return EmailToSend(
+        pk=pk,
+        tenant_id=tenant,
+        tenant_name=tenant_name,
+        notification_id=notification,
+        to_email=to_email,
+        to_name=to_name,
+        subject=subject,
+        template=template,
+        # A raw cursor may leave jsonb as text.
+        context=context if isinstance(context, dict) else json.loads(context),
+        status=status,
+        send_locked=locked,
+        suppressed_as=suppressed_as,
+        member_id=member,
+        kind=kind,
     )
-    return rows.annotate(
-        send_locked=RawSQL("pg_try_advisory_lock(%s)", [send_lock_key(outbound_email_id)]),
-        suppressed_as=Subquery(suppressions.values("reason")[:1]),
-    ).get()
 
 
 def _send_unlock(outbound_email_id: int) -> None:
@@ -392,7 +452,7 @@ UPDATE notifications_notification AS notification SET email_status = %(notificat
 """
 
 
-def _claim(email: OutboundEmail) -> int | None:
+def _claim(email: EmailToSend) -> int | None:
     """queued → sending, attempts + 1; return the attempt number, or None if no longer queued."""
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_SQL, {"id": email.pk, "tenant_id": email.tenant_id})
@@ -401,7 +461,7 @@ def _claim(email: OutboundEmail) -> int | None:
 
 
 def _record(
-    email: OutboundEmail,
+    email: EmailToSend,
     *,
     from_status: str,
     status: str,
@@ -435,7 +495,7 @@ def _record(
         )
 
 
-def _fail(email: OutboundEmail, *, from_status: str, reason: str, delivery_unknown: bool = False) -> None:
+def _fail(email: EmailToSend, *, from_status: str, reason: str, delivery_unknown: bool = False) -> None:
     _record(
         email,
         from_status=from_status,
@@ -446,7 +506,7 @@ def _fail(email: OutboundEmail, *, from_status: str, reason: str, delivery_unkno
     )
 
 
-def _log_fields(email: OutboundEmail) -> dict[str, Any]:
+def _log_fields(email: EmailToSend) -> dict[str, Any]:
     domain = email.to_email.rpartition("@")[2]
     return {
         "outbound_email_id": email.pk,
@@ -467,7 +527,7 @@ def email_send(
     or ``EmailPermanentError`` (no retry) after recording the failure on the row.
     """
     email = _email_lock_and_get(outbound_email_id, tenant_id)
-    if not email.send_locked:  # type: ignore[attr-defined]
+    if not email.send_locked:
         # Another worker is in the middle of this row. Normally it records the outcome
         # itself; looking again later (not on the last attempt) also covers a worker
         # that was abandoned at shutdown and dies before recording.
@@ -480,15 +540,15 @@ def email_send(
         _send_unlock(outbound_email_id)
 
 
-def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> str:
+def _send_locked(email: EmailToSend, *, final_attempt: bool, mailer: str) -> str:
     if email.status == OutboundStatus.SENT:
         return SendOutcome.ALREADY_SENT
     if email.status == OutboundStatus.FAILED:
         return SendOutcome.ALREADY_FAILED
     if email.status == OutboundStatus.SENDING:
         return _interrupted(email)
-    if email.suppressed_as:  # type: ignore[attr-defined]
-        return _suppressed(email, reason=email.suppressed_as)  # type: ignore[attr-defined]
+    if email.suppressed_as:
+        return _suppressed(email, reason=email.suppressed_as)
     try:
         message = email_message_build(email)
     except (HeaderInjection, MessageBuildError, rendering.EmailDataError) as exc:
@@ -501,7 +561,7 @@ def _send_locked(email: OutboundEmail, *, final_attempt: bool, mailer: str) -> s
     return _deliver(email, message, attempt=attempt, final_attempt=final_attempt, mailer=mailer)
 
 
-def _suppressed(email: OutboundEmail, *, reason: str) -> str:
+def _suppressed(email: EmailToSend, *, reason: str) -> str:
     """Not handed to the server: the address bounced, or complained about this tenant's email."""
     _record(
         email,
@@ -514,7 +574,7 @@ def _suppressed(email: OutboundEmail, *, reason: str) -> str:
     return SendOutcome.SUPPRESSED
 
 
-def _interrupted(email: OutboundEmail) -> str:
+def _interrupted(email: EmailToSend) -> str:
     reason = (
         "delivery unknown: the worker sending this email stopped before recording the outcome; "
         "it may have been delivered. Check with the recipient or the provider, then resend if needed."
@@ -525,7 +585,7 @@ def _interrupted(email: OutboundEmail) -> str:
 
 
 def _deliver(
-    email: OutboundEmail, message: EmailMultiAlternatives, *, attempt: int, final_attempt: bool, mailer: str
+    email: EmailToSend, message: EmailMultiAlternatives, *, attempt: int, final_attempt: bool, mailer: str
 ) -> str:
     try:
         with mailer_connection(mailer) as backend:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from kgc.commands import ProjectCommand
 from kgc.views import readiness_checks
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Check that the database answers, migrations are applied, every product queue has a live worker, "
         "the scheduler runs and no worker duty keeps failing. Exit code 1 when not ready."

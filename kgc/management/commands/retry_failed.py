@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from kgc import jobs
+from kgc.commands import ProjectCommand
 from kgc.queues import UnknownQueue
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Retry every failed job of a queue (or of all queues): each goes back to waiting with fresh attempts. "
         "Send jobs whose email's delivery is unknown are left out and counted: resend those one at a time "

@@ -15,11 +15,11 @@ import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import autoreload
 from procrastinate.contrib.django import app
 
-from kgc.commands import positive_int
+from kgc.commands import ProjectCommand, positive_int
 from kgc.queue import process
 from kgc.queue.config import ConcurrencyError, queue_concurrency, worker_config
 from kgc.queues import QUEUES, UnknownQueue, queue_get
@@ -27,7 +27,7 @@ from kgc.queues import QUEUES, UnknownQueue, queue_get
 CHILD = "KGC_WORKER_CHILD"  # set in the environment of the processes a parent starts
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Run the job workers: every queue with its concurrency, plus the scheduler, in N processes."
 
     def add_arguments(self, parser: CommandParser) -> None:
