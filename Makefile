@@ -10,12 +10,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test lint format typecheck worker web migrate seed bench clean
+.PHONY: help run test test-faults lint format typecheck worker web migrate seed bench clean
 
 help:
 	@echo "make run        set up, start PostgreSQL (embedded unless DATABASE_URL), migrate, load demo data,"
 	@echo "                create an admin user, serve the admin on 127.0.0.1:8000 and run the workers"
-	@echo "make test       the whole test suite, lint, type check and migration checks"
+	@echo "make test       the test suite, lint, type check and migration checks"
+	@echo "make test-faults the database-fault tests (a private PostgreSQL cluster, restarted and cut)"
 	@echo "make lint       ruff (lint and format check)"
 	@echo "make worker     the workers only (all queues, with the scheduler)"
 	@echo "make bench      the benchmarks in bench/ (long; prints figures)"
@@ -63,7 +64,12 @@ $(NODE_DEPS): clients/typescript/package-lock.json
 
 test: $(STAMP) lint typecheck $(NODE_DEPS)
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
-	DEBUG=true $(BIN)/pytest
+	DEBUG=true $(BIN)/pytest -m "not fault"
+
+# The database-fault tests: each starts a private PostgreSQL cluster and restarts, stops or
+# cuts it (a few minutes; CI runs them after `make test`).
+test-faults: $(STAMP)
+	DEBUG=true $(BIN)/pytest -m fault
 
 bench: $(STAMP)
 	@for name in queue refresh reminders email admin; do echo "== bench/$$name.py"; DEBUG=true $(BIN)/python -m bench.$$name || exit 1; done

@@ -343,3 +343,58 @@ def proxy(cluster: Cluster) -> Iterator[FreezingProxy]:
 
 
 __all__ = ["ROOT", "Cluster", "Database", "FaultWorkers", "FreezingProxy", "health", "registered", "wait_registered"]
+
+
+class Bouncer:
+    """A PgBouncer in session pooling in front of the cluster (run as the postgres user)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.port = free_port()
+        self.config = cluster.root / "pgbouncer.ini"
+        self.config.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={cluster.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir = {cluster.root}\n"
+            "auth_type = trust\n"
+            f"auth_file = {cluster.root / 'users.txt'}\n"
+            "pool_mode = session\nmax_client_conn = 500\ndefault_pool_size = 100\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {cluster.root / 'pgbouncer.log'}\n"
+        )
+        (cluster.root / "users.txt").write_text('"postgres" ""\n')
+        if os.geteuid() == 0:
+            for path in (self.config, cluster.root / "users.txt"):
+                shutil.chown(path, "postgres", "postgres")
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        self.process = subprocess.Popen(  # noqa: S603 - the machine's pgbouncer, our config
+            _as_postgres([binary, str(self.config)]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(self._answers, timeout=30, message="pgbouncer to listen")
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False
+
+    def url(self, database_url: str) -> str:
+        database = database_url.rsplit("/", 1)[1]
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def pgbouncer(cluster: Cluster) -> Iterator[Bouncer]:
+    if not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    bouncer = Bouncer(cluster)
+    yield bouncer
+    bouncer.stop()

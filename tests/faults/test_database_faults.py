@@ -215,3 +215,12 @@ def test_a_worker_that_cannot_recover_exits_non_zero(cluster, database, fault_wo
     finally:
         cluster.start()
     assert "giving up: duty" in fault_workers.log(single)
+
+
+def test_through_pgbouncer_everything_goes_on_after_a_database_restart(cluster, database, fault_workers, pgbouncer):
+    worker = fault_workers.start(DATABASE_URL=pgbouncer.url(database.url), KGC_TEST_CRON=EVERY_2_SECONDS)
+    wait_registered(database, worker)
+    wait_for(lambda: ran_ticks_after(database, 0, 1), timeout=60, message="a first tick")
+    cluster.restart()
+    recovers(database, fault_workers, [worker], time.time())
+    assert "duty heartbeat failed" in fault_workers.log(worker) or "duty listener failed" in fault_workers.log(worker)
