@@ -146,7 +146,8 @@ if EMAIL_PROVIDER == "smtp":
     # The seed's SMTP_SECURE means implicit TLS (port 465); otherwise STARTTLS on 587.
     _smtp_ssl = env.bool("SMTP_SECURE", default=False)
     _mailer = {
-        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        # Django's SMTP backend, sending the notifications' prepared messages as they are.
+        "BACKEND": "notifications.mime.SMTPBackend",
         "OPTIONS": {
             "host": env.str("SMTP_HOST"),
             "port": _smtp_port,

@@ -27,6 +27,7 @@ import email
 import email.policy
 import re
 import secrets
+import smtplib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -34,6 +35,7 @@ from email.utils import format_datetime, parseaddr
 from typing import Any
 
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends import smtp
 
 CRLF = "\r\n"
 MAX_LINE = 78
@@ -91,12 +93,11 @@ def address_header(name: str, display_name: str, addr_spec: str) -> str:
     return _fold(name, address(display_name, addr_spec).split(" "))
 
 
-def address(display_name: str, addr_spec: str) -> str:
-    """``Name <local@domain>``, the display name quoted or encoded as need be."""
-    _check_one_line("address", display_name)
+def envelope_address(addr_spec: str) -> str:
+    """``local@domain`` as SMTP carries it: ASCII, a domain that is not ASCII in its IDNA form."""
     _check_one_line("address", addr_spec)
     local, at, domain = addr_spec.rpartition("@")
-    if not at or not local or not domain:
+    if not at or not local or not domain or " " in addr_spec:
         raise MimeError(f"{addr_spec!r} is not an address (local@domain)")
     if not local.isascii():
         raise MimeError(f"{addr_spec!r}: the part before @ must be ASCII")
@@ -105,7 +106,13 @@ def address(display_name: str, addr_spec: str) -> str:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise MimeError(f"{addr_spec!r}: the domain cannot be encoded ({exc})") from None
-    spec = f"<{local}@{domain}>"
+    return f"{local}@{domain}"
+
+
+def address(display_name: str, addr_spec: str) -> str:
+    """``Name <local@domain>``, the display name quoted or encoded as need be."""
+    _check_one_line("address", display_name)
+    spec = f"<{envelope_address(addr_spec)}>"
     if not display_name:
         return spec
     if not display_name.isascii():
@@ -194,6 +201,7 @@ class PreparedEmail(EmailMultiAlternatives):
     functions), instead of twice through the email package's header machinery."""
 
     _prepared: bytes | None = None
+    envelope: tuple[str, list[str]] | None = None  # SMTP's MAIL FROM and RCPT TO, checked
 
     def prepare(self, *, to_name: str, to_email: str, now: datetime | None = None) -> None:
         """Write the message's bytes; raises ``MimeError`` for values no header can carry."""
@@ -207,8 +215,31 @@ class PreparedEmail(EmailMultiAlternatives):
             *(header(name, str(value)) for name, value in self.extra_headers.items()),
         ]
         self._prepared = mime_message(header_lines=lines, text=str(self.body), html=str(html))
+        self.envelope = (envelope_address(from_addr), [envelope_address(to_email)])
+
+    @property
+    def prepared(self) -> bytes | None:
+        return self._prepared
 
     def message(self, *, policy: Any = email.policy.default) -> Any:
         if self._prepared is None:
             return super().message(policy=policy)
         return _Serialised(self._prepared, policy)
+
+
+class SMTPBackend(smtp.EmailBackend):
+    """Django's SMTP backend, sending a ``PreparedEmail``'s bytes and envelope as they are
+    (already checked), rather than parsing its addresses and building its MIME form again."""
+
+    def _send(self, email_message: Any) -> bool:
+        prepared = isinstance(email_message, PreparedEmail) and email_message.prepared and email_message.envelope
+        if not prepared or self.connection is None:
+            return bool(super()._send(email_message))  # type: ignore[misc]
+        sender, recipients = email_message.envelope
+        try:
+            self.connection.sendmail(sender, recipients, email_message.prepared)
+        except smtplib.SMTPException:
+            if not self.fail_silently:
+                raise
+            return False
+        return True

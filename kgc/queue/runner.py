@@ -119,7 +119,9 @@ class JobRunner:
     async def run(self, claim: Claim) -> Outcome:
         job = claim.job
         fields = log_fields(job)
-        logger.info("job started", extra={**fields, "event": "job_started"})
+        verbose = logger.isEnabledFor(logging.INFO)  # two log lines a job: skip building them when off
+        if verbose:
+            logger.info("job started", extra={**fields, "event": "job_started"})
         started = time.monotonic()
         task = self.app.tasks.get(job.task_name)
         try:
@@ -141,9 +143,10 @@ class JobRunner:
         finally:
             self.aborting.discard(job.id or 0)
         duration = time.monotonic() - started
-        logger.info(
-            "job succeeded", extra={**fields, "event": "job_succeeded", "duration_ms": round(duration * 1000, 1)}
-        )
+        if verbose:
+            logger.info(
+                "job succeeded", extra={**fields, "event": "job_succeeded", "duration_ms": round(duration * 1000, 1)}
+            )
         return Outcome(claim=claim, status="succeeded", result=result, duration=duration)
 
     async def _run_async(self, job: jobs_module.Job, task: Any, args: list[Any]) -> Any:

@@ -99,7 +99,7 @@ class SmtpServer:
 
     def mailer(self, **options: Any) -> dict[str, Any]:
         return {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "notifications.mime.SMTPBackend",
             "OPTIONS": {"host": "127.0.0.1", "port": self.port, "use_tls": False, "timeout": 10, **options},
         }
 

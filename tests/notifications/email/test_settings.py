@@ -14,7 +14,7 @@ SHOW = "from django.conf import settings; print(settings.MAILERS['default']['BAC
     [
         ({}, "kgc.mail.ConsoleSummaryBackend"),
         ({"EMAIL_CONSOLE_FULL": "true"}, "django.core.mail.backends.console.EmailBackend"),
-        ({"SMTP_HOST": "smtp.sendgrid.net"}, "django.core.mail.backends.smtp.EmailBackend"),
+        ({"SMTP_HOST": "smtp.sendgrid.net"}, "notifications.mime.SMTPBackend"),
         ({"EMAIL_PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "t"}, "anymail.backends.postmark.EmailBackend"),
         ({"EMAIL_PROVIDER": "mailgun", "MAILGUN_API_KEY": "k"}, "anymail.backends.mailgun.EmailBackend"),
     ],
