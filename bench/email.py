@@ -10,9 +10,9 @@ that takes 200 ms per message, as providers do. Then, in the same run:
 2. the workers (``runworkers --queues email``, rate limit lifted), with the emails
    (document-expiry template, HTML + text, CSS inlined) queued at once; the clock runs from
    the commit that queues them to the last one the server receives:
-   a. one process at the queue's concurrency against the fast server (with its CPU per email);
+   a. one process at ``--concurrency`` (10) against the fast server (with its CPU per email);
    b. ``--processes`` at the CPU count against the fast server;
-   c. one process with ``--slow-concurrency`` (64) against the 200 ms server: sending waits on
+   c. one process with ``--slow-concurrency`` (80) against the 200 ms server: sending waits on
       the network, so it is the number of sends in flight, each thread on a kept-open
       connection to the server, that sets the pace;
 3. the rate limit on: ``--limited-emails`` emails under a scaled window
@@ -34,12 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
+from typing import Any  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import psycopg  # noqa: E402
@@ -50,25 +51,73 @@ SCRATCH = "kgc_ebench"
 
 
 class CountingHandler:
-    def __init__(self, delay: float = 0.0) -> None:
-        self.lock = threading.Lock()
-        self.times: list[float] = []
+    """Counts messages (and when the last one came) in memory shared with the bench process."""
+
+    def __init__(self, count: Any, last: Any, delay: float = 0.0) -> None:
+        self.shared_count = count
+        self.shared_last = last
         self.delay = delay
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)  # a provider's latency; other sessions go on meanwhile
-        with self.lock:
-            self.times.append(time.monotonic())
+        with self.shared_count.get_lock():
+            self.shared_count.value += 1
+            self.shared_last.value = time.monotonic()  # CLOCK_MONOTONIC: the same clock in every process
         return "250 OK"
 
+
+class SmtpServer:
+    """A local SMTP server (aiosmtpd) in a process of its own, so that its work competes with
+    the workers for the cores, as a real server's would, but not for this process's GIL."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        context = multiprocessing.get_context("fork")
+        self.count_value = context.Value("q", 0)
+        self.last_value = context.Value("d", 0.0)
+        self.port = free_port()  # Controller(port=0) fails its own start-up check
+        self.stopped = context.Event()
+        self.process = context.Process(target=self._serve, args=(delay,), daemon=True)
+        self.process.start()
+        wait_until(self._listening, 30, "the SMTP server")
+
+    def _serve(self, delay: float) -> None:
+        import logging
+
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # the server's per-command lines
+        controller = Controller(
+            CountingHandler(self.count_value, self.last_value, delay), hostname="127.0.0.1", port=self.port
+        )
+        controller.start()
+        self.stopped.wait()
+        controller.stop()
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
     def count(self) -> int:
-        with self.lock:
-            return len(self.times)
+        return int(self.count_value.value)
+
+    def last(self) -> float:
+        return float(self.last_value.value)
 
     def reset(self) -> None:
-        with self.lock:
-            self.times.clear()
+        with self.count_value.get_lock():
+            self.count_value.value = 0
+
+    def env(self) -> dict[str, str]:
+        return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.port), "SMTP_STARTTLS": "false"}
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid or 0)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.process.join(10)
 
 
 def free_port() -> int:
@@ -165,7 +214,7 @@ def queue_emails(tenant, count: int, batch: str) -> list[int]:  # noqa: ANN001
         )
 
 
-def bench_baseline(handler: CountingHandler, count: int) -> float:
+def bench_baseline(handler: SmtpServer, count: int) -> float:
     from django.core.mail import send_mail
 
     handler.reset()
@@ -176,7 +225,7 @@ def bench_baseline(handler: CountingHandler, count: int) -> float:
 
 
 def bench_workers(  # noqa: ANN001
-    handler: CountingHandler,
+    handler: SmtpServer,
     tenant,
     count: int,
     env: dict[str, str],
@@ -204,7 +253,7 @@ def bench_workers(  # noqa: ANN001
         started = time.monotonic()
         queue_emails(tenant, count, batch)
         wait_until(lambda: handler.count() >= count, 600, f"{count} emails")
-        elapsed = handler.times[-1] - started
+        elapsed = handler.last() - started
         cpu_ms = (cpu_seconds(workers.pid) - cpu_before) / count * 1000
         time.sleep(1)  # anything sent twice would arrive now
         sent = OutboundEmail.objects.filter(idempotency_key__startswith=f"bench:{batch}:", status="sent").count()
@@ -214,7 +263,7 @@ def bench_workers(  # noqa: ANN001
         stop_workers(workers)
 
 
-def bench_limited(handler: CountingHandler, tenant, count: int, limit: int, window: float, env: dict[str, str]) -> None:  # noqa: ANN001
+def bench_limited(handler: SmtpServer, tenant, count: int, limit: int, window: float, env: dict[str, str]) -> None:  # noqa: ANN001
     from django.db import connection
 
     process = start_workers({**env, "KGC_RATE_LIMITS": f"email={limit}/{window:g}s"}, 1)
@@ -238,18 +287,12 @@ def bench_limited(handler: CountingHandler, tenant, count: int, limit: int, wind
     print(f"  most starts in any {window:g} s window: {most} (limit {limit})")
 
 
-def smtp_server(handler: CountingHandler) -> tuple[Controller, dict[str, str]]:
-    port = free_port()  # Controller(port=0) fails its own start-up check
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    return controller, {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_STARTTLS": "false"}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--slow-concurrency", type=int, default=64, help="sends in flight against the slow server")
+    parser.add_argument("--concurrency", type=int, default=10, help="KGC_CONCURRENCY for the email queue (fast server)")
+    parser.add_argument("--slow-concurrency", type=int, default=80, help="sends in flight against the slow server")
     parser.add_argument("--slow-delay", type=float, default=0.2, help="seconds the slow server takes per message")
     parser.add_argument("--limited-emails", type=int, default=40)
     parser.add_argument("--full-minute", action="store_true", help="the real 100 per 60 s limit (takes 1.5 min)")
@@ -257,9 +300,8 @@ def main() -> None:
 
     server_url = os.environ["DATABASE_URL"]
     scratch_url = admin_url(server_url, SCRATCH)
-    handler, slow_handler = CountingHandler(), CountingHandler(delay=args.slow_delay)
-    controller, smtp_env = smtp_server(handler)
-    slow_controller, slow_env = smtp_server(slow_handler)
+    handler, slow_handler = SmtpServer(), SmtpServer(delay=args.slow_delay)
+    smtp_env, slow_env = handler.env(), slow_handler.env()
     # Production settings (DEBUG off: no query log, no template debug), with a throwaway key.
     os.environ.update(
         {
@@ -277,30 +319,26 @@ def main() -> None:
         import django
 
         django.setup()
-        import logging
-
-        logging.getLogger("mail.log").setLevel(logging.WARNING)  # the SMTP server's per-command lines
         from django.core.management import call_command
         from django.db import connection
 
         from compliance.models import Tenant
-        from kgc.queues import QUEUES
 
         call_command("migrate", verbosity=0)
         tenant = Tenant.objects.create(name="Bench Accounting", slug="bench-accounting")
-        declared = QUEUES["email"].concurrency
+        declared = args.concurrency
         print(f"{args.emails} emails per run, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
         baseline = bench_baseline(handler, args.emails)
         print(f"baseline: {args.emails} bare send_mail calls in one process: {baseline:.0f} emails/s")
-        rate, received, cpu_ms = bench_workers(handler, tenant, args.emails, env)
+        rate, received, cpu_ms = bench_workers(handler, tenant, args.emails, env, concurrency=declared)
         print(
             f"one worker process (concurrency {declared}), fast server: {rate:.0f} emails/s "
             f"({rate / baseline:.2f}x the baseline), {cpu_ms:.2f} ms of worker CPU per email; "
             f"server received {received}"
         )
         rate_n, received_n, cpu_n = bench_workers(
-            handler, tenant, args.emails, env, processes=args.processes, batch="processes"
+            handler, tenant, args.emails, env, processes=args.processes, concurrency=declared, batch="processes"
         )
         print(
             f"{args.processes} worker processes (concurrency {declared} each), fast server: {rate_n:.0f} emails/s, "
@@ -326,8 +364,8 @@ def main() -> None:
             bench_limited(handler, tenant, args.limited_emails, 10, 6.0, env)
         connection.close()
     finally:
-        controller.stop()
-        slow_controller.stop()
+        handler.stop()
+        slow_handler.stop()
         recreate(server_url, SCRATCH, drop_only=True)
 
 

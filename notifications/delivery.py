@@ -47,6 +47,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any
 
+import psycopg
 from anymail.exceptions import (
     AnymailAPIError,
     AnymailInvalidAddress,
@@ -320,23 +321,32 @@ SELECT email.id, email.tenant_id, tenant.name, email.notification_id, email.to_e
 """
 
 
+def _statement(query: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run one of the send path's statements on Django's connection of this thread; its
+    first row. Prepared on the server: the same four statements run for every email, so
+    each is parsed and planned once per connection, not once per email (planning the
+    read's joins cost more than running them)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(query, params, prepare=True)
+        return cursor.fetchone() if cursor.description else None
+
+
 def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> EmailToSend:
     """The row, with ``send_locked``: whether this call took its advisory lock (one query).
 
     A session lock, not a transaction one: the send runs outside any transaction, and
     the lock must last until the outcome is recorded (or the process dies with it).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            LOCK_AND_GET_SQL,
-            {
-                "id": outbound_email_id,
-                "tenant_id": tenant_id,
-                "key": send_lock_key(outbound_email_id),
-                "all_kinds": ALL_KINDS,
-            },
-        )
-        row = cursor.fetchone()
+    row = _statement(
+        LOCK_AND_GET_SQL,
+        {
+            "id": outbound_email_id,
+            "tenant_id": tenant_id,
+            "key": send_lock_key(outbound_email_id),
+            "all_kinds": ALL_KINDS,
+        },
+    )
     if row is None:
         raise OutboundEmail.DoesNotExist(f"no outbound email {outbound_email_id} of tenant {tenant_id}")
     (pk, tenant, tenant_name, notification, to_email, to_name, subject, template, context, status, locked,
@@ -350,7 +360,7 @@ def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> EmailT
         to_name=to_name,
         subject=subject,
         template=template,
-        # A raw cursor may leave jsonb as text.
+        # Django's connection leaves jsonb as text (its JSONField decodes it).
         context=context if isinstance(context, dict) else json.loads(context),
         status=status,
         send_locked=locked,
@@ -361,8 +371,7 @@ def _email_lock_and_get(outbound_email_id: int, tenant_id: int | None) -> EmailT
 
 
 def _send_unlock(outbound_email_id: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [send_lock_key(outbound_email_id)])
+    _statement("SELECT pg_advisory_unlock(%(key)s)", {"key": send_lock_key(outbound_email_id)})
 
 
 # --- Connections to the mail server ---------------------------------------------------------
@@ -454,9 +463,7 @@ UPDATE notifications_notification AS notification SET email_status = %(notificat
 
 def _claim(email: EmailToSend) -> int | None:
     """queued → sending, attempts + 1; return the attempt number, or None if no longer queued."""
-    with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, {"id": email.pk, "tenant_id": email.tenant_id})
-        row = cursor.fetchone()
+    row = _statement(CLAIM_SQL, {"id": email.pk, "tenant_id": email.tenant_id})
     return row[0] if row else None
 
 
@@ -478,21 +485,20 @@ def _record(
     and then the row stays in ``sending``: the rerun fails it as "delivery unknown",
     never sends it twice. The claim, which must be durable before the send, is not.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            RECORD_SQL,
-            {
-                "id": email.pk,
-                "tenant_id": email.tenant_id,
-                "from_status": from_status,
-                "status": status,
-                "last_error": last_error,
-                "message_id": message_id,
-                "sent_at": sent_at,
-                "notification_status": notification_status,
-                "delivery_unknown": delivery_unknown,
-            },
-        )
+    _statement(
+        RECORD_SQL,
+        {
+            "id": email.pk,
+            "tenant_id": email.tenant_id,
+            "from_status": from_status,
+            "status": status,
+            "last_error": last_error,
+            "message_id": message_id,
+            "sent_at": sent_at,
+            "notification_status": notification_status,
+            "delivery_unknown": delivery_unknown,
+        },
+    )
 
 
 def _fail(email: EmailToSend, *, from_status: str, reason: str, delivery_unknown: bool = False) -> None:

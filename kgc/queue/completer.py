@@ -31,7 +31,7 @@ from kgc.results import result_json
 
 logger = logging.getLogger("kgc.worker")
 
-FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its statement
+FLUSH_DELAY = 0.01  # seconds an outcome may wait for others to share its statement
 BATCH_MAX = 500
 
 

@@ -76,6 +76,8 @@ EXIT_UNRECOVERABLE = 3
 NOT_REGISTERED = "KGC01"  # kgc_fetch_jobs: this worker's registration was removed
 LISTEN_CHECK = 5.0  # seconds of silence after which the listener checks its connection
 QUEUE_CHANNEL = "procrastinate_queue_v1#{queue}"
+# How long a claim may wait for more of a queue's slots to free up (see _batch_pending).
+CLAIM_BATCH_WINDOW = 0.02
 
 
 class Worker:
@@ -95,6 +97,7 @@ class Worker:
         # notification says it has new jobs, or until the next poll.
         self._drained_until: dict[str, float] = dict.fromkeys(self.queue_names, 0.0)
         self._notified_at: dict[str, float] = dict.fromkeys(self.queue_names, 0.0)
+        self._slots_free_since: float | None = None  # when a job last freed a slot since the last claim
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_beat = -1e9
@@ -285,12 +288,13 @@ class Worker:
             self._wake.clear()
             now = time.monotonic()
             wants = {} if self.fenced() else self._wants(now)
-            claimed = await self._claim(wants, now) if wants else 0
+            held_back = self._batch_pending(wants, now)
+            claimed = await self._claim(wants, now) if wants and held_back is None else 0
             handle.healthy()
             if self.config.one_shot and wants and not claimed and not self._jobs:
                 self.stop()  # ``--one-shot``: the queues are empty
                 return
-            timeout = self.config.poll_interval
+            timeout = self.config.poll_interval if held_back is None else held_back
             upcoming = [until - now for until in self._drained_until.values() if until > now]
             if upcoming:
                 timeout = min(timeout, *upcoming)
@@ -298,12 +302,28 @@ class Worker:
                 async with asyncio.timeout(max(timeout, 0.001)):
                     await self._wake.wait()
 
+    def _batch_pending(self, wants: dict[str, int], now: float) -> float | None:
+        """Seconds to wait for more free slots before claiming (None: claim now).
+
+        A claim is one statement whatever its size: claiming the moment each job ends
+        would claim one job at a time when jobs take a while. So a claim waits, at most
+        CLAIM_BATCH_WINDOW after the first slot freed, until half a queue's slots are free;
+        an idle worker (every slot free) claims at once.
+        """
+        if not wants or self._slots_free_since is None:
+            return None
+        if any(free >= max(1, self.config.queues[queue] // 2) for queue, free in wants.items()):
+            return None
+        left = self._slots_free_since + CLAIM_BATCH_WINDOW - now
+        return left if left > 0 else None
+
     async def _claim(self, wants: dict[str, int], now: float) -> int:
         """Claim and start up to ``wants`` jobs per queue; return how many were claimed."""
         names = list(wants)
         worker_id = self.worker_id
         if worker_id is None:
             return 0
+        self._slots_free_since = None
         try:
             rows = await self.links["fetch"].execute(
                 sql.CLAIM,
@@ -364,6 +384,8 @@ class Worker:
         finally:
             self.running[claim.job.queue] -= 1
             self._jobs.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if self._slots_free_since is None:
+                self._slots_free_since = time.monotonic()
             self._wake.set()
 
     # --- Leader duties --------------------------------------------------------------------------
