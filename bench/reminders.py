@@ -59,6 +59,8 @@ from notifications.reminders import expiry_reminders_send, filing_reminders_send
 from notifications.services import DIGEST_TASK  # noqa: E402
 
 QUEUES = ("maintenance", "expiry-notification", "filing-reminder")
+# Worker processes for the timed runs: one per CPU, as runworkers starts by default.
+PROCESSES = int(os.environ.get("BENCH_PROCESSES", os.cpu_count() or 1))
 SMALL_SLUG = "bench-small"
 LARGE_SLUG = "demo-0001"
 
@@ -170,7 +172,15 @@ def _timed_worker_run(log_dir: Path, label: str, defer: Callable[[], object]) ->
     log = log_dir / f"worker-{label}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "runworkers", "--queues", ",".join(QUEUES)],
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "runworkers",
+                "--queues",
+                ",".join(QUEUES),
+                "--processes",
+                str(PROCESSES),
+            ],  # fmt: skip
             cwd=ROOT,
             # No catch-up of today's 08:00 ticks by the scheduler: the run is the two jobs deferred below.
             env={**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING", "KGC_SCHEDULER_CATCH_UP_HOURS": "0"},
@@ -200,7 +210,7 @@ def _started() -> bool:
         cursor.execute(
             "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > now() - interval '30 seconds'"
         )
-        return cursor.fetchone()[0] >= len(QUEUES)
+        return cursor.fetchone()[0] >= PROCESSES
 
 
 def in_process_baseline(sample: int = 20) -> tuple[float, float, float]:

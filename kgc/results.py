@@ -15,12 +15,32 @@ from typing import Any
 RESULT_MAX_CHARS = 10_000
 
 
+def text_storable(text: str) -> str:
+    """Text PostgreSQL can store: no NUL character, and no lone surrogate (UTF-8 cannot hold one)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return text_storable(value)
+    if isinstance(value, dict):
+        return {text_storable(key) if isinstance(key, str) else key: _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
+
+
 def result_json(value: Any) -> str:
-    """The value as JSON text: as it is when JSON can say it and it is short, else a shortened text."""
+    """The value as JSON text jsonb accepts: as it is when JSON can say it and it is short, else
+    a shortened text. Never fails: a value JSON cannot say (NaN, a set, circular) is kept as its repr."""
     try:
-        text = json.dumps(value, default=str, ensure_ascii=False)
-    except (TypeError, ValueError):  # circular, or keys JSON cannot have
-        text = json.dumps(repr(value))
+        text = json.dumps(_storable(value), default=str, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(text_storable(repr(value)), ensure_ascii=False)
     if len(text) > RESULT_MAX_CHARS:
-        text = json.dumps(text[:RESULT_MAX_CHARS] + "…")
-    return text.replace("\\u0000", "")  # PostgreSQL's jsonb holds no NUL character
+        text = json.dumps(text_storable(text[:RESULT_MAX_CHARS]) + "…", ensure_ascii=False)
+    return text

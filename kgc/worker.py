@@ -65,7 +65,10 @@ class KgcApp(DjangoApp):
         """``procrastinate worker``: the project's worker loop on the given queues (default: all).
 
         ``-c N`` sets each named queue's concurrency; without it, each queue has its own
-        (kgc/queues.py, KGC_CONCURRENCY). ``--one-shot`` stops once the queues are empty.
+        (kgc/queues.py, KGC_CONCURRENCY). ``--one-shot`` stops once the queues are empty,
+        ``--shutdown-graceful-timeout`` is the shutdown timeout and ``-n`` names the worker.
+        The other options of procrastinate's own worker do not apply: this loop always
+        listens (and polls every KGC_POLL_INTERVAL) and keeps finished jobs for retention.
         """
         from kgc.queue.config import queue_concurrency, worker_config
         from kgc.queue.worker import Worker
@@ -89,6 +92,14 @@ class KgcApp(DjangoApp):
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, worker.stop)
         code = await worker.run()
+        if worker.abandoned:
+            # Put-back jobs may still be running in pool threads, which cannot be stopped and
+            # which the interpreter would wait for at exit: exit now (they run again elsewhere).
+            import logging
+            import os
+
+            logging.shutdown()
+            os._exit(code)
         if code:
             raise SystemExit(code)
 

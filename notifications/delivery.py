@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any
@@ -380,6 +380,9 @@ def _send_unlock(outbound_email_id: int) -> None:
 # KEEP_OPEN_SECONDS is closed and reopened rather than trusted (servers drop idle
 # sessions), and one that failed is never reused.
 KEEP_OPEN_SECONDS = 15.0
+# When a send job's last attempt finds another worker sending its email, the email is
+# looked at again this much later, by a new job.
+RECHECK_AFTER = timedelta(minutes=5)
 
 
 @dataclass
@@ -535,9 +538,15 @@ def email_send(
     email = _email_lock_and_get(outbound_email_id, tenant_id)
     if not email.send_locked:
         # Another worker is in the middle of this row. Normally it records the outcome
-        # itself; looking again later (not on the last attempt) also covers a worker
-        # that was abandoned at shutdown and dies before recording.
+        # itself; looking again later also covers one that dies before recording (the row
+        # is then in "sending" with its lock free, and fails as "delivery unknown"). On the
+        # last attempt, that later look is a new job, deferred RECHECK_AFTER from now.
         if final_attempt:
+            jobs.job_defer(
+                task_name=SEND_EMAIL_TASK,
+                kwargs=_send_kwargs(email.pk, email.tenant_id),
+                schedule_in=RECHECK_AFTER,
+            )
             return SendOutcome.IN_PROGRESS
         raise EmailBusy(f"outbound email {outbound_email_id} is being sent by another worker")
     try:
@@ -565,6 +574,20 @@ def _send_locked(email: EmailToSend, *, final_attempt: bool, mailer: str) -> str
     if attempt is None:  # not while we hold the lock; were it to happen, nothing is sent
         return SendOutcome.IN_PROGRESS
     return _deliver(email, message, attempt=attempt, final_attempt=final_attempt, mailer=mailer)
+
+
+def _address_gone(email: EmailToSend, *, reason: str) -> None:
+    """The server says the address does not exist: nothing more goes to it, for any tenant.
+
+    After the row's failure is recorded: a suppression that cannot be written is logged,
+    and never leaves the row in "sending" (which would read as "delivery unknown").
+    """
+    try:
+        suppressions.suppression_add(email=email.to_email, reason=SuppressionReason.BOUNCED, tenant_id=None,
+                                     description=reason)  # fmt: skip
+    except Exception:  # the email's outcome is recorded; the suppression is a follow-up
+        logger.exception("could not suppress an address the server says does not exist",
+                         extra={**_log_fields(email), "event": "suppression_failed"})  # fmt: skip
 
 
 def _suppressed(email: EmailToSend, *, reason: str) -> str:
@@ -601,14 +624,11 @@ def _deliver(
     except Exception as exc:
         failure = send_failure_classify(exc)
         fields = {**_log_fields(email), "attempt": attempt, "error": type(exc).__name__}
-        if failure.permanent and suppressions.send_error_says_address_gone(exc):
-            # The address does not exist: nothing more goes to it, for any tenant.
-            suppressions.suppression_add(
-                email=email.to_email, reason=SuppressionReason.BOUNCED, tenant_id=None, description=failure.reason
-            )
         if failure.permanent or final_attempt:
             _fail(email, from_status=OutboundStatus.SENDING, reason=failure.reason)
             logger.error("email failed: %s", failure.reason, extra={**fields, "event": "email_failed"})
+            if failure.permanent and suppressions.send_error_says_address_gone(exc):
+                _address_gone(email, reason=failure.reason)
         else:
             _record(
                 email,

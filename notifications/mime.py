@@ -40,9 +40,18 @@ from django.core.mail.backends import smtp
 CRLF = "\r\n"
 MAX_LINE = 78
 _WORD_BYTES = 42  # 42 bytes of UTF-8 make 56 base64 characters: "=?utf-8?b?" + 56 + "?=" is 68 columns
-# RFC 5322 "specials" (and the space or tab a quoted phrase may keep): a display name with
-# any of them is sent as a quoted string.
+# RFC 5322 "specials": a display name with any of them is sent as a quoted string.
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+# The addresses sent: a dot-atom local part (RFC 5322 atext) and a host name. Anything
+# else (a quoted local part, a comment, a domain literal) is refused rather than guessed at.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL_PART = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
+# A word longer than this cannot be folded onto a line of its own within SMTP's 998.
+_LONGEST_WORD = 900
+# Headers whose value has a syntax of its own: it must be ASCII (no encoded words).
+STRUCTURED = frozenset({"message-id", "date", "list-unsubscribe", "list-unsubscribe-post"})
 
 
 class MimeError(ValueError):
@@ -81,10 +90,15 @@ def _fold(name: str, tokens: Sequence[str]) -> str:
 
 
 def header(name: str, value: str) -> str:
-    """One header line (folded when long); non-ASCII text as encoded words."""
+    """One header line (folded when long); non-ASCII text, or a word too long to fold, as
+    encoded words. A structured header (a Message-ID, a URL) must be ASCII already."""
     _check_one_line(name, value)
-    if value.isascii():
-        return _fold(name, value.split(" "))
+    words = value.split(" ")
+    plain = value.isascii() and all(len(word) <= _LONGEST_WORD for word in words)
+    if plain:
+        return _fold(name, words)
+    if name.lower() in STRUCTURED:
+        raise MimeError(f"{name}: must be ASCII, in words of at most {_LONGEST_WORD} characters")
     return _fold(name, encoded_words(value))
 
 
@@ -97,15 +111,19 @@ def envelope_address(addr_spec: str) -> str:
     """``local@domain`` as SMTP carries it: ASCII, a domain that is not ASCII in its IDNA form."""
     _check_one_line("address", addr_spec)
     local, at, domain = addr_spec.rpartition("@")
-    if not at or not local or not domain or " " in addr_spec:
+    if not at or not local or not domain:
         raise MimeError(f"{addr_spec!r} is not an address (local@domain)")
     if not local.isascii():
         raise MimeError(f"{addr_spec!r}: the part before @ must be ASCII")
+    if not _LOCAL_PART.fullmatch(local):
+        raise MimeError(f"{addr_spec!r}: the part before @ may hold letters, digits and !#$%&'*+/=?^_`{{|}}~.- only")
     if not domain.isascii():
         try:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise MimeError(f"{addr_spec!r}: the domain cannot be encoded ({exc})") from None
+    if not _DOMAIN.fullmatch(domain) or len(domain) > 253:
+        raise MimeError(f"{addr_spec!r}: the part after @ is not a host name")
     return f"{local}@{domain}"
 
 
@@ -140,7 +158,9 @@ def _body(content: str, subtype: str) -> str:
 def mime_message(*, header_lines: Sequence[str], text: str, html: str, boundary: str | None = None) -> bytes:
     """The whole message: the header lines (from ``header`` and ``address_header``), then a
     multipart/alternative with the text part first and the HTML part last (the one mail
-    clients prefer to show)."""
+    clients prefer to show); a text part alone when there is no HTML."""
+    if not html:
+        return CRLF.join([*header_lines, "MIME-Version: 1.0", _body(text, "plain"), ""]).encode("ascii")
     boundary = boundary or f"=={secrets.token_hex(16)}=="
     parts = CRLF.join(
         [

@@ -16,6 +16,7 @@ meanwhile is refused and logged, never written over the new attempt's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from kgc.queue import sql
 from kgc.queue.db import Link
 from kgc.queue.runner import Outcome, log_fields
 from kgc.queue.supervisor import DutyHandle
-from kgc.results import result_json
+from kgc.results import result_json, text_storable
 
 logger = logging.getLogger("kgc.worker")
 
@@ -52,8 +53,19 @@ def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
         "failed_tracebacks": [outcome.failure.traceback for outcome in failed if outcome.failure],
         "failed_at": [outcome.failure.failed_at for outcome in failed if outcome.failure],
         "result_ids": [outcome.claim.job.id for outcome in returned],
+        "result_attempts": [outcome.claim.attempts + 1 for outcome in returned],
         "result_values": [result_json(outcome.result) for outcome in returned],
     }
+
+
+def outcome_simplified(outcome: Outcome, refusal: BaseException) -> Outcome:
+    """The outcome without what the database refused: no return value, a plain failure text."""
+    failure = outcome.failure
+    if failure is not None:
+        note = f"(the failure's text could not be stored: {type(refusal).__name__})"
+        failure = dataclasses.replace(failure, exception_type=text_storable(failure.exception_type)[:255],
+                                      message=note, traceback="")  # fmt: skip
+    return dataclasses.replace(outcome, result=None, failure=failure)
 
 
 class Completer:
@@ -112,11 +124,28 @@ class Completer:
 
     async def _write(self, batch: list[Outcome]) -> set[int]:
         try:
-            rows = await self.link.execute(sql.FINISH, finish_params(batch, keep_locks=True), timeout=self.timeout)
+            return await self._statement(batch, keep_locks=True)
         except psycopg.errors.UniqueViolation:
             # A job enqueued at this very moment took a queueing lock a retry was keeping:
             # the retries go back without theirs.
-            rows = await self.link.execute(sql.FINISH, finish_params(batch, keep_locks=False), timeout=self.timeout)
+            return await self._statement(batch, keep_locks=False)
+        except (psycopg.DataError, UnicodeError) as exc:
+            # One outcome the database refuses (a value it cannot store) must not hold up the
+            # others, nor come back for ever: each is written alone, and one that still fails
+            # is written without its return value and with its failure's text replaced.
+            if len(batch) > 1:
+                accepted: set[int] = set()
+                for outcome in batch:
+                    accepted |= await self._write([outcome])
+                return accepted
+            logger.error(
+                f"outcome written without its return value or failure text, which the database refused: {exc}",
+                extra={**log_fields(batch[0].claim.job), "event": "job_outcome_simplified"},
+            )
+            return await self._statement([outcome_simplified(batch[0], exc)], keep_locks=False)
+
+    async def _statement(self, batch: list[Outcome], *, keep_locks: bool) -> set[int]:
+        rows = await self.link.execute(sql.FINISH, finish_params(batch, keep_locks=keep_locks), timeout=self.timeout)
         return {row["id"] for row in rows}
 
     def _report_refused(self, batch: list[Outcome], accepted: set[int]) -> None:

@@ -54,9 +54,10 @@ class StatementTimeout(TimeoutError):
     """The database did not answer in time; the connection was dropped."""
 
 
-def _sever(conn: psycopg.AsyncConnection[Any], severed: list[bool]) -> None:
-    """Shut the connection's socket down under whoever is waiting on it."""
-    severed.append(True)
+def _sever(conn: psycopg.AsyncConnection[Any], severed: list[int]) -> None:
+    """Shut the connection's socket down under whoever is waiting on it; note its server process."""
+    with contextlib.suppress(psycopg.Error):
+        severed.append(conn.info.backend_pid)
     with contextlib.suppress(OSError, psycopg.Error):
         sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
         try:
@@ -70,7 +71,7 @@ async def _server_notices_severing(conn: psycopg.AsyncConnection[Any]) -> None:
 
     Otherwise a statement stuck on a lock would run on after the timeout, and might even
     commit behind our back. PostgreSQL 14 and newer; on older servers the statement runs
-    on, and the claim's reconciliation covers it (``Worker._reconcile``).
+    on until the worker ends that server process itself (``Worker._reconcile``).
     """
     with contextlib.suppress(psycopg.errors.UndefinedObject):
         await conn.execute("SET client_connection_check_interval = 2000")
@@ -92,6 +93,9 @@ class Link:
         self.connect_timeout = connect_timeout
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._lock = asyncio.Lock() if shared else None
+        # Server processes of statements severed at their timeout: they may still be running
+        # (and could still commit) until the server notices the connection is gone.
+        self.severed_backends: list[int] = []
 
     async def connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -112,12 +116,13 @@ class Link:
         Any error drops the connection; the next use reconnects.
         """
         conn = await self.connection()
-        severed: list[bool] = []
+        severed: list[int] = []
         timer = asyncio.get_running_loop().call_later(timeout, _sever, conn, severed)
         try:
             yield conn
         except BaseException as exc:
             await self.drop()
+            self.severed_backends.extend(severed)
             if severed and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
                 raise StatementTimeout(f"no answer from the database within {timeout:g} s") from exc
             raise

@@ -77,10 +77,15 @@ class ClusterReport:
     now: datetime
 
 
-def _duties(raw: dict[str, Any] | None) -> tuple[DutyReport, ...]:
+def _duties(raw: dict[str, Any] | None, reported_at: datetime | None) -> tuple[DutyReport, ...]:
+    """The duties a worker reported; a failure's start is placed on the database's clock (the
+    report's time less how long it had been failing), so the worker's own clock never matters."""
     duties = []
     for name, state in sorted((raw or {}).items()):
         since = state.get("failing_since")
+        failing_for = state.get("failing_for")
+        if failing_for is not None and reported_at is not None:
+            since = (reported_at - timedelta(seconds=float(failing_for))).isoformat()
         duties.append(
             DutyReport(
                 name=name,
@@ -95,7 +100,7 @@ def _duties(raw: dict[str, Any] | None) -> tuple[DutyReport, ...]:
 
 WORKERS_SQL = """
 SELECT worker.id, worker.last_heartbeat, process.host, process.pid, process.queues, process.concurrency,
-       process.started_at, process.duties,
+       process.started_at, process.duties, process.reported_at,
        (SELECT count(*) FROM procrastinate_jobs AS job WHERE job.worker_id = worker.id AND job.status = 'doing')
   FROM procrastinate_workers AS worker
   LEFT JOIN kgc_workerprocess AS process ON process.worker_id = worker.id
@@ -117,8 +122,8 @@ def cluster_read(*, limit: int = 500) -> ClusterReport:
                 queues=tuple(row[4] or ()),
                 concurrency=_json(row[5]) or {},
                 started_at=row[6],
-                duties=_duties(_json(row[7])),
-                running_jobs=row[8],
+                duties=_duties(_json(row[7]), row[8]),
+                running_jobs=row[9],
             )
             for row in cursor.fetchall()
         )

@@ -39,6 +39,8 @@ logger = logging.getLogger("kgc.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 CHILD_BACKOFF_MAX = 30.0
+# How long past their shutdown timeout children get (to requeue, write outcomes, unregister).
+SHUTDOWN_GRACE = 30.0
 
 
 def worker_run(app: App, config: WorkerConfig) -> int:
@@ -62,12 +64,16 @@ async def _worker_main(app: App, config: WorkerConfig) -> int:
     return code
 
 
-def parent_death_signal(signum: int = signal.SIGTERM) -> None:
-    """Ask Linux to send ``signum`` to this process when its parent dies (no-op elsewhere)."""
+def parent_death_signal(parent_pid: int, signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``signum`` to this process when its parent dies (no-op elsewhere).
+
+    ``parent_pid`` is the parent that started us: if it is not our parent any more, it died
+    before the call. (Comparing with 1 would not do: in a container the parent *is* pid 1.)
+    """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signum)
-        if os.getppid() == 1:  # the parent died before the call
+        if os.getppid() != parent_pid:
             os.kill(os.getpid(), signum)
 
 
@@ -99,6 +105,7 @@ class ProcessGroup:
         self.shutdown_timeout = shutdown_timeout
         self.spawn = spawn or (lambda cmd: subprocess.Popen(cmd))  # noqa: S603 - our own manage.py
         self.stopping: int | None = None
+        self.stop_deadline = 0.0
         self.exit_code = 0
 
     def stop(self, signum: int) -> None:
@@ -107,6 +114,7 @@ class ProcessGroup:
                 f"stopping {len(self.children)} worker process(es) ({signal.Signals(signum).name})",
                 extra={"event": "workers_stopping"},
             )
+            self.stop_deadline = time.monotonic() + self.shutdown_timeout + SHUTDOWN_GRACE
         self.stopping = signum
         for child in self.children:
             if child.process is not None and child.process.poll() is None:
@@ -125,7 +133,18 @@ class ProcessGroup:
                 alive += self._tend(child, now)
             if self.stopping is not None and alive == 0:
                 return self.exit_code
+            if self.stopping is not None and now > self.stop_deadline:
+                self._kill_stragglers()
             time.sleep(0.2)
+
+    def _kill_stragglers(self) -> None:
+        """Children still running well past their shutdown timeout are killed (their jobs are rescued)."""
+        for child in self.children:
+            if child.process is not None and child.process.poll() is None:
+                logger.error(
+                    f"worker process {child.index} did not stop in time: killed", extra={"event": "worker_killed"}
+                )
+                child.process.kill()
 
     def _tend(self, child: _Child, now: float) -> int:
         """Start, watch or restart one child; return 1 while it runs."""

@@ -25,6 +25,8 @@ from django.db import connections
 from procrastinate import App, exceptions, job_context
 from procrastinate import jobs as jobs_module
 
+from kgc.results import text_storable
+
 logger = logging.getLogger("kgc.jobs")
 
 # A thread's database connection idle for longer than this is checked before its next
@@ -44,6 +46,10 @@ class Claim:
     @property
     def attempts(self) -> int:
         return self.job.attempts
+
+    @property
+    def token(self) -> tuple[int, int, int]:
+        return (self.job.id or 0, self.worker_id, self.job.attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +72,12 @@ class Outcome:
 
 
 def failure_describe(exc: BaseException, *, attempt: int, now: datetime) -> Failure:
+    """Why an attempt failed, as text PostgreSQL can store (whatever the exception carries)."""
     return Failure(
         attempt=attempt,
-        exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-        message=str(exc)[:10_000],
-        traceback="".join(traceback.format_exception(exc))[-20_000:],
+        exception_type=text_storable(f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")),
+        message=text_storable(str(exc)[:10_000]),
+        traceback=text_storable("".join(traceback.format_exception(exc))[-20_000:]),
         failed_at=now,
     )
 

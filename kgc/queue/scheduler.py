@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from croniter import croniter
 from procrastinate import App
 from psycopg.types.json import Jsonb
@@ -103,7 +104,25 @@ class Scheduler:
         options: dict[str, Any] = dict(periodic.configure_kwargs)
         options["task_kwargs"] = {**(options.get("task_kwargs") or {}), "timestamp": tick}
         job = periodic.task.configure(**options).job
-        rows = await self.link.execute(
+        try:
+            rows = await self._defer_statement(job, periodic.periodic_id, tick)
+        except psycopg.errors.UniqueViolation:
+            # The task's queueing lock: its previous job still waits, so this tick adds none
+            # (as procrastinate's own scheduler does). The tick is done; the next one will try.
+            logger.info(
+                f"{job.task_name}: tick at {tick} skipped, a job under its queueing lock still waits",
+                extra={"event": "tick_skipped", "task": job.task_name, "tick": tick},
+            )
+            return
+        job_id = rows[0]["id"] if rows else None
+        if job_id is not None:
+            logger.info(
+                f"scheduled {job.task_name} for the tick at {tick}",
+                extra={"event": "tick_deferred", "task": job.task_name, "job_id": job_id, "tick": tick},
+            )
+
+    async def _defer_statement(self, job: Any, periodic_id: str, tick: int) -> list[dict[str, Any]]:
+        return await self.link.execute(
             sql.DEFER_TICK,
             {
                 "queue": job.queue,
@@ -111,15 +130,9 @@ class Scheduler:
                 "queueing_lock": job.queueing_lock,
                 "task_name": job.task_name,
                 "priority": job.priority,
-                "periodic_id": periodic.periodic_id,
+                "periodic_id": periodic_id,
                 "defer_timestamp": tick,
                 "args": Jsonb(job.task_kwargs),
             },
             timeout=self.timeout,
         )
-        job_id = rows[0]["id"] if rows else None
-        if job_id is not None:
-            logger.info(
-                f"scheduled {job.task_name} for the tick at {tick}",
-                extra={"event": "tick_deferred", "task": job.task_name, "job_id": job_id, "tick": tick},
-            )

@@ -69,7 +69,9 @@ WITH outcome AS (
            attempts = job.attempts + 1,
            abort_requested = false,
            scheduled_at = CASE WHEN outcome.status = 'todo' THEN outcome.retry_at ELSE job.scheduled_at END,
-           worker_id = CASE WHEN outcome.status = 'todo' THEN NULL ELSE job.worker_id END,
+           -- Finished or back in the queue, the job is no longer its worker's: removing a worker
+           -- then touches only the jobs it is running (kgc_jobs_worker_idx).
+           worker_id = NULL,
            queueing_lock = CASE
                WHEN outcome.status <> 'todo' THEN job.queueing_lock
                WHEN NOT %(keep_locks)s OR coalesce((SELECT nth FROM retrying WHERE retrying.id = job.id), 1) > 1
@@ -81,7 +83,7 @@ WITH outcome AS (
        AND job.status = 'doing'
        AND job.attempts = outcome.attempts
        AND (job.worker_id = outcome.worker_id OR job.worker_id IS NULL)
-    RETURNING job.id, job.queue_name, job.task_name, job.status
+    RETURNING job.id, job.queue_name, job.task_name, job.status, job.attempts
 ), failures AS (
     INSERT INTO kgc_jobfailure
            (job_id, queue_name, task_name, attempt, exception_type, message, traceback, will_retry, failed_at)
@@ -90,12 +92,13 @@ WITH outcome AS (
       FROM unnest(%(failed_ids)s::bigint[], %(failed_attempts)s::int[], %(failed_types)s::text[],
                   %(failed_messages)s::text[], %(failed_tracebacks)s::text[], %(failed_at)s::timestamptz[])
            AS failure(job_id, attempt, exception_type, message, traceback, failed_at)
-      JOIN finished ON finished.id = failure.job_id
+      JOIN finished ON finished.id = failure.job_id AND finished.attempts = failure.attempt
 ), results AS (
     INSERT INTO kgc_jobresult (job_id, value, recorded_at)
     SELECT result.job_id, result.value, now()
-      FROM unnest(%(result_ids)s::bigint[], %(result_values)s::jsonb[]) AS result(job_id, value)
-      JOIN finished ON finished.id = result.job_id
+      FROM unnest(%(result_ids)s::bigint[], %(result_attempts)s::int[], %(result_values)s::jsonb[])
+           AS result(job_id, attempt, value)
+      JOIN finished ON finished.id = result.job_id AND finished.attempts = result.attempt
         ON CONFLICT (job_id) DO UPDATE SET value = excluded.value, recorded_at = excluded.recorded_at
 )
 SELECT id FROM finished
@@ -111,12 +114,18 @@ UPDATE procrastinate_jobs AS job
 RETURNING job.id
 """
 
+# The server processes of severed statements: ended, so that none of them can still commit.
+TERMINATE_BACKENDS = "SELECT pg_terminate_backend(pid) FROM unnest(%(pids)s::int[]) AS severed(pid)"
+BACKENDS_ALIVE = "SELECT count(*) AS alive FROM pg_stat_activity WHERE pid = ANY(%(pids)s::int[])"
+
 # A job still running when the shutdown timeout ends goes back to its queue as a new
-# attempt (or fails, if its abort was requested), with a failure record saying why.
+# attempt (or fails, if its abort was requested or it is out of attempts), with a failure
+# record saying why.
 REQUEUE = """
 WITH requeued AS (
     UPDATE procrastinate_jobs AS job
-       SET status = CASE WHEN job.abort_requested THEN 'failed' ELSE 'todo' END::procrastinate_job_status,
+       SET status = CASE WHEN job.abort_requested OR job.attempts + 1 >= %(max_attempts)s THEN 'failed'
+                         ELSE 'todo' END::procrastinate_job_status,
            attempts = job.attempts + 1, worker_id = NULL, abort_requested = false,
            queueing_lock = kgc_lock_if_free(job.id, job.queueing_lock)
      WHERE job.id = %(job_id)s AND job.status = 'doing' AND job.attempts = %(attempts)s
@@ -127,7 +136,7 @@ INSERT INTO kgc_jobfailure
        (job_id, queue_name, task_name, attempt, exception_type, message, traceback, will_retry, failed_at)
 SELECT id, queue_name, task_name, %(attempts)s + 1, 'TimeoutError', %(message)s, '', status = 'todo', now()
   FROM requeued
-RETURNING job_id
+RETURNING job_id, will_retry
 """
 
 # Workers silent for longer than the cutoff are declared dead: their rows are removed

@@ -67,11 +67,17 @@ class DutyStatus:
     progress_at: float = field(default_factory=time.monotonic, repr=False)
     consecutive_failures: int = field(default=0, repr=False)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
+        """The report; ``failing_for`` (seconds, on this process's monotonic clock) lets a reader
+        place the start of a failure on the database's clock, whatever this machine's says."""
+        failing_for = None
+        if self.failing_since_monotonic is not None:
+            failing_for = round((now if now is not None else time.monotonic()) - self.failing_since_monotonic, 3)
         return {
             "state": self.state.value,
             "restarts": self.restarts,
             "failing_since": self.failing_since.isoformat() if self.failing_since else None,
+            "failing_for": failing_for,
             "last_error": self.last_error,
         }
 
@@ -144,7 +150,8 @@ class Supervisor:
         self._tasks[duty.name] = asyncio.create_task(self._keep(duty, status), name=f"duty:{duty.name}")
 
     def report(self) -> dict[str, dict[str, Any]]:
-        return {name: status.as_dict() for name, status in self.statuses.items()}
+        now = self.clock()
+        return {name: status.as_dict(now) for name, status in self.statuses.items()}
 
     def failing(self) -> list[DutyStatus]:
         return [status for status in self.statuses.values() if status.state is DutyState.FAILING]

@@ -78,6 +78,8 @@ LISTEN_CHECK = 5.0  # seconds of silence after which the listener checks its con
 QUEUE_CHANNEL = "procrastinate_queue_v1#{queue}"
 # How long a claim may wait for more of a queue's slots to free up (see _batch_pending).
 CLAIM_BATCH_WINDOW = 0.02
+# How often the fetch loop puts back jobs its registration holds in the database and not in memory.
+RECONCILE_PERIOD = 30.0
 
 
 class Worker:
@@ -86,8 +88,9 @@ class Worker:
         self.config = config
         self.queue_names = sorted(config.queues)  # kgc_fetch_jobs takes rate-limit locks in this order
         params = dict(params if params is not None else connection_params())
-        self.links = {name: Link(name, params) for name in ("heartbeat", "listener", "fetch", "complete")}
-        # The leader's duties and the abort poll are brief and rare: they share one connection.
+        self.links = {name: Link(name, params) for name in ("heartbeat", "listener", "fetch", "complete", "leader")}
+        # The leader's scheduler, rescue and compaction and the abort poll are brief and rare:
+        # they share one connection.
         self.links["control"] = Link("control", params, shared=True)
         self.supervisor = Supervisor(recovery_timeout=config.recovery_timeout)
         self.worker_id: int | None = None
@@ -98,18 +101,22 @@ class Worker:
         self._drained_until: dict[str, float] = dict.fromkeys(self.queue_names, 0.0)
         self._notified_at: dict[str, float] = dict.fromkeys(self.queue_names, 0.0)
         self._slots_free_since: float | None = None  # when a job last freed a slot since the last claim
+        self._reconciled_at = 0.0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_beat = -1e9
         self._beat_failed = False
         self.exit_code = 0
+        self.abandoned: list[Claim] = []  # jobs still running at the shutdown timeout, put back
         self.executor = ThreadPoolExecutor(max_workers=max(sum(config.queues.values()), 1), thread_name_prefix="job")
         self.runner = JobRunner(app, executor=self.executor, worker_name=config.name, queues=self.queue_names)
-        # Jobs claimed and not yet finished in the database (running, or their outcome waiting).
-        self._held: set[int] = set()
+        # Attempts claimed and not yet finished in the database (running, or their outcome
+        # waiting), as (job id, worker id, attempts): the same job may have an old attempt's
+        # outcome waiting and a new attempt running.
+        self._held: set[tuple[int, int, int]] = set()
         self.completer = Completer(self.links["complete"], timeout=STATEMENT_TIMEOUT, on_written=self._written)
         self.elector = LeaderElector(
-            self.links["control"],
+            self.links["leader"],  # its own: the lease is never renewed late behind a long rescue
             ttl=config.leader_ttl,
             worker_id=lambda: self.worker_id,
             fenced=self.fenced,
@@ -259,7 +266,9 @@ class Worker:
         queue = channel.partition("#")[2]
         if "abort_job_requested" in payload:
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                self.runner.abort(int(json.loads(payload)["job_id"]))
+                job_id = int(json.loads(payload)["job_id"])
+                if any(claim.job.id == job_id for claim in self._jobs.values()):  # a job running here
+                    self.runner.abort(job_id)
             return
         self._undrain([queue])
 
@@ -287,6 +296,8 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             now = time.monotonic()
+            if now - self._reconciled_at > RECONCILE_PERIOD:
+                await self._reconcile()
             wants = {} if self.fenced() else self._wants(now)
             held_back = self._batch_pending(wants, now)
             claimed = await self._claim(wants, now) if wants and held_back is None else 0
@@ -351,14 +362,27 @@ class Worker:
     async def _reconcile(self) -> None:
         """Put back jobs claimed under this registration that this process does not hold.
 
-        Runs whenever the fetch loop (re)starts: a claim that failed on our side may still
-        have committed on the server, and nobody else would ever put those jobs back while
-        this worker beats.
+        A claim that failed on our side may still have committed on the server, and nobody
+        else would ever put those jobs back while this worker beats. Runs whenever the fetch
+        loop (re)starts, after ending the server process of any severed claim (so that it
+        cannot commit afterwards), and every RECONCILE_PERIOD besides.
         """
+        self._reconciled_at = time.monotonic()
         if self.worker_id is None:
             return
-        rows = await self.links["fetch"].execute(
-            sql.RECONCILE, {"worker_id": self.worker_id, "held": list(self._held)}, timeout=STATEMENT_TIMEOUT
+        link = self.links["fetch"]
+        if link.severed_backends:
+            pids = list(link.severed_backends)
+            await link.execute(sql.TERMINATE_BACKENDS, {"pids": pids}, timeout=STATEMENT_TIMEOUT)
+            for _ in range(50):  # the server needs a moment to end them
+                if not (await link.execute(sql.BACKENDS_ALIVE, {"pids": pids}, timeout=STATEMENT_TIMEOUT))[0]["alive"]:
+                    break
+                await asyncio.sleep(0.1)
+            link.severed_backends.clear()
+        rows = await link.execute(
+            sql.RECONCILE,
+            {"worker_id": self.worker_id, "held": [job for job, worker, _ in self._held if worker == self.worker_id]},
+            timeout=STATEMENT_TIMEOUT,
         )
         if rows:
             logger.warning(
@@ -368,10 +392,10 @@ class Worker:
 
     def _written(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
-            self._held.discard(outcome.claim.job.id or 0)
+            self._held.discard(outcome.claim.token)
 
     def _start(self, claim: Claim) -> None:
-        self._held.add(claim.job.id or 0)
+        self._held.add(claim.token)
         queue = claim.job.queue
         self.running[queue] = self.running.get(queue, 0) + 1
         task = asyncio.create_task(self._run_job(claim), name=f"job {claim.job.id}")
@@ -380,7 +404,8 @@ class Worker:
     async def _run_job(self, claim: Claim) -> None:
         try:
             outcome = await self.runner.run(claim)
-            self.completer.add(outcome)
+            if claim.token in self._held:  # not put back at shutdown meanwhile
+                self.completer.add(outcome)
         finally:
             self.running[claim.job.queue] -= 1
             self._jobs.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
@@ -448,7 +473,7 @@ class Worker:
     async def _shutdown(self) -> None:
         # The fetch loop ends by itself once stopping: cancelled mid-claim, it could leave
         # jobs claimed and never started (they would wait for the rescue).
-        await self.supervisor.wait("fetch", timeout=LONG_QUERY_TIMEOUT)
+        await self.supervisor.wait("fetch", timeout=STATEMENT_TIMEOUT)
         await self.supervisor.stop("fetch", "listener", "leader", "scheduler", "rescue", "compaction")
         with contextlib.suppress(Exception):
             await self.elector.resign()
@@ -457,8 +482,10 @@ class Worker:
             logger.info(f"waiting for running jobs to finish: {running}", extra={"event": "worker_draining"})
             await asyncio.wait(list(self._jobs), timeout=self.config.shutdown_timeout)
         abandoned = list(self._jobs.values())
-        for claim in abandoned:
+        for task, claim in list(self._jobs.items()):
+            self.runner.abort(claim.job.id or 0)  # an async task is cancelled; a sync one cannot be
             await self._requeue(claim)
+            task.cancel()  # its outcome is not written: the job is back in its queue
         with contextlib.suppress(Exception):
             await self.completer.flush_all(timeout=self.config.query_timeout * 2)
         await self.supervisor.stop()
@@ -478,14 +505,31 @@ class Worker:
         self.abandoned = abandoned
 
     async def _requeue(self, claim: Claim) -> None:
+        """Put a job still running at the shutdown timeout back in its queue (or fail it, out of
+        attempts). If that cannot be written, the rescue does it once this worker is silent."""
         message = f"still running {self.config.shutdown_timeout:g} s after shutdown began"
-        with contextlib.suppress(Exception):
-            await self.links["complete"].execute(
+        try:
+            rows = await self.links["complete"].execute(
                 sql.REQUEUE,
-                {"job_id": claim.job.id, "attempts": claim.attempts, "worker_id": claim.worker_id, "message": message},
+                {
+                    "job_id": claim.job.id,
+                    "attempts": claim.attempts,
+                    "worker_id": claim.worker_id,
+                    "message": message,
+                    "max_attempts": QUEUES[claim.job.queue].retry.max_attempts if claim.job.queue in QUEUES else 1,
+                },
                 timeout=self.config.query_timeout,
             )
+        except Exception as exc:  # shutting down: the rescue will put it back
+            logger.error(
+                f"job still running at shutdown timeout not put back ({type(exc).__name__}: {exc}); "
+                "the rescue will, once this worker is declared dead",
+                extra={**log_fields(claim.job), "event": "job_requeue_failed"},
+            )
+            return
+        self._held.discard(claim.token)
+        if rows:
             logger.warning(
                 "job put back: still running at shutdown timeout",
-                extra={**log_fields(claim.job), "event": "job_requeued"},
+                extra={**log_fields(claim.job), "event": "job_requeued", "will_retry": rows[0]["will_retry"]},
             )

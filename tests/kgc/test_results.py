@@ -63,3 +63,18 @@ def test_a_job_that_returns_nothing_records_nothing():
     output = _run_one_worker()
     assert status_of(job_id) == "succeeded", output
     assert not JobResult.objects.filter(job_id=job_id).exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (float("nan"), "nan"),  # JSON has no NaN: its repr
+        ({"score": float("inf")}, "{'score': inf}"),
+        ("a\\u0000b", "a\\u0000b"),  # a backslash and the letters u0000, kept as they are
+        ("a\ud800b", "a?b"),  # a lone surrogate, which UTF-8 cannot hold
+    ],
+)
+def test_a_value_postgresql_would_refuse_is_stored_as_text_it_accepts(value, stored):
+    text = result_json(value)
+    text.encode("utf-8")  # storable
+    assert json.loads(text) == stored

@@ -111,3 +111,15 @@ def test_procrastinate_healthchecks_still_pass():
     assert result.returncode == 0, result.stderr
     assert "Database connection: OK" in result.stdout
     assert "Migrations: OK" in result.stdout
+
+
+def test_readyz_measures_a_failing_duty_on_the_databases_clock_not_the_workers(client):
+    """A worker whose clock is an hour fast still reports how long the duty has been failing."""
+    wrong_clock = (datetime.now(tz=UTC) + timedelta(hours=1)).isoformat()
+    failing = {"state": "failing", "restarts": 3, "failing_since": wrong_clock, "failing_for": 90, "last_error": "x"}
+    worker = heartbeat(duties={"fetch": failing}, host="w1", pid=77)
+    scheduler_ticked()
+    assert (
+        client.get(reverse("readyz")).json()["checks"]["duties"]
+        == f"worker {worker} (w1:77): fetch failing for 90 s (x)"
+    )

@@ -24,7 +24,7 @@ from kgc.queue import process
 from kgc.queue.config import ConcurrencyError, queue_concurrency, worker_config
 from kgc.queues import QUEUES, UnknownQueue, queue_get
 
-CHILD = "KGC_WORKER_CHILD"  # set in the environment of the processes a parent starts
+CHILD = "KGC_WORKER_PARENT_PID"  # the parent's pid, in the environment of the processes it starts
 
 
 class Command(ProjectCommand):
@@ -63,13 +63,13 @@ class Command(ProjectCommand):
             autoreload.run_with_reloader(process.worker_run, app, config)
             return
         if os.environ.get(CHILD):
-            process.parent_death_signal()
+            process.parent_death_signal(int(os.environ[CHILD]))
         if processes == 1 or os.environ.get(CHILD):
             sys.exit(process.worker_run(app, config))
         child = [sys.executable, sys.argv[0], "runworkers", "--processes", "1", "--queues", ",".join(names)]
         if options["shutdown_timeout"] is not None:
             child += ["--shutdown-timeout", str(options["shutdown_timeout"])]
-        os.environ[CHILD] = "1"
+        os.environ[CHILD] = str(os.getpid())
         group = process.ProcessGroup(
             child,
             processes=processes,

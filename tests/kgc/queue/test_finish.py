@@ -53,8 +53,8 @@ def test_outcomes_of_many_jobs_are_written_in_one_statement(sql, link, worker_ro
     done, failed, retried = (claimed(sql, job_row(), worker) for _ in range(3))
     accepted = finish(link, [outcome(done), outcome(failed, "failed"), outcome(retried, "todo", retry_in=timedelta(1))])
     assert accepted == {done.job.id, failed.job.id, retried.job.id}
-    assert row(sql, done.job.id) == ("succeeded", 1, worker, None)
-    assert row(sql, failed.job.id) == ("failed", 1, worker, None)
+    assert row(sql, done.job.id) == ("succeeded", 1, None, None)
+    assert row(sql, failed.job.id) == ("failed", 1, None, None)
     assert row(sql, retried.job.id) == ("todo", 1, None, None)
     assert sql("SELECT job_id, attempt, will_retry FROM kgc_jobfailure ORDER BY job_id") == [
         (failed.job.id, 1, False),
@@ -75,7 +75,7 @@ def test_the_late_outcome_of_a_rescued_attempt_is_refused(sql, link, worker_row,
     assert row(sql, old.job.id) == ("doing", 1, alive, None)
     assert sql("SELECT count(*) FROM kgc_jobfailure") == [(0,)]  # no record for the refused outcome
     assert finish(link, [outcome(new)]) == {new.job.id}
-    assert row(sql, new.job.id) == ("succeeded", 2, alive, None)
+    assert row(sql, new.job.id) == ("succeeded", 2, None, None)
 
 
 def test_a_refused_outcome_even_from_the_same_worker_after_it_was_rescued(sql, link, worker_row, job_row):
@@ -141,3 +141,56 @@ def test_a_retry_of_a_job_whose_abort_was_requested_fails_instead(sql, link, wor
     sql("UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s", [held.job.id])
     finish(link, [outcome(held, "todo", retry_in=timedelta(seconds=30))])
     assert row(sql, held.job.id)[0] == "failed"
+
+
+def test_an_old_attempts_failure_is_not_recorded_with_the_new_attempts_outcome(sql, link, worker_row, job_row):
+    """Both outcomes in one batch: only the attempt that holds the job writes, and only its record."""
+    worker = worker_row()
+    old = claimed(sql, job_row(), worker)
+    sql(
+        "UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL, attempts = attempts + 1 WHERE id = %s",
+        [old.job.id],
+    )
+    new = claimed(sql, old.job.id, worker)
+    assert finish(link, [outcome(old, "failed"), outcome(new, "failed")]) == {new.job.id}
+    assert sql("SELECT attempt FROM kgc_jobfailure WHERE job_id = %s", [new.job.id]) == [(2,)]
+
+
+def test_a_return_value_is_recorded_with_its_outcome(sql, link, worker_row, job_row):
+    worker = worker_row()
+    held = claimed(sql, job_row(), worker)
+    done = outcome(held)
+    done.result = {"clients_scored": 3}
+    finish(link, [done])
+    assert sql("SELECT value::text FROM kgc_jobresult WHERE job_id = %s", [held.job.id]) == [('{"clients_scored": 3}',)]
+
+
+def test_an_outcome_the_database_refuses_is_written_simplified_and_the_others_as_they_are(
+    sql, link, worker_row, job_row
+):
+    """A NUL in an exception message (which PostgreSQL cannot store) must not hold up the batch."""
+    import asyncio
+
+    from kgc.queue.completer import Completer
+    from kgc.queue.db import Link, connection_params
+
+    worker = worker_row()
+    good, bad = claimed(sql, job_row(), worker), claimed(sql, job_row(), worker)
+    poisoned = outcome(bad, "failed")
+    poisoned.failure = Failure(1, "ValueError", "a \x00 in the message", "Traceback...", NOW)  # not sanitised
+    connection = Link("test", connection_params())
+    completer = Completer(connection, timeout=30, on_written=lambda outcomes: None)
+    completer.add(outcome(good))
+    completer.add(poisoned)
+
+    async def flush() -> None:
+        try:
+            await completer.flush_all(timeout=30)
+        finally:
+            await connection.drop()
+
+    asyncio.run(flush())
+    assert row(sql, good.job.id)[0] == "succeeded"
+    assert row(sql, bad.job.id)[0] == "failed"
+    [(message,)] = sql("SELECT message FROM kgc_jobfailure WHERE job_id = %s", [bad.job.id])
+    assert message.startswith("(the failure's text could not be stored")

@@ -62,6 +62,13 @@ def test_an_address_reads_back_with_its_display_name(name, address, display, dom
         (lambda: address_header("To", "Jane\nDoe", "jane@example.com"), "one line"),
         (lambda: address_header("To", "Jane", "jané@example.com"), "must be ASCII"),
         (lambda: address_header("To", "Jane", "not-an-address"), "is not an address"),
+        (lambda: address_header("To", "", "v@x.com>,<a@evil.com"), "may hold letters"),
+        (lambda: address_header("To", "", "a,b<c>@example.com"), "may hold letters"),
+        (lambda: address_header("To", "", "a(comment)@example.com"), "may hold letters"),
+        (lambda: address_header("To", "", '"quoted"@example.com'), "may hold letters"),
+        (lambda: address_header("To", "", "ops@[127.0.0.1]"), "is not a host name"),
+        (lambda: header("Message-ID", "<outbound-1@exämple.com>"), "must be ASCII"),
+        (lambda: header("List-Unsubscribe", "<https://x.example/" + "a" * 1000 + ">"), "must be ASCII"),
     ],
 )
 def test_values_no_header_can_carry_are_refused(make, problem):
@@ -120,3 +127,16 @@ def test_a_header_a_provider_adds_to_the_message_is_sent():
     message = prepared().message(policy=email.policy.SMTP)
     message["X-SES-CONFIGURATION-SET"] = "kgc"
     assert parse(message.as_bytes())["X-SES-CONFIGURATION-SET"] == "kgc"
+
+
+def test_a_word_too_long_to_fold_is_sent_as_encoded_words():
+    subject = "ref-" + "x" * 1200
+    data = mime_message(header_lines=[header("Subject", subject)], text="t", html=SHORT)
+    assert parse(data)["Subject"] == subject
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+def test_without_html_the_message_is_its_text_alone():
+    message = build(header("Subject", "s"), text="Only text", html="")
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content().strip() == "Only text"

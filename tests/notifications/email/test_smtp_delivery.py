@@ -350,3 +350,23 @@ def test_a_suppression_for_another_tenant_does_not_stop_the_email(db, smtp_maile
     email = notified_email()
     Suppression.objects.create(email=email.to_email, reason="complained", tenant=TenantFactory())
     assert send(email) == SendOutcome.SENT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_last_attempt_that_finds_the_email_being_sent_has_it_looked_at_again_later(smtp_mailer, make_email):
+    """Should the sending worker die before recording, the later look fails the row as
+    "delivery unknown": the email never stays in "sending" with no job left to notice."""
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    from notifications.services import SEND_EMAIL_TASK
+
+    smtp_mailer.handler.hold = threading.Event()
+    email = make_email()
+    first: list = []
+    thread = _in_thread(send, first, email)
+    assert smtp_mailer.handler.in_data.wait(30), "the first send never reached DATA"
+    assert send(email, final_attempt=True) == SendOutcome.IN_PROGRESS
+    smtp_mailer.handler.hold.set()
+    thread.join(30)
+    [recheck] = ProcrastinateJob.objects.filter(task_name=SEND_EMAIL_TASK, args__outbound_email_id=email.pk)
+    assert recheck.status == "todo" and recheck.scheduled_at is not None
