@@ -71,7 +71,7 @@ class KgcApp(DjangoApp):
         listens (and polls every KGC_POLL_INTERVAL) and keeps finished jobs for retention.
         """
         from kgc.queue.config import queue_concurrency, worker_config
-        from kgc.queue.worker import Worker
+        from kgc.queue.process import worker_serve
 
         self.perform_import_paths()  # task modules named by settings (KGC_EXTRA_TASK_MODULES)
         names = list(kwargs.get("queues") or QUEUES)
@@ -82,24 +82,7 @@ class KgcApp(DjangoApp):
             one_shot=kwargs.get("wait") is False,
             name=kwargs.get("name") or "worker",
         )
-        worker = Worker(self, config)
-        if kwargs.get("install_signal_handlers", True):
-            import asyncio
-
-            from kgc.queue.process import STOP_SIGNALS
-
-            loop = asyncio.get_running_loop()
-            for signum in STOP_SIGNALS:
-                loop.add_signal_handler(signum, worker.stop)
-        code = await worker.run()
-        if worker.abandoned:
-            # Put-back jobs may still be running in pool threads, which cannot be stopped and
-            # which the interpreter would wait for at exit: exit now (they run again elsewhere).
-            import logging
-            import os
-
-            logging.shutdown()
-            os._exit(code)
+        code = await worker_serve(self, config, handle_signals=kwargs.get("install_signal_handlers", True))
         if code:
             raise SystemExit(code)
 

@@ -45,20 +45,22 @@ SHUTDOWN_GRACE = 30.0
 
 def worker_run(app: App, config: WorkerConfig) -> int:
     """Run one worker in this process until a stop signal; return its exit code."""
-    return asyncio.run(_worker_main(app, config))
+    return asyncio.run(worker_serve(app, config))
 
 
-async def _worker_main(app: App, config: WorkerConfig) -> int:
+async def worker_serve(app: App, config: WorkerConfig, *, handle_signals: bool = True) -> int:
+    """Run one worker on this event loop until a stop signal (when ``handle_signals``) or a
+    give-up; return its exit code. Exits the process at once if jobs were put back."""
     worker = Worker(app, config)
-    if threading.current_thread() is threading.main_thread():
+    if handle_signals and threading.current_thread() is threading.main_thread():
         # Under --reload the worker runs in a thread of Django's reloader, which handles signals.
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, worker.stop)
     code = await worker.run()
     if worker.abandoned:
-        # Put-back jobs may still be running in their threads, which cannot be stopped: exit
-        # now rather than wait for them (they run again elsewhere: at least once).
+        # Put-back jobs may still be running in pool threads, which cannot be stopped and
+        # which the interpreter would wait for at exit: exit now (they run again elsewhere).
         logging.shutdown()
         os._exit(code)
     return code

@@ -1,7 +1,7 @@
 """One worker process: it claims jobs, runs them, records their outcomes, and keeps its duties alive.
 
 Duties, each under the supervisor (``kgc/queue/supervisor.py``), each on a database
-connection of its own (``kgc/queue/db.py``):
+connection of its own (``kgc/queue/db.py``; the leader's rarer duties share one):
 
 * ``heartbeat``: registers the process (a ``procrastinate_workers`` row, whose id fences
   every claim) and beats every ``KGC_HEARTBEAT_INTERVAL`` seconds, reporting the duties'
@@ -13,7 +13,9 @@ connection of its own (``kgc/queue/db.py``):
 * ``fetch``: claims as many due jobs per queue as the queue has free slots, in one
   statement for all queues (``kgc_fetch_jobs``: pause, rate limits, priorities, locks),
   and starts them at once, so a claimed job never waits in a local buffer: a pause is
-  seen by the next claim.
+  seen by the next claim. After a job ends it waits up to 20 ms for more slots to free,
+  so that claims come in batches. It also puts back any job its registration holds in
+  the database but not in memory (a claim whose answer was lost).
 * ``complete``: writes outcomes in batches (``kgc/queue/completer.py``).
 * ``leader``: the election (``kgc/queue/leader.py``); and, on the leader only,
   ``scheduler``, ``rescue`` (declares silent workers dead and puts their jobs back) and
@@ -241,16 +243,17 @@ class Worker:
     async def _listener_duty(self, handle: DutyHandle) -> None:
         link = self.links["listener"]
         channels = [QUEUE_CHANNEL.format(queue=name) for name in self.queue_names] + [sql.LEADERSHIP_CHANNEL]
-        async with link.using(self.config.query_timeout) as conn:
+        async with link.using(self.config.query_timeout) as listening:
             for channel in channels:
-                await conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+                await listening.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
         # Notifications sent while it was down are lost: look at every queue now.
         self._undrain(self.queue_names)
         handle.healthy()
         while True:
-            conn = await link.connection()
+            if listening.closed:  # a new connection would not be listening: start over
+                raise ConnectionError("the listening connection was closed")
             try:
-                async for notify in conn.notifies(timeout=LISTEN_CHECK):
+                async for notify in listening.notifies(timeout=LISTEN_CHECK):
                     self._notified(notify.channel, notify.payload)
                 async with link.using(self.config.query_timeout) as conn:
                     await conn.execute("SELECT 1")  # silence, or a dead connection? A half-open one fails here
@@ -372,13 +375,7 @@ class Worker:
             return
         link = self.links["fetch"]
         if link.severed_backends:
-            pids = list(link.severed_backends)
-            await link.execute(sql.TERMINATE_BACKENDS, {"pids": pids}, timeout=STATEMENT_TIMEOUT)
-            for _ in range(50):  # the server needs a moment to end them
-                if not (await link.execute(sql.BACKENDS_ALIVE, {"pids": pids}, timeout=STATEMENT_TIMEOUT))[0]["alive"]:
-                    break
-                await asyncio.sleep(0.1)
-            link.severed_backends.clear()
+            await self._end_severed(link)
         rows = await link.execute(
             sql.RECONCILE,
             {"worker_id": self.worker_id, "held": [job for job, worker, _ in self._held if worker == self.worker_id]},
@@ -388,6 +385,25 @@ class Worker:
             logger.warning(
                 f"{len(rows)} job(s) claimed by a claim whose answer was lost put back in their queue",
                 extra={"event": "jobs_reconciled", "job_ids": ",".join(str(row["id"]) for row in rows)},
+            )
+
+    async def _end_severed(self, link: Link) -> None:
+        """End the server processes of severed claims, and wait (5 s at most) until they are gone.
+
+        Best effort: without the right to end them (another role's), the claim may still commit
+        later, and the next periodic reconciliation puts its jobs back.
+        """
+        pids, link.severed_backends = list(link.severed_backends), []
+        try:
+            await link.execute(sql.TERMINATE_BACKENDS, {"pids": pids}, timeout=STATEMENT_TIMEOUT)
+            for _ in range(50):
+                [found] = await link.execute(sql.BACKENDS_ALIVE, {"pids": pids}, timeout=STATEMENT_TIMEOUT)
+                if not found["alive"]:
+                    return
+                await asyncio.sleep(0.1)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            logger.warning(
+                f"could not end the server process of a severed claim: {exc}", extra={"event": "claim_severed"}
             )
 
     def _written(self, outcomes: list[Outcome]) -> None:
@@ -482,10 +498,12 @@ class Worker:
             logger.info(f"waiting for running jobs to finish: {running}", extra={"event": "worker_draining"})
             await asyncio.wait(list(self._jobs), timeout=self.config.shutdown_timeout)
         abandoned = list(self._jobs.values())
+        reachable = True
         for task, claim in list(self._jobs.items()):
             self.runner.abort(claim.job.id or 0)  # an async task is cancelled; a sync one cannot be
-            await self._requeue(claim)
-            task.cancel()  # its outcome is not written: the job is back in its queue
+            if reachable:
+                reachable = await self._requeue(claim)
+            task.cancel()  # its outcome is not written: the job is back in its queue, or will be
         with contextlib.suppress(Exception):
             await self.completer.flush_all(timeout=self.config.query_timeout * 2)
         await self.supervisor.stop()
@@ -504,9 +522,10 @@ class Worker:
         self.executor.shutdown(wait=not abandoned, cancel_futures=True)
         self.abandoned = abandoned
 
-    async def _requeue(self, claim: Claim) -> None:
+    async def _requeue(self, claim: Claim) -> bool:
         """Put a job still running at the shutdown timeout back in its queue (or fail it, out of
-        attempts). If that cannot be written, the rescue does it once this worker is silent."""
+        attempts). If that cannot be written, the rescue does it once this worker is silent;
+        False then, so that the other jobs do not each wait for an unreachable database."""
         message = f"still running {self.config.shutdown_timeout:g} s after shutdown began"
         try:
             rows = await self.links["complete"].execute(
@@ -526,10 +545,11 @@ class Worker:
                 "the rescue will, once this worker is declared dead",
                 extra={**log_fields(claim.job), "event": "job_requeue_failed"},
             )
-            return
+            return False
         self._held.discard(claim.token)
         if rows:
             logger.warning(
                 "job put back: still running at shutdown timeout",
                 extra={**log_fields(claim.job), "event": "job_requeued", "will_retry": rows[0]["will_retry"]},
             )
+        return True
