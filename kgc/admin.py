@@ -45,6 +45,7 @@ from procrastinate.contrib.django.models import ProcrastinateEvent, Procrastinat
 from kgc import console, jobs, metrics, selectors
 from kgc.commands import age as parse_age
 from kgc.models import JobFailure, JobResult, QueuePause
+from kgc.queue import health
 from kgc.queues import QUEUES, UnknownQueue, product_queues, queue_get
 
 AUTO_REFRESH_SECONDS = 5
@@ -109,7 +110,6 @@ def activity_as_dict(activity: selectors.QueueActivity) -> dict[str, Any]:
 
 def dashboard_data(*, now: datetime) -> dict[str, Any]:
     """What the dashboard's poll refreshes: queues and workers."""
-    workers = metrics.workers_list()
     activity = selectors.queue_activity(now=now)
     return {
         "now": now.isoformat(timespec="seconds"),
@@ -121,7 +121,7 @@ def dashboard_data(*, now: datetime) -> dict[str, Any]:
             }
             for queue in metrics.queues_overview(now=now)
         },
-        "workers_alive": sum(worker.is_alive(now) for worker in workers),
+        "workers_alive": len(health.cluster_read().alive()),
     }
 
 

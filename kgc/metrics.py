@@ -31,7 +31,6 @@ from kgc.queues import QUEUES, SCHEDULES
 
 # Upper bounds (seconds) of the job-duration histogram's buckets; +Inf is implied.
 DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
-HEARTBEAT_FRESH = timedelta(minutes=1)
 CHART_WINDOW = timedelta(hours=24)
 CHART_BUCKET = timedelta(minutes=5)
 
@@ -54,7 +53,7 @@ class QueueOverview:
 
 
 @contextmanager
-def _cursor() -> Iterator[Any]:
+def cursor_without_jit() -> Iterator[Any]:
     """A cursor with JIT compilation off: these queries read a few thousand rows at most, but
     the planner's row estimates for "the last hour" can exceed jit_above_cost, and compiling
     then costs far more (near a second) than running the query (milliseconds)."""
@@ -86,7 +85,7 @@ SELECT q.name, extract(epoch FROM %(now)s - first.since)
 
 def oldest_waiting_ages(*, names: Sequence[str], now: datetime) -> dict[str, float | None]:
     """Seconds the first waiting job of each queue has been due (None: nothing waits)."""
-    with _cursor() as cursor:
+    with cursor_without_jit() as cursor:
         cursor.execute(OLDEST_WAITING_SQL, {"queues": list(names), "now": now})
         return {name: None if age is None else max(float(age), 0.0) for name, age in cursor.fetchall()}
 
@@ -143,42 +142,10 @@ def buckets_fill(
 def jobs_finished_series(*, now: datetime) -> list[FinishedBucket]:
     """Jobs completed and failed (for good) per 5 minutes over the 24 hours up to ``now``."""
     origin = chart_origin(now)
-    with _cursor() as cursor:
+    with cursor_without_jit() as cursor:
         cursor.execute(CHART_SQL, {"bucket": CHART_BUCKET, "origin": origin, "now": now})
         rows = cursor.fetchall()
     return buckets_fill(rows, origin=origin, count=CHART_WINDOW // CHART_BUCKET, bucket=CHART_BUCKET)
-
-
-# --- Workers ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerBeat:
-    id: int
-    last_heartbeat: datetime
-    running_jobs: int
-
-    def is_alive(self, now: datetime) -> bool:
-        return now - self.last_heartbeat <= HEARTBEAT_FRESH
-
-
-def workers_list(*, limit: int = 200) -> list[WorkerBeat]:
-    """Registered workers, most recent heartbeat first, each with its running jobs."""
-    with _cursor() as cursor:
-        cursor.execute(
-            """SELECT worker.id, worker.last_heartbeat,
-                      (SELECT count(*) FROM procrastinate_jobs AS job
-                        WHERE job.worker_id = worker.id AND job.status = 'doing')
-                 FROM procrastinate_workers AS worker ORDER BY worker.last_heartbeat DESC LIMIT %s""",
-            [limit],
-        )
-        return [WorkerBeat(id=row[0], last_heartbeat=row[1], running_jobs=row[2]) for row in cursor.fetchall()]
-
-
-def latest_heartbeat() -> datetime | None:
-    with _cursor() as cursor:
-        cursor.execute("SELECT max(last_heartbeat) FROM procrastinate_workers")
-        return cursor.fetchone()[0]
 
 
 # --- Schedules ----------------------------------------------------------------------------
@@ -288,7 +255,7 @@ def job_totals(*, since: datetime, now: datetime) -> JobTotals:
         retried=dict.fromkeys(names, 0),
         durations={name: Histogram() for name in names},
     )
-    with _cursor() as cursor:
+    with cursor_without_jit() as cursor:
         cursor.execute(FINISHED_SQL, {"bounds": list(DURATION_BUCKETS), "since": since, "now": now})
         for queue, kind, bucket, count, seconds in cursor.fetchall():
             if queue not in totals.durations:
@@ -304,7 +271,7 @@ def job_totals(*, since: datetime, now: datetime) -> JobTotals:
 
 
 def email_totals(*, since: datetime, now: datetime) -> dict[str, int]:
-    with _cursor() as cursor:
+    with cursor_without_jit() as cursor:
         cursor.execute(EMAILS_SQL, {"since": since, "now": now})
         found = {status: int(count) for status, count in cursor.fetchall()}
     return {status: found.get(status, 0) for status in ("sent", "queued", "sending", "failed")}
@@ -398,15 +365,11 @@ def _render_totals(out: Exposition, *, since: datetime, now: datetime) -> None:
 
 
 def _render_workers(out: Exposition) -> None:
-    from django.conf import settings
-
     from kgc.queue import health
 
     cluster = health.cluster_read()
     now = cluster.now  # the database's clock stamps heartbeats and ticks
-    alive = [
-        w for w in cluster.workers if w.is_alive(now, dead_after=timedelta(seconds=settings.KGC_WORKER_DEAD_AFTER))
-    ]
+    alive = cluster.alive()
     out.family("kgc_workers_alive", "gauge", "Workers whose last heartbeat is within KGC_WORKER_DEAD_AFTER.")
     out.sample("kgc_workers_alive", len(alive))
     latest = max((w.last_heartbeat for w in cluster.workers), default=None)

@@ -16,33 +16,20 @@ stays fast on a jobs table of millions:
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
-
 from kgc import console, metrics
+from kgc.queue import health
+from kgc.queue.health import jsonb_value
 from kgc.queues import QUEUES, RateLimit, product_queues, rate_limits
 
-LIVE_WITHIN = metrics.HEARTBEAT_FRESH
 FINISHED_CAP = 20_000
 RUNNING_SHOWN = 10  # running jobs listed per worker; the rest are counted
 WORKERS_SHOWN = 200
-
-
-@contextmanager
-def _cursor() -> Iterator[Any]:
-    """A cursor with JIT compilation off: these queries read a few thousand rows at most, and
-    compiling (when a row estimate crosses jit_above_cost) would cost more than running them."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL jit = off")
-        yield cursor
 
 
 # --- Queues ---------------------------------------------------------------------------------
@@ -122,8 +109,8 @@ def queue_activity(*, now: datetime) -> dict[str, QueueActivity]:
     names = [queue.name for queue in product_queues()]
     limits = rate_limits()
     limited = [name for name in names if name in limits]
-    with _cursor() as cursor:
-        cursor.execute(CONCURRENCY_SQL, {"live_since": now - LIVE_WITHIN})
+    with metrics.cursor_without_jit() as cursor:
+        cursor.execute(CONCURRENCY_SQL, {"live_since": now - health.worker_dead_after()})
         concurrency = {name: int(total) for name, total in cursor.fetchall()}
         cursor.execute(
             WINDOW_SQL,
@@ -215,7 +202,7 @@ LEASES_SQL = "SELECT worker_id, name FROM kgc_leadership WHERE expires_at > %(no
 
 def workers_overview(*, now: datetime, limit: int = WORKERS_SHOWN) -> list[WorkerView]:
     """Registered workers, most recent heartbeat first, with their process, duties, leases and jobs."""
-    with _cursor() as cursor:
+    with metrics.cursor_without_jit() as cursor:
         cursor.execute(WORKERS_SQL, {"limit": limit})
         rows = cursor.fetchall()
         ids = [row[0] for row in rows]
@@ -234,27 +221,20 @@ def workers_overview(*, now: datetime, limit: int = WORKERS_SHOWN) -> list[Worke
             WorkerView(
                 id=worker_id,
                 last_heartbeat=heartbeat,
-                alive=now - heartbeat <= LIVE_WITHIN,
+                alive=now - heartbeat <= health.worker_dead_after(),
                 heartbeat_age=metrics.age_format(max((now - heartbeat).total_seconds(), 0.0)),
                 host=host,
                 pid=pid,
                 queues=list(queues or []),
-                concurrency=_json(concurrency),
+                concurrency=jsonb_value(concurrency) or {},
                 started_at=started_at,
-                duties=console.duties_summary(_json(duties)),
+                duties=console.duties_summary(jsonb_value(duties) or {}),
                 leases=leases.get(worker_id, []),
                 running=jobs[:RUNNING_SHOWN],
                 running_total=len(jobs),
             )
         )
     return views
-
-
-def _json(value: Any) -> dict[str, Any]:
-    """A jsonb column read through a raw cursor (text) or already decoded."""
-    if isinstance(value, str):
-        value = json.loads(value)
-    return value if isinstance(value, dict) else {}
 
 
 # --- The chart, one series per queue -------------------------------------------------------
@@ -285,7 +265,7 @@ def jobs_finished_by_queue(*, now: datetime, cap: int = FINISHED_CAP) -> QueueSe
     origin = metrics.chart_origin(now)
     buckets = math.ceil(metrics.CHART_WINDOW / metrics.CHART_BUCKET)
     counts = {queue.name: [0] * buckets for queue in QUEUES.values()}
-    with _cursor() as cursor:
+    with metrics.cursor_without_jit() as cursor:
         cursor.execute(SERIES_SQL, {"bucket": metrics.CHART_BUCKET, "origin": origin, "now": now, "cap": cap})
         rows = cursor.fetchall()
     seen = 0

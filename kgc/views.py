@@ -48,7 +48,7 @@ def readiness_checks() -> dict[str, str]:
         cluster,
         now=cluster.now,
         product_queues=[queue.name for queue in product_queues()],
-        dead_after=timedelta(seconds=settings.KGC_WORKER_DEAD_AFTER),
+        dead_after=health.worker_dead_after(),
         duty_failing_after=timedelta(seconds=settings.KGC_DUTY_FAILING_AFTER),
         scheduler_late_after=health.scheduler_late_after(leader_ttl=settings.KGC_LEADER_TTL),
     )

@@ -30,6 +30,11 @@ def test_database_url() -> str:
     return f"postgresql://{auth}@{host}{port}/{params['NAME']}"
 
 
+# Worker timings scaled down so that faults play out in seconds: a worker is declared dead
+# after 3 s of silence instead of 20, and a dead leader's lease expires after 2 s.
+FAST_FAULTS = {"KGC_HEARTBEAT_INTERVAL": "0.5", "KGC_WORKER_DEAD_AFTER": "3", "KGC_LEADER_TTL": "2"}
+
+
 def subprocess_env(**overrides: str | None) -> dict[str, str]:
     env = {
         **os.environ,

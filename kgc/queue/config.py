@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kgc.queues import QUEUES, queue_get
 
@@ -51,7 +51,7 @@ class WorkerConfig:
     shutdown_timeout: float = 30.0
     scheduler_catch_up: float = 20 * 3600.0
     one_shot: bool = False  # stop once the queues are empty (``procrastinate worker --one-shot``)
-    name: str = field(default="worker")
+    name: str = "worker"
 
     @property
     def query_timeout(self) -> float:
@@ -63,10 +63,6 @@ class WorkerConfig:
     def fence_after(self) -> float:
         """No successful heartbeat for this long: stop claiming (the cluster may soon declare us dead)."""
         return min(2 * self.heartbeat_interval, self.dead_after / 2)
-
-    @property
-    def leader_renew_interval(self) -> float:
-        return self.leader_ttl / 5
 
 
 def queue_concurrency(names: Iterable[str], overrides: Mapping[str, int] | None = None) -> dict[str, int]:

@@ -10,6 +10,7 @@ scheduler is on time, and whether a duty has been failing for too long.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,6 +68,14 @@ class LeaderReport:
     expires_at: datetime
 
 
+def worker_dead_after() -> timedelta:
+    """How long a worker may be silent and still count as alive (KGC_WORKER_DEAD_AFTER): the
+    cutoff at which the leader declares it dead, so everyone agrees on who is alive."""
+    from django.conf import settings
+
+    return timedelta(seconds=settings.KGC_WORKER_DEAD_AFTER)
+
+
 @dataclass(frozen=True)
 class ClusterReport:
     workers: tuple[WorkerReport, ...]
@@ -75,6 +84,9 @@ class ClusterReport:
     # The database's clock when read: heartbeats and ticks are stamped by it, so ages
     # measured against it do not depend on this machine's clock.
     now: datetime
+
+    def alive(self) -> list[WorkerReport]:
+        return [worker for worker in self.workers if worker.is_alive(self.now, dead_after=worker_dead_after())]
 
 
 def _duties(raw: dict[str, Any] | None, reported_at: datetime | None) -> tuple[DutyReport, ...]:
@@ -120,9 +132,9 @@ def cluster_read(*, limit: int = 500) -> ClusterReport:
                 host=row[2] or "",
                 pid=row[3],
                 queues=tuple(row[4] or ()),
-                concurrency=_json(row[5]) or {},
+                concurrency=jsonb_value(row[5]) or {},
                 started_at=row[6],
-                duties=_duties(_json(row[7]), row[8]),
+                duties=_duties(jsonb_value(row[7]), row[8]),
                 running_jobs=row[9],
             )
             for row in cursor.fetchall()
@@ -137,12 +149,9 @@ def cluster_read(*, limit: int = 500) -> ClusterReport:
     return ClusterReport(workers=workers, leader=leader, scheduler_ticked_at=ticked_at, now=now)
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, str):  # a raw cursor leaves jsonb as text
-        import json
-
-        return json.loads(value)
-    return value
+def jsonb_value(value: Any) -> Any:
+    """A jsonb column as read through a raw cursor (Django's connection leaves it as text)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def scheduler_late_after(*, leader_ttl: float) -> timedelta:

@@ -24,7 +24,7 @@ from typing import IO, Any
 import psycopg
 import pytest
 
-from tests.helpers import ROOT, manage, manage_popen, subprocess_env, wait_for
+from tests.helpers import FAST_FAULTS, ROOT, manage, manage_popen, subprocess_env, wait_for
 
 TEMPLATE = "kgc_fault_template"
 
@@ -185,9 +185,7 @@ def database(fault_db: str) -> Database:
 
 # Timings scaled down so that faults play out in seconds, not minutes.
 FAST = {
-    "KGC_HEARTBEAT_INTERVAL": "0.5",
-    "KGC_WORKER_DEAD_AFTER": "3",
-    "KGC_LEADER_TTL": "2",
+    **FAST_FAULTS,
     "KGC_POLL_INTERVAL": "0.5",
     "KGC_RECOVERY_TIMEOUT": "120",
     "KGC_SHUTDOWN_TIMEOUT": "5",

@@ -12,12 +12,9 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc import jobs
 from kgc.models import JobFailure
-from tests.helpers import wait_for
+from tests.helpers import FAST_FAULTS, wait_for
 
 pytestmark = pytest.mark.slow
-
-# Faults play out in seconds: a worker is dead after 3 s of silence instead of 20.
-FAST = {"KGC_HEARTBEAT_INTERVAL": "0.5", "KGC_WORKER_DEAD_AFTER": "3", "KGC_LEADER_TTL": "2"}
 
 
 def defer(task: str, priority: int | None = None, **kwargs: object) -> int:
@@ -93,7 +90,7 @@ def test_restarted_worker_still_sees_the_pause(workers):
 
 
 def test_job_of_a_killed_worker_runs_again_on_a_live_worker(workers):
-    group = workers(**FAST)
+    group = workers(**FAST_FAULTS)
     doomed = group.start("--queues", "compliance")
     job = defer("tests.sleep_compliance", seconds=120, first_attempt_only=True)
     wait_for(lambda: statuses([job]) == ["doing"], message="job start")
@@ -217,7 +214,7 @@ def test_procrastinate_entry_point_defers_inside_the_tasks_transaction_too(worke
 
 def test_job_draining_longer_than_the_dead_worker_cutoff_is_not_run_twice(workers):
     """A stopping worker keeps its heartbeat while its jobs finish, so nobody rescues them."""
-    group = workers(**FAST)
+    group = workers(**FAST_FAULTS)
     stopping = group.start("--queues", "compliance", "--shutdown-timeout", "90")
     job = defer("tests.sleep_compliance", seconds=8)  # longer than the 3 s cutoff
     wait_for(lambda: statuses([job]) == ["doing"], message="job start")

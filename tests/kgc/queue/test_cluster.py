@@ -11,11 +11,9 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc import jobs
 from kgc.models import JobFailure, Leadership, WorkerProcess
-from tests.helpers import wait_for
+from tests.helpers import FAST_FAULTS, wait_for
 
 pytestmark = pytest.mark.slow
-
-FAST = {"KGC_HEARTBEAT_INTERVAL": "0.5", "KGC_WORKER_DEAD_AFTER": "3", "KGC_LEADER_TTL": "2"}
 
 
 def ticks_after(sql, timestamp: int) -> list[tuple[str, int, int]]:
@@ -52,7 +50,7 @@ def test_cron_ticks_go_on_when_the_lease_holder_is_killed(workers, sql):
 
 
 def test_runworkers_runs_several_processes_and_restarts_one_that_dies(workers, sql):
-    group = workers(**FAST)
+    group = workers(**FAST_FAULTS)
     parent = group.start("--queues", "email", "--processes", "2")
     children = wait_for(
         lambda: (
@@ -80,7 +78,7 @@ def test_runworkers_runs_several_processes_and_restarts_one_that_dies(workers, s
 
 
 def test_children_stop_when_their_parent_is_killed(workers):
-    group = workers(**FAST)
+    group = workers(**FAST_FAULTS)
     parent = group.start("--queues", "email", "--processes", "2")
     children = wait_for(
         lambda: (
@@ -115,7 +113,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_every_job_succeeds_after_a_sigkill_with_a_batch_claimed_and_outcomes_not_yet_written(workers):
-    group = workers(KGC_CONCURRENCY="email=50", KGC_RATE_LIMITS="email=off", **FAST)
+    group = workers(KGC_CONCURRENCY="email=50", KGC_RATE_LIMITS="email=off", **FAST_FAULTS)
     ids = [row[0] for row in _defer_many("tests.sleep_email", 2000, seconds=0.005)]
     doomed = group.start("--queues", "email")
     wait_for(lambda: ProcrastinateJob.objects.filter(id__in=ids, status="succeeded").count() >= 300, message="progress")

@@ -13,7 +13,7 @@ from kgc.job_helpers import enqueue_email
 from kgc.models import JobFailure
 from notifications.models import OutboundEmail
 from notifications.services import SEND_EMAIL_TASK
-from tests.helpers import wait_for
+from tests.helpers import FAST_FAULTS, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -24,10 +24,6 @@ SEED_ALERT = {
     "issues": ["Missing TIN Certificate", "VAT Filing Overdue"],
     "recommendations": ["Upload TIN Certificate", "Submit VAT Filing"],
 }
-
-
-# A worker is dead after 3 s of silence instead of 20, so the rescue comes in seconds.
-FAST = {"KGC_HEARTBEAT_INTERVAL": "0.5", "KGC_WORKER_DEAD_AFTER": "3", "KGC_LEADER_TTL": "2"}
 
 
 def email_of(job_id: int) -> OutboundEmail:
@@ -116,7 +112,7 @@ def test_two_worker_processes_with_jobs_for_one_row_send_one_message(email_worke
 def test_worker_killed_mid_send_is_not_sent_again(email_workers, smtp_server, make_email):
     """At most once: the rescued job finds the row in "sending" and fails it for an operator."""
     smtp_server.handler.hold = threading.Event()
-    first = email_workers.start(**smtp_server.env(), **FAST)
+    first = email_workers.start(**smtp_server.env(), **FAST_FAULTS)
     with transaction.atomic():
         email = make_email()
         job_id, _ = jobs.job_defer(
@@ -126,7 +122,7 @@ def test_worker_killed_mid_send_is_not_sent_again(email_workers, smtp_server, ma
     first.kill()
     first.wait(30)
     assert status_of(email) == "sending"
-    email_workers.start(**smtp_server.env(), **FAST)  # its crash recovery reruns the lost job
+    email_workers.start(**smtp_server.env(), **FAST_FAULTS)  # its crash recovery reruns the lost job
     wait_for(lambda: status_of(email) == "failed", timeout=120, message="the rescued job to fail the row")
     assert email.last_error.startswith("delivery unknown")
     assert smtp_server.handler.data_commands == 1
