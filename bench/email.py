@@ -191,7 +191,7 @@ def queue_emails(tenant, count: int, batch: str) -> list[int]:  # noqa: ANN001
     from django.db import transaction
     from procrastinate.contrib.django import app
 
-    from kgc import jobs
+    from kgc.queue import jobs
     from notifications.models import OutboundEmail
     from notifications.rendering import SAMPLE_DATA
     from notifications.services import SEND_EMAIL_TASK

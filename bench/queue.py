@@ -207,7 +207,7 @@ def stats_timing(url: str, rows: int) -> tuple[list[float], list[float]]:
     env = env_for(url)
     script = (
         "import time, json, django; django.setup();"
-        "from kgc.jobs import get_all_queue_stats;"
+        "from kgc.queue.jobs import get_all_queue_stats;"
         "from django.db import connection;"
         "t=[];n=[]\n"
         "for _ in range(30):\n"

@@ -52,8 +52,8 @@ from django.utils import timezone  # noqa: E402
 from compliance.demo import DEMO_PASSWORD_HASH, document_types_ensure  # noqa: E402
 from compliance.models import Client, Document, Filing, FilingTask, Membership, Tenant  # noqa: E402
 from compliance.selectors import tenant_local_date  # noqa: E402
-from kgc import jobs  # noqa: E402
 from kgc.job_helpers import enqueue_expiry_check, enqueue_filing_reminder  # noqa: E402
+from kgc.queue import jobs  # noqa: E402
 from notifications.models import NotificationPreference  # noqa: E402
 from notifications.reminders import expiry_reminders_send, filing_reminders_send  # noqa: E402
 from notifications.services import DIGEST_TASK  # noqa: E402

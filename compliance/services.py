@@ -15,7 +15,7 @@ from compliance import scoring, selectors
 from compliance.conf import scoring_policy
 from compliance.models import ScoreLevel, Tenant
 from compliance.selectors import tenant_local_date
-from kgc import jobs
+from kgc.queue import jobs
 from notifications.models import NotificationKind, NotificationUrgency
 from notifications.services import DeliveryResult, NotificationDraft, notifications_deliver
 

@@ -10,7 +10,7 @@ from procrastinate.contrib.django import app
 
 from compliance import services
 from compliance.selectors import tenant_get, tenant_local_date, tick_time
-from kgc import jobs
+from kgc.queue import jobs
 from kgc.queues import COMPLIANCE, MAINTENANCE, SCHEDULES
 
 

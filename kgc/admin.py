@@ -42,10 +42,10 @@ from django.utils.safestring import SafeString
 from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.contrib.django.models import ProcrastinateEvent, ProcrastinateJob
 
-from kgc import console, jobs, metrics, selectors
+from kgc import console, metrics, selectors
 from kgc.commands import age as parse_age
 from kgc.models import JobFailure, JobResult, QueuePause
-from kgc.queue import health
+from kgc.queue import health, jobs
 from kgc.queues import QUEUES, UnknownQueue, product_queues, queue_get
 
 AUTO_REFRESH_SECONDS = 5

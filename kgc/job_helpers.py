@@ -12,8 +12,8 @@ from typing import Any
 
 from compliance import services as compliance_services
 from compliance.selectors import tenant_get
-from kgc import jobs
-from kgc.jobs import cleanup_queue, get_failed, is_paused, pause_queue, resume_queue, retry_failed, retry_job
+from kgc.queue import jobs
+from kgc.queue.jobs import cleanup_queue, get_failed, is_paused, pause_queue, resume_queue, retry_failed, retry_job
 from notifications import services as notification_services
 
 __all__ = [

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from kgc import jobs
+from kgc.queue import jobs
 from kgc.queues import QUEUES, SCHEDULES
 
 # Upper bounds (seconds) of the job-duration histogram's buckets; +Inf is implied.

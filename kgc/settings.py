@@ -245,7 +245,7 @@ LOGGING = {
 }
 
 # --- procrastinate ------------------------------------------------------------------------
-PROCRASTINATE_ON_APP_READY = "kgc.worker.on_app_ready"
+PROCRASTINATE_ON_APP_READY = "kgc.queue.app.on_app_ready"
 # Extra modules whose tasks the workers load (tests and benchmarks add their own).
 PROCRASTINATE_IMPORT_PATHS = env.list("KGC_EXTRA_TASK_MODULES", default=[])
 # Per-queue rate limits override kgc/queues.py: "compliance=5/60s,email=off".

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from procrastinate.contrib.django import app
 
-from kgc import jobs
+from kgc.queue import jobs
 from kgc.queues import MAINTENANCE, SCHEDULES
 
 

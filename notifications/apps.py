@@ -12,8 +12,8 @@ class NotificationsConfig(AppConfig):
 
         tracking_signal.connect(tracking_event_receive, dispatch_uid="notifications.tracking_event_receive")
 
-        from kgc.jobs import retry_hold_register
-        from kgc.signals import jobs_retried
+        from kgc.queue.jobs import retry_hold_register
+        from kgc.queue.signals import jobs_retried
         from notifications.delivery import SEND_JOB_DELIVERY_UNKNOWN, send_jobs_retried
 
         jobs_retried.connect(send_jobs_retried, dispatch_uid="notifications.send_jobs_retried")

@@ -62,8 +62,8 @@ from django.utils import timezone
 from procrastinate.contrib.django import app
 from procrastinate.types import JSONValue
 
-from kgc import jobs
-from kgc.retry import PermanentJobError
+from kgc.queue import jobs
+from kgc.queue.retry import PermanentJobError
 from notifications import rendering, suppressions
 from notifications.exceptions import NotificationError
 from notifications.mime import PreparedEmail

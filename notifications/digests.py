@@ -36,7 +36,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from compliance.models import Tenant
-from kgc import jobs
+from kgc.queue import jobs
 from kgc.queues import EMAIL
 from notifications import rules
 from notifications.models import (

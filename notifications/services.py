@@ -15,7 +15,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 
 from compliance.models import Tenant
 from compliance.selectors import tenant_get
-from kgc import jobs
+from kgc.queue import jobs
 from kgc.queues import EMAIL
 from notifications import preferences, selectors
 from notifications.exceptions import InvalidEmailRequest

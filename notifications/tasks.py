@@ -11,7 +11,7 @@ from procrastinate.contrib.django import app
 
 from compliance.selectors import tenant_get, tenant_local_date, tick_time
 from compliance.services import tenant_jobs_fan_out
-from kgc import jobs
+from kgc.queue import jobs
 from kgc.queues import EMAIL, EXPIRY_NOTIFICATION, FILING_REMINDER, MAINTENANCE, SCHEDULES, queue_get
 from notifications import delivery, digests, reminders
 from notifications.services import DIGEST_TASK, EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL_TASK

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from compliance.models import NotificationEmailDefault
-from kgc import job_helpers, jobs
+from kgc import job_helpers
 from kgc.api import parsing
+from kgc.queue import jobs
 from kgc.queues import QUEUES, product_queues
 from notifications.preferences import CHOICES, KINDS
 from notifications.services import EMAIL_TEMPLATES

@@ -15,8 +15,9 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from kgc import job_helpers, jobs
+from kgc import job_helpers
 from kgc.api import auth, openapi, parsing, services
+from kgc.queue import jobs
 from kgc.queues import QUEUES, product_queues
 from notifications.exceptions import InvalidEmailRequest
 

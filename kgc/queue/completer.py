@@ -26,9 +26,9 @@ import psycopg
 
 from kgc.queue import sql
 from kgc.queue.db import Link
+from kgc.queue.results import result_json, text_storable
 from kgc.queue.runner import Outcome, log_fields
 from kgc.queue.supervisor import DutyHandle
-from kgc.results import result_json, text_storable
 
 logger = logging.getLogger("kgc.worker")
 

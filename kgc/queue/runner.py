@@ -25,7 +25,7 @@ from django.db import connections
 from procrastinate import App, exceptions, job_context
 from procrastinate import jobs as jobs_module
 
-from kgc.results import text_storable
+from kgc.queue.results import text_storable
 
 logger = logging.getLogger("kgc.jobs")
 

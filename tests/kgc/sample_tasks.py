@@ -9,7 +9,7 @@ from django.db import transaction
 from procrastinate import JobContext
 from procrastinate.contrib.django import app
 
-from kgc import jobs
+from kgc.queue import jobs
 from kgc.queues import QUEUES
 
 

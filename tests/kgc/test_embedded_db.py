@@ -64,7 +64,7 @@ def test_embedded_database_runs_a_job_through_a_worker(tmp_path):
     env = subprocess_env(DATABASE_URL=None, KGC_DATA_DIR=str(tmp_path), KGC_EXTRA_TASK_MODULES="tests.kgc.sample_tasks")
     assert manage("migrate", "--no-input", "-v", "0", env=env, timeout=300).returncode == 0
     script = (
-        "import django; django.setup(); from kgc import jobs; import tests.kgc.sample_tasks;"
+        "import django; django.setup(); from kgc.queue import jobs; import tests.kgc.sample_tasks;"
         "print(jobs.job_defer(task_name='tests.noop_email', kwargs={})[0])"
     )
     subprocess.run(
@@ -73,7 +73,7 @@ def test_embedded_database_runs_a_job_through_a_worker(tmp_path):
     worker = subprocess.Popen([sys.executable, "manage.py", "runworkers", "--queues", "email"], cwd=ROOT, env=env)
     try:
         check = (
-            "import django; django.setup(); from kgc.jobs import get_queue_stats;"
+            "import django; django.setup(); from kgc.queue.jobs import get_queue_stats;"
             "print(get_queue_stats('email').completed)"
         )
         deadline = time.monotonic() + 60

@@ -9,9 +9,9 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from compliance.exceptions import UnknownTenant
-from kgc.jobs import InvalidPriority, priority_from_stored, priority_to_stored
+from kgc.queue.jobs import InvalidPriority, priority_from_stored, priority_to_stored
+from kgc.queue.retry import PermanentJobError, backoff_seconds, is_permanent
 from kgc.queues import RateLimit, Retry, UnknownQueue, rate_limits_parse
-from kgc.retry import PermanentJobError, backoff_seconds, is_permanent
 
 
 @pytest.mark.parametrize(("priority", "stored"), [(1, -1), (2, -2), (None, -100), (1000, -1000)])
@@ -94,7 +94,7 @@ def test_malformed_rate_limit_is_refused():
 def test_transient_errors_are_retried_until_the_queue_attempts_run_out(attempts_before, exception, retried):
     from procrastinate.jobs import Job
 
-    from kgc.retry import QueueRetryStrategy
+    from kgc.queue.retry import QueueRetryStrategy
 
     strategy = QueueRetryStrategy(Retry(max_attempts=3))
     job = Job(id=1, queue="compliance", lock=None, queueing_lock=None, task_name="t", attempts=attempts_before)

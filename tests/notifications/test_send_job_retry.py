@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from kgc import jobs
+from kgc.queue import jobs
 from notifications.models import Notification, OutboundEmail
 from notifications.services import notifications_deliver
 from tests.notifications.test_notifications_deliver import draft

@@ -12,8 +12,9 @@ from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc import admin as console_admin
-from kgc import console, jobs
+from kgc import console
 from kgc.models import JobFailure, JobResult, RateLimitSlot
+from kgc.queue import jobs
 from tests.ops.conftest import (
     defer,
     events_move,

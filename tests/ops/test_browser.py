@@ -24,7 +24,7 @@ from django.test import Client
 from django.utils import timezone
 
 from compliance.models import Tenant
-from kgc import jobs
+from kgc.queue import jobs
 from notifications.reminders import expiry_reminders_send
 from tests.factories import ClientFactory, DocumentFactory, FilingFactory, MembershipFactory, TenantFactory
 from tests.helpers import manage, subprocess_env

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc import jobs
+from kgc.queue import jobs
 from tests.helpers import manage
 from tests.ops.conftest import defer, events_move, fail, status_of, succeed
 

@@ -12,7 +12,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from kgc import jobs, metrics
+from kgc import metrics
+from kgc.queue import jobs
 from tests.factories import TenantFactory
 from tests.ops import prometheus
 from tests.ops.conftest import defer, events_move, fail, heartbeat, scheduler_ticked, succeed

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from kgc import jobs
 from kgc.commands import ProjectCommand, age
+from kgc.queue import jobs
 from kgc.queues import UnknownQueue, queue_get
 
 

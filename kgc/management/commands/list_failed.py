@@ -7,8 +7,9 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from kgc import jobs, metrics
+from kgc import metrics
 from kgc.commands import ProjectCommand, positive_int
+from kgc.queue import jobs
 from kgc.queues import UnknownQueue
 
 MESSAGE_WIDTH = 60

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from kgc import jobs
 from kgc.commands import ProjectCommand
+from kgc.queue import jobs
 from kgc.queues import UnknownQueue
 
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from django.db import DatabaseError, transaction
 
-from kgc import jobs
+from kgc.queue import jobs
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc import jobs
 from kgc.models import JobFailure, Leadership, WorkerProcess
+from kgc.queue import jobs
 from tests.helpers import FAST_FAULTS, wait_for
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc import jobs
+from kgc.queue import jobs
 from notifications.models import Digest, Notification, OutboundEmail
 from tests.helpers import WorkerProcesses, wait_for
 from tests.notifications.digests.conftest import document_draft, filing_draft

@@ -20,10 +20,10 @@ from django.utils import timezone
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate.contrib.django import app
 
-from kgc import signals
 from kgc.models import JobFailure, QueuePause
+from kgc.queue import signals
+from kgc.queue.retry import QueueRetryStrategy
 from kgc.queues import QUEUES, product_queues, queue_get
-from kgc.retry import QueueRetryStrategy
 
 # BullMQ's priorities: 1 is the highest and larger numbers are lower; a job without
 # one counts as DEFAULT_PRIORITY. procrastinate runs the highest number first, so the
