@@ -44,8 +44,8 @@ from procrastinate.contrib.django.models import ProcrastinateEvent, Procrastinat
 
 from kgc import console, metrics, selectors
 from kgc.commands import age as parse_age
-from kgc.models import JobFailure, JobResult, QueuePause
 from kgc.queue import health, jobs
+from kgc.queue.models import JobFailure, JobResult, QueuePause
 from kgc.queues import QUEUES, UnknownQueue, product_queues, queue_get
 
 AUTO_REFRESH_SECONDS = 5

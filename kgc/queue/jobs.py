@@ -20,8 +20,8 @@ from django.utils import timezone
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate.contrib.django import app
 
-from kgc.models import JobFailure, QueuePause
 from kgc.queue import signals
+from kgc.queue.models import JobFailure, QueuePause
 from kgc.queue.retry import QueueRetryStrategy
 from kgc.queues import QUEUES, product_queues, queue_get
 

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateEvent, ProcrastinateJob
 
-from kgc.models import QueuePause
 from kgc.queue import jobs
+from kgc.queue.models import QueuePause
 
 COUNTS = {"waiting": 0, "active": 0, "delayed": 0, "completed": 0, "failed": 0, "paused": 0, "cancelled": 0}
 

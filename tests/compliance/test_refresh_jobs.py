@@ -12,7 +12,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from compliance.models import ComplianceScore, Tenant
 from compliance.tasks import refresh_all
 from kgc.job_helpers import enqueue_compliance_refresh
-from kgc.models import JobFailure
+from kgc.queue.models import JobFailure
 from tests.factories import TenantFactory
 from tests.helpers import manage_popen, subprocess_env
 

@@ -9,8 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc.models import JobFailure
 from kgc.queue import jobs
+from kgc.queue.models import JobFailure
 from kgc.queues import UnknownQueue
 
 pytestmark = pytest.mark.django_db

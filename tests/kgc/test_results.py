@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kgc.models import JobResult
+from kgc.queue.models import JobResult
 from kgc.queue.results import RESULT_MAX_CHARS, result_json
 from tests.helpers import manage, subprocess_env
 from tests.ops.conftest import defer, status_of

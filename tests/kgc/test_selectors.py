@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from kgc import selectors
-from kgc.models import RateLimitSlot
+from kgc.queue.models import RateLimitSlot
 from tests.ops.conftest import defer, events_move, fail, lease, run_on, succeed, worker_process
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc.models import JobFailure
 from kgc.queue import jobs
+from kgc.queue.models import JobFailure
 from tests.helpers import FAST_FAULTS, wait_for
 
 pytestmark = pytest.mark.slow

@@ -22,8 +22,8 @@ from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 import tests.kgc.sample_tasks  # noqa: F401  (registers the tests.* tasks in this process)
-from kgc.models import JobFailure, Leadership, WorkerProcess
 from kgc.queue import jobs
+from kgc.queue.models import JobFailure, Leadership, WorkerProcess
 from tests.factories import UserFactory
 from tests.helpers import ROOT
 

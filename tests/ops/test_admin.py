@@ -13,8 +13,8 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc import admin as console_admin
 from kgc import console
-from kgc.models import JobFailure, JobResult, RateLimitSlot
 from kgc.queue import jobs
+from kgc.queue.models import JobFailure, JobResult, RateLimitSlot
 from tests.ops.conftest import (
     defer,
     events_move,

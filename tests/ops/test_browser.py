@@ -158,7 +158,7 @@ def _busy_day() -> dict[str, Any]:
     other = worker_process(host="jobs-2", pid=3991, queues=("email",), concurrency={"email": 5}, duties=other_duties)
     running = defer("email", tenant_id=5)
     run_on(running, leader)
-    from kgc.models import RateLimitSlot
+    from kgc.queue.models import RateLimitSlot
 
     RateLimitSlot.objects.create(queue_name="email", slot=timezone.now(), starts=42)
     return {"failed": failed, "leader": leader, "other": other, "running": running}

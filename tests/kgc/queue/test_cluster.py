@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc.models import JobFailure, Leadership, WorkerProcess
 from kgc.queue import jobs
+from kgc.queue.models import JobFailure, Leadership, WorkerProcess
 from tests.helpers import FAST_FAULTS, wait_for
 
 pytestmark = pytest.mark.slow

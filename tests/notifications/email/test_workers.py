@@ -9,8 +9,8 @@ from django.db import connection, transaction
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc.job_helpers import enqueue_email
-from kgc.models import JobFailure
 from kgc.queue import jobs
+from kgc.queue.models import JobFailure
 from notifications.models import OutboundEmail
 from notifications.services import SEND_EMAIL_TASK
 from tests.helpers import FAST_FAULTS, wait_for
