@@ -43,8 +43,8 @@ from compliance.models import (
     Tenant,
 )
 from compliance.scoring import OVERDUE_STATUSES, UPCOMING_STATUSES, DeductionReason
-from kgc import triggers
-from kgc.console import date_cell, truncated
+from kgc.console import triggers
+from kgc.console.display import date_cell, truncated
 from notifications.models import NotificationPreference
 
 COUNT_CAP = 10_000

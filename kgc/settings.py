@@ -71,7 +71,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Applications -------------------------------------------------------------------
 INSTALLED_APPS = [
-    "kgc.admin_site.ConsoleAdminConfig",  # django.contrib.admin, with the jobs console's site
+    "kgc.console.admin_site.ConsoleAdminConfig",  # django.contrib.admin, with the jobs console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "procrastinate.contrib.django",
     "anymail",
     "kgc",
+    "kgc.console",
     "compliance",
     "notifications",
 ]

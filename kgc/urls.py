@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from kgc import pages, views
+from kgc.console import pages, views
 
 urlpatterns = [
     path("favicon.ico", pages.favicon, name="favicon"),

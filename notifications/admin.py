@@ -28,7 +28,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from kgc.console import date_cell, truncated
+from kgc.console.display import date_cell, truncated
 from notifications.delivery import emails_resend
 from notifications.models import (
     Digest,

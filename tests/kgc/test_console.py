@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kgc import console
+from kgc.console import display as console
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

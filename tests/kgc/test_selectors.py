@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from kgc import selectors
+from kgc.console import selectors
 from kgc.queue.models import RateLimitSlot
 from tests.ops.conftest import defer, events_move, fail, lease, run_on, succeed, worker_process
 

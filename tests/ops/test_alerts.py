@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from kgc import metrics
+from kgc.console import metrics
 from tests.ops import prometheus
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (requirements-dev.txt)")

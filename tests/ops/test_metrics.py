@@ -12,7 +12,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from kgc import metrics
+from kgc.console import metrics
 from kgc.queue import jobs
 from tests.factories import TenantFactory
 from tests.ops import prometheus

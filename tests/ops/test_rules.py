@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kgc import admin as console
-from kgc import metrics
+from kgc.console import admin as console
+from kgc.console import metrics
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from kgc.commands import ProjectCommand
-from kgc.views import readiness_checks
+from kgc.console.views import readiness_checks
 
 
 class Command(ProjectCommand):

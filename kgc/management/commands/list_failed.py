@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from kgc import metrics
 from kgc.commands import ProjectCommand, positive_int
+from kgc.console import metrics
 from kgc.queue import jobs
 from kgc.queues import UnknownQueue
 

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils import timezone
 
-from kgc import metrics
 from kgc.commands import ProjectCommand
+from kgc.console import metrics
 
 COLUMNS = ("waiting", "active", "delayed", "completed", "failed", "paused", "cancelled")
 

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 class ConsoleAdminConfig(AdminConfig):
     """Django's admin, with the jobs console's site (named in INSTALLED_APPS)."""
 
-    default_site = "kgc.admin_site.ConsoleAdminSite"
+    default_site = "kgc.console.admin_site.ConsoleAdminSite"
 
 
 class ConsoleAdminSite(admin.AdminSite):

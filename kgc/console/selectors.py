@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from kgc import console, metrics
+from kgc.console import display as console
+from kgc.console import metrics
 from kgc.queue import health
 from kgc.queue.health import jsonb_value
 from kgc.queues import QUEUES, RateLimit, product_queues, rate_limits

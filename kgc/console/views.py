@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from kgc import metrics
+from kgc.console import metrics
 from kgc.queue import health
 from kgc.queues import product_queues
 

@@ -42,8 +42,9 @@ from django.utils.safestring import SafeString
 from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.contrib.django.models import ProcrastinateEvent, ProcrastinateJob
 
-from kgc import console, metrics, selectors
 from kgc.commands import age as parse_age
+from kgc.console import display as console
+from kgc.console import metrics, selectors
 from kgc.queue import health, jobs
 from kgc.queue.models import JobFailure, JobResult, QueuePause
 from kgc.queues import QUEUES, UnknownQueue, product_queues, queue_get
