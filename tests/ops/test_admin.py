@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc.console import admin as console_admin
 from kgc.console import display as console
+from kgc.console import jobs_list as console_admin
 from kgc.queue import jobs
 from kgc.queue.models import JobFailure, JobResult, RateLimitSlot
 from tests.ops.conftest import (

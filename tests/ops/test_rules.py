@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kgc.console import admin as console
+from kgc.console import dashboard as console
 from kgc.console import metrics
 
 
