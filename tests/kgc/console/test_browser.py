@@ -28,7 +28,7 @@ from kgc.queue import jobs
 from notifications.reminders import expiry_reminders_send
 from tests.factories import ClientFactory, DocumentFactory, FilingFactory, MembershipFactory, TenantFactory
 from tests.helpers import manage, subprocess_env
-from tests.ops.conftest import defer, events_move, fail, lease, run_on, shot, status_of, worker_process
+from tests.kgc.console.conftest import defer, events_move, fail, lease, run_on, shot, status_of, worker_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -15,7 +15,7 @@ from kgc.console import display as console
 from kgc.console import jobs_list as console_admin
 from kgc.queue import jobs
 from kgc.queue.models import JobFailure, JobResult, RateLimitSlot
-from tests.ops.conftest import (
+from tests.kgc.console.conftest import (
     defer,
     events_move,
     fail,
@@ -453,7 +453,7 @@ def _jobs_in_every_state() -> dict[str, int]:
         "failed": defer("email"),
         "cancelled": defer("email"),
     }
-    from tests.ops.conftest import start
+    from tests.kgc.console.conftest import start
 
     start(by_state["active"])
     succeed(by_state["completed"])

@@ -9,7 +9,7 @@ import pytest
 from kgc.queue.models import JobResult
 from kgc.queue.results import RESULT_MAX_CHARS, result_json
 from tests.helpers import manage, subprocess_env
-from tests.ops.conftest import defer, status_of
+from tests.kgc.console.conftest import defer, status_of
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ import pytest
 from django.utils import timezone
 
 from kgc.console import metrics
-from tests.ops import prometheus
+from tests.kgc.console import prometheus
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (requirements-dev.txt)")
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "alerts.yml"
+RULES = Path(__file__).resolve().parents[3] / "deploy" / "alerts.yml"
 WANTED = {"KgcJobFailuresRising", "KgcQueueBacklog", "KgcNoWorkerHeartbeat"}
 
 

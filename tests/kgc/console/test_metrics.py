@@ -15,8 +15,8 @@ from django.utils import timezone
 from kgc.console import metrics
 from kgc.queue import jobs
 from tests.factories import TenantFactory
-from tests.ops import prometheus
-from tests.ops.conftest import defer, events_move, fail, heartbeat, scheduler_ticked, succeed
+from tests.kgc.console import prometheus
+from tests.kgc.console.conftest import defer, events_move, fail, heartbeat, scheduler_ticked, succeed
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from tests.helpers import manage, manage_popen
-from tests.ops.conftest import heartbeat, scheduler_ticked
+from tests.kgc.console.conftest import heartbeat, scheduler_ticked
 
 pytestmark = pytest.mark.django_db
 

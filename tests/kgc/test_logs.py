@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.helpers import manage, subprocess_env
-from tests.ops.conftest import defer
+from tests.kgc.console.conftest import defer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

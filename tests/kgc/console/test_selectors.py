@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from kgc.console import selectors
 from kgc.queue.models import RateLimitSlot
-from tests.ops.conftest import defer, events_move, fail, lease, run_on, succeed, worker_process
+from tests.kgc.console.conftest import defer, events_move, fail, lease, run_on, succeed, worker_process
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc.queue import jobs
 from tests.helpers import manage
-from tests.ops.conftest import defer, events_move, fail, status_of, succeed
+from tests.kgc.console.conftest import defer, events_move, fail, status_of, succeed
 
 pytestmark = pytest.mark.django_db
 

@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # WhiteNoise warns when STATIC_ROOT has not been collected (a checkout without
     # collectstatic); the admin pages are the first to load the middleware.
     for item in items:
-        if "tests/ops/" in str(item.path):
+        if "tests/kgc/console/" in str(item.path):
             item.add_marker(pytest.mark.filterwarnings("ignore:No directory at:UserWarning"))
 
 
