@@ -28,8 +28,7 @@ from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc.commands import age as parse_age
-from kgc.console import display as console
-from kgc.console import metrics, selectors
+from kgc.console import display, metrics, selectors
 from kgc.console.actions import _log
 from kgc.queue import health, jobs
 from kgc.queue.models import QueuePause
@@ -89,9 +88,9 @@ def activity_as_dict(activity: selectors.QueueActivity) -> dict[str, Any]:
         "concurrency": activity.concurrency,
         "rate_limit": activity.rate_limit_text,
         "rate_limit_used": round(activity.window_used_ratio, 3),
-        "per_minute_5": console.rate_format(activity.per_minute_5),
-        "per_minute_60": console.rate_format(activity.per_minute_60),
-        "failure_rate": console.percent_format(activity.failure_rate),
+        "per_minute_5": display.rate_format(activity.per_minute_5),
+        "per_minute_60": display.rate_format(activity.per_minute_60),
+        "failure_rate": display.percent_format(activity.failure_rate),
     }
 
 
@@ -177,7 +176,7 @@ class QueueDashboardAdmin(admin.ModelAdmin):
         buckets = metrics.jobs_finished_series(now=now)
         chart: dict[str, Any] = {
             "bars": chart_bars(buckets, width=CHART_WIDTH, height=CHART_HEIGHT),
-            "ticks": console.tick_positions([f"{b.start:%H:%M}" for b in buckets], every=36),
+            "ticks": display.tick_positions([f"{b.start:%H:%M}" for b in buckets], every=36),
             "width": CHART_WIDTH,
             "height": CHART_HEIGHT,
             "completed": sum(b.completed for b in buckets),
@@ -186,7 +185,7 @@ class QueueDashboardAdmin(admin.ModelAdmin):
         }
         if by_queue:
             series = selectors.jobs_finished_by_queue(now=now)
-            chart["series"] = console.series_lines(series.counts, width=CHART_WIDTH, height=CHART_HEIGHT)
+            chart["series"] = display.series_lines(series.counts, width=CHART_WIDTH, height=CHART_HEIGHT)
             chart["covered_since"] = series.covered_since
         return chart
 

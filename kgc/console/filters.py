@@ -13,7 +13,7 @@ from django.utils import timezone
 from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.contrib.django.models import ProcrastinateEvent
 
-from kgc.console import display as console
+from kgc.console import display
 from kgc.console.job_rows import FINISHED_EVENTS
 from kgc.queue.models import QueuePause
 from kgc.queues import QUEUES
@@ -31,19 +31,19 @@ class QueueFilter(admin.SimpleListFilter):
 
 
 def state_filter(queryset: QuerySet, state: str, *, now: datetime) -> QuerySet:
-    """Jobs in one of the dashboard's states (``console.job_state`` in SQL)."""
+    """Jobs in one of the dashboard's states (``display.job_state`` in SQL)."""
     paused = Q(queue_name__in=QueuePause.objects.values("queue_name"))
     due = Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=now)
     conditions = {
-        console.JobState.WAITING: Q(status="todo") & due & ~paused,
-        console.JobState.PAUSED: Q(status="todo") & due & paused,
-        console.JobState.DELAYED: Q(status="todo", scheduled_at__gt=now),
-        console.JobState.ACTIVE: Q(status="doing"),
-        console.JobState.COMPLETED: Q(status="succeeded"),
-        console.JobState.FAILED: Q(status="failed"),
-        console.JobState.CANCELLED: Q(status__in=["cancelled", "aborted"]),
+        display.JobState.WAITING: Q(status="todo") & due & ~paused,
+        display.JobState.PAUSED: Q(status="todo") & due & paused,
+        display.JobState.DELAYED: Q(status="todo", scheduled_at__gt=now),
+        display.JobState.ACTIVE: Q(status="doing"),
+        display.JobState.COMPLETED: Q(status="succeeded"),
+        display.JobState.FAILED: Q(status="failed"),
+        display.JobState.CANCELLED: Q(status__in=["cancelled", "aborted"]),
     }
-    return queryset.filter(conditions[console.JobState(state)])
+    return queryset.filter(conditions[display.JobState(state)])
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -53,14 +53,14 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(console.JobState.choices)
+        return list(display.JobState.choices)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         if not value:
             return queryset
-        if value not in console.JobState.values:
-            messages.error(request, f"Unknown state {value!r}: one of {', '.join(console.JobState.values)}.")
+        if value not in display.JobState.values:
+            messages.error(request, f"Unknown state {value!r}: one of {', '.join(display.JobState.values)}.")
             return queryset.none()
         return state_filter(queryset, value, now=timezone.now())
 
@@ -147,8 +147,8 @@ class FinishedFilter(admin.ListFilter):
             if not raw:
                 continue
             try:
-                bounds[lookup] = console.range_bound_parse(raw, end=end)
-            except console.BadRange as exc:
+                bounds[lookup] = display.range_bound_parse(raw, end=end)
+            except display.BadRange as exc:
                 messages.error(request, f"Finished {label}: {exc}")
                 return queryset.none()
         ended = ProcrastinateEvent.objects.filter(type__in=FINISHED_EVENTS, **bounds).values("job_id")

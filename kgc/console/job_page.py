@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from procrastinate.contrib.django.models import ProcrastinateEvent, ProcrastinateJob
 
-from kgc.console import display as console
+from kgc.console import display
 from kgc.console.actions import JobActions
 from kgc.console.job_rows import _state_of, _times, jobs_annotated
 from kgc.queue import jobs
@@ -39,7 +39,7 @@ class JobPage(JobActions):
         if job is None or not self.has_view_or_change_permission(request, job):
             raise Http404(f"no job with id {object_id}") if job is None else PermissionDenied
         failures = list(JobFailure.objects.filter(job_id=job.pk).order_by("failed_at", "id"))
-        numbered = console.attempts_numbered([failure.will_retry for failure in failures])
+        numbered = display.attempts_numbered([failure.will_retry for failure in failures])
         events = ProcrastinateEvent.objects.filter(job_id=job.pk).order_by("at", "id")
         result = JobResult.objects.filter(job_id=job.pk).first()
         context = {
@@ -50,14 +50,14 @@ class JobPage(JobActions):
             "job": job,
             "state": _state_of(job),
             "times": _times(job),
-            "duration": console.duration_format(_times(job).duration_seconds),
+            "duration": display.duration_format(_times(job).duration_seconds),
             "priority": jobs.priority_from_stored(job.priority),
             "default_priority": jobs.DEFAULT_PRIORITY,
             "args_json": json.dumps(job.args, indent=2, sort_keys=True),
             "result": result,
             "result_json": json.dumps(result.value, indent=2, sort_keys=True) if result else None,
             "attempts": [
-                (view, failure, console.traceback_blocks(failure.traceback))
+                (view, failure, display.traceback_blocks(failure.traceback))
                 for view, failure in zip(numbered, failures, strict=True)
             ],
             "events": events,

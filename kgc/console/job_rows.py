@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from procrastinate.contrib.django.models import ProcrastinateEvent
 
-from kgc.console import display as console
+from kgc.console import display
 from kgc.queue.models import JobFailure, QueuePause
 
 FINISHED_EVENTS = ["succeeded", "failed", "cancelled", "aborted"]
@@ -38,8 +38,8 @@ def jobs_annotated(queryset: QuerySet) -> QuerySet:
     )
 
 
-def _times(job: Any) -> console.JobTimes:
-    return console.job_times(
+def _times(job: Any) -> display.JobTimes:
+    return display.job_times(
         queued_at=getattr(job, "queued_at", None),
         started_at=getattr(job, "started_at", None),
         finished_at=getattr(job, "finished_at", None),
@@ -47,7 +47,7 @@ def _times(job: Any) -> console.JobTimes:
 
 
 def _state_of(job: Any) -> str:
-    return console.job_state(
+    return display.job_state(
         status=job.status,
         scheduled_at=job.scheduled_at,
         queue_paused=bool(getattr(job, "queue_paused", False)),

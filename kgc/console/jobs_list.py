@@ -23,7 +23,7 @@ from django.utils.safestring import SafeString
 from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc.console import display as console
+from kgc.console import display
 from kgc.console.filters import FinishedFilter, QueueFilter, StateFilter, TaskFilter, TenantFilter
 from kgc.console.job_page import JobPage
 from kgc.console.job_rows import _moment, _state_of, _times, jobs_annotated
@@ -163,7 +163,7 @@ class JobAdmin(JobPage):
     def task(self, job: ProcrastinateJob) -> SafeString:
         # The queue under the task, on a second line: one column fewer keeps the list within 1280 px.
         return format_html(
-            '{}<br><span class="kgc-muted kgc-small">{}</span>', console.truncated(job.task_name, 28), job.queue_name
+            '{}<br><span class="kgc-muted kgc-small">{}</span>', display.truncated(job.task_name, 28), job.queue_name
         )
 
     @admin.display(description="tenant")
@@ -184,14 +184,14 @@ class JobAdmin(JobPage):
 
     @admin.display(description="duration")
     def duration(self, job: ProcrastinateJob) -> str:
-        return console.duration_format(_times(job).duration_seconds)
+        return display.duration_format(_times(job).duration_seconds)
 
     @admin.display(description="last error")
     def last_error(self, job: ProcrastinateJob) -> SafeString | str:
         kind = getattr(job, "last_error_type", None)
         if not kind:
             return "-"
-        return console.truncated(f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}", 28)
+        return display.truncated(f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}", 28)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

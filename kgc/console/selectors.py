@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from kgc.console import display as console
-from kgc.console import metrics
+from kgc.console import display, metrics
 from kgc.queue import health
 from kgc.queue.health import jsonb_value
 from kgc.queues import QUEUES, RateLimit, product_queues, rate_limits
@@ -175,7 +174,7 @@ class WorkerView:
     queues: list[str]
     concurrency: dict[str, Any]
     started_at: datetime | None
-    duties: list[console.DutyView]
+    duties: list[display.DutyView]
     leases: list[str]
     running: list[RunningJob]
     running_total: int
@@ -229,7 +228,7 @@ def workers_overview(*, now: datetime, limit: int = WORKERS_SHOWN) -> list[Worke
                 queues=list(queues or []),
                 concurrency=jsonb_value(concurrency) or {},
                 started_at=started_at,
-                duties=console.duties_summary(jsonb_value(duties) or {}),
+                duties=display.duties_summary(jsonb_value(duties) or {}),
                 leases=leases.get(worker_id, []),
                 running=jobs[:RUNNING_SHOWN],
                 running_total=len(jobs),

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from kgc.console import display as console
+from kgc.console import display
 from kgc.console import jobs_list as console_admin
 from kgc.queue import jobs
 from kgc.queue.models import JobFailure, JobResult, RateLimitSlot
@@ -491,7 +491,7 @@ def test_job_list_shows_tenant_times_duration_and_the_last_error_shortened(staff
     row = page[page.index(f">{job_id}</a>") :].split("</tr>")[0]
     assert '<td class="field-tenant">31</td>' in row
     text = "ValueError: the SMTP server refused the recipient " + "x" * 80
-    assert f'title="{text}">{console.text_shorten(text, 28)}</span>' in row
+    assert f'title="{text}">{display.text_shorten(text, 28)}</span>' in row
 
 
 def test_job_list_filters_by_when_jobs_finished(staff_client):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kgc.console import display as console
+from kgc.console import display
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -27,7 +27,7 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     ],
 )
 def test_job_states_use_the_dashboards_names(status, scheduled_at, queue_paused, state):
-    assert console.job_state(status=status, scheduled_at=scheduled_at, queue_paused=queue_paused, now=NOW) == state
+    assert display.job_state(status=status, scheduled_at=scheduled_at, queue_paused=queue_paused, now=NOW) == state
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_job_states_use_the_dashboards_names(status, scheduled_at, queue_paused,
     ],
 )
 def test_attempts_are_numbered_over_the_jobs_life(will_retry, expected):
-    assert [(a.number, a.outcome) for a in console.attempts_numbered(will_retry)] == expected
+    assert [(a.number, a.outcome) for a in display.attempts_numbered(will_retry)] == expected
 
 
 TRACEBACK = """Traceback (most recent call last):
@@ -59,7 +59,7 @@ compliance.exceptions.UnknownTenant: no active tenant with id or slug 7"""
 
 
 def test_traceback_framework_frames_fold_and_project_frames_show():
-    blocks = console.traceback_blocks(TRACEBACK)
+    blocks = display.traceback_blocks(TRACEBACK)
     assert [(block.kind, block.frames) for block in blocks] == [("text", 0), ("framework", 2), ("own", 2), ("text", 0)]
     assert blocks[2].lines[1] == "    tenant = tenant_get(tenant_id)"
     assert blocks[2].lines[2].strip() == "^^^^^^^^^^^^^^^^^^^^^"
@@ -77,7 +77,7 @@ def test_traceback_framework_frames_fold_and_project_frames_show():
     ],
 )
 def test_frames_of_the_project_are_told_from_library_frames(path, own):
-    assert console.frame_is_own(path) is own
+    assert display.frame_is_own(path) is own
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_frames_of_the_project_are_told_from_library_frames(path, own):
     [(None, "-"), (0.0421, "0.042 s"), (12.54, "12.5 s"), (200, "3m 20s"), (7320, "2h 2m"), (3600, "1h")],
 )
 def test_durations_are_short(seconds, text):
-    assert console.duration_format(seconds) == text
+    assert display.duration_format(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_durations_are_short(seconds, text):
     [("short", 10, "short"), ("a  long\nmessage here", 10, "a long me…"), ("exactly 10", 10, "exactly 10")],
 )
 def test_text_is_shortened_to_one_line(text, width, shortened):
-    assert console.text_shorten(text, width) == shortened
+    assert display.text_shorten(text, width) == shortened
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_text_is_shortened_to_one_line(text, width, shortened):
     ],
 )
 def test_job_times_belong_to_its_last_run(queued, started, finished, shown_finished, duration):
-    times = console.job_times(queued_at=queued, started_at=started, finished_at=finished)
+    times = display.job_times(queued_at=queued, started_at=started, finished_at=finished)
     assert (times.finished_at, times.duration_seconds) == (shown_finished, duration)
 
 
@@ -120,12 +120,12 @@ def test_job_times_belong_to_its_last_run(queued, started, finished, shown_finis
     ],
 )
 def test_range_bounds_are_read_in_utc(raw, end, expected):
-    assert console.range_bound_parse(raw, end=end) == expected
+    assert display.range_bound_parse(raw, end=end) == expected
 
 
 def test_a_bad_range_bound_says_what_was_expected():
-    with pytest.raises(console.BadRange, match="expected a date such as 2026-12-01 .* got 'yesterday'"):
-        console.range_bound_parse("yesterday", end=False)
+    with pytest.raises(display.BadRange, match="expected a date such as 2026-12-01 .* got 'yesterday'"):
+        display.range_bound_parse("yesterday", end=False)
 
 
 def test_duties_are_summarised_failing_first_with_their_details():
@@ -134,7 +134,7 @@ def test_duties_are_summarised_failing_first_with_their_details():
         "heartbeat": {"state": "failing", "restarts": 3, "failing_since": "2026-12-01T11:59:00Z", "last_error": "down"},
         "scheduler": {"state": "standby", "restarts": 0, "failing_since": None, "last_error": ""},
     }
-    views = console.duties_summary(duties)
+    views = display.duties_summary(duties)
     assert [(v.name, v.state) for v in views] == [
         ("heartbeat", "failing"),
         ("listener", "running"),
@@ -144,7 +144,7 @@ def test_duties_are_summarised_failing_first_with_their_details():
 
 
 def test_series_lines_share_one_scale():
-    lines = console.series_lines({"email": [0, 10], "compliance": [5, 0]}, width=100, height=50)
+    lines = display.series_lines({"email": [0, 10], "compliance": [5, 0]}, width=100, height=50)
     assert [(line.name, line.points, line.total) for line in lines] == [
         ("email", "25.0,50.0 75.0,0.0", 10),
         ("compliance", "25.0,25.0 75.0,50.0", 5),
@@ -152,7 +152,7 @@ def test_series_lines_share_one_scale():
 
 
 def test_chart_ticks_are_placed_in_percent():
-    assert console.tick_positions(["00:00", "00:05", "00:10", "00:15"], every=2) == [(0.0, "00:00"), (50.0, "00:10")]
+    assert display.tick_positions(["00:00", "00:05", "00:10", "00:15"], every=2) == [(0.0, "00:00"), (50.0, "00:10")]
 
 
 @pytest.mark.parametrize(
@@ -167,10 +167,10 @@ def test_chart_ticks_are_placed_in_percent():
     ],
 )
 def test_list_cells_cut_long_text_and_keep_it_on_hover(text, shown):
-    assert console.truncated(text, 11) == shown
+    assert display.truncated(text, 11) == shown
 
 
 def test_dates_in_lists_are_iso_dates():
-    assert console.date_cell(datetime(2026, 6, 8, 9, 30, tzinfo=UTC)) == (
+    assert display.date_cell(datetime(2026, 6, 8, 9, 30, tzinfo=UTC)) == (
         '<span class="kgc-nowrap" title="2026-06-08 09:30:00 UTC">2026-06-08</span>'
     )

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kgc.console import dashboard as console
-from kgc.console import metrics
+from kgc.console import dashboard, metrics
 
 
 @pytest.mark.parametrize(
@@ -71,7 +70,7 @@ def test_histogram_buckets_are_cumulative(bucket_index, expected):
 def test_chart_bars_scale_to_the_busiest_bucket_and_stack_failures_on_top():
     start = datetime(2026, 11, 29, tzinfo=UTC)
     buckets = [metrics.FinishedBucket(start, completed=3, failed=1), metrics.FinishedBucket(start, completed=1)]
-    first, second = console.chart_bars(buckets, width=10, height=100)
+    first, second = dashboard.chart_bars(buckets, width=10, height=100)
     assert (first.completed_height, first.failed_height, first.failed_y) == (75.0, 25.0, 0.0)
     assert (second.x, second.completed_height, second.completed_y) == (5, 25.0, 75.0)
 
@@ -86,11 +85,11 @@ def test_chart_bars_scale_to_the_busiest_bucket_and_stack_failures_on_top():
 )
 def test_cleanup_form_rejects_bad_input_with_a_reason(form, error):
     with pytest.raises(ValueError, match=error):
-        console.cleanup_request_parse(form)
+        dashboard.cleanup_request_parse(form)
 
 
 def test_cleanup_form_leaves_a_blank_age_as_keep():
-    assert console.cleanup_request_parse({"queue": "email", "failed_age": "30d", "completed_age": " "}) == (
+    assert dashboard.cleanup_request_parse({"queue": "email", "failed_age": "30d", "completed_age": " "}) == (
         "email",
         None,
         timedelta(days=30),
