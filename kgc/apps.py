@@ -3,7 +3,8 @@ from django.core import checks
 
 
 class KgcConfig(AppConfig):
-    """The shared queue layer: queue pause state, rate-limit log, job counters and failure records."""
+    """The project's app, whose models are the queue layer's state (kgc/queue/models.py): pause flags,
+    rate-limit slots, job counters, failure records, workers, the lease, results."""
 
     name = "kgc"
     verbose_name = "Queues"

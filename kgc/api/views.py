@@ -187,7 +187,7 @@ def queue_resume(request: HttpRequest, name: str, body: dict[str, Any]) -> JsonR
     return JsonResponse({"queue": name, "paused": False, "changed": changed})
 
 
-# Each cleanup batch is its own short transaction (kgc.jobs.cleanup_queue); one around
+# Each cleanup batch is its own short transaction (kgc.queue.jobs.cleanup_queue); one around
 # them all would hold every deleted row's lock until the end.
 @endpoint("POST", atomic=False)
 def queue_cleanup(request: HttpRequest, name: str, body: dict[str, Any]) -> JsonResponse:

@@ -40,7 +40,7 @@ def _log(
 
 
 class JobActions(admin.ModelAdmin):
-    # --- Actions ------------------------------------------------------------------------
+    """The jobs' retry and cancel actions: the jobs list's bulk actions, and the job page's buttons."""
 
     @admin.action(description="Retry selected failed jobs", permissions=["change"])
     def retry_jobs(

@@ -2,7 +2,8 @@
 
 Job states in BullMQ's names, attempts numbered across manual retries, tracebacks opened
 at the project's own frames, worker duties in a few words, the chart's geometry. No
-database and no clock here: ``kgc/selectors.py`` reads, ``kgc/admin.py`` renders.
+database and no clock here: ``selectors`` reads, the screens (``dashboard``, ``jobs_list``,
+``job_page``) render.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ STATUS_STATES = {
 
 
 def job_state(*, status: str, scheduled_at: datetime | None, queue_paused: bool, now: datetime) -> JobState:
-    """A procrastinate status, told apart as the dashboard's counts do (see ``kgc.jobs.QueueStats``)."""
+    """A procrastinate status, told apart as the dashboard's counts do (see ``kgc.queue.jobs.QueueStats``)."""
     if status != "todo":
         return STATUS_STATES.get(status, JobState.CANCELLED)
     if scheduled_at is not None and scheduled_at > now:

@@ -22,7 +22,7 @@ from kgc.queues import QUEUES
 
 
 class JobPage(JobActions):
-    # --- Detail -------------------------------------------------------------------------
+    """A job's page, and the URLs of its retry and cancel buttons (``JobAdmin`` serves both screens)."""
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view

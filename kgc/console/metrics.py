@@ -5,7 +5,7 @@ processes on any number of machines write the same tables, so any web process ca
 report for all of them. Each query is bounded by an index or by a short time window,
 so a scrape stays cheap on a table of millions of jobs:
 
-* counts per queue and state: ``kgc.jobs.get_all_queue_stats`` (trigger-maintained);
+* counts per queue and state: ``kgc.queue.jobs.get_all_queue_stats`` (trigger-maintained);
 * the oldest waiting job: the lowest id among each queue's due ``todo`` jobs;
 * jobs finished: ``procrastinate_events`` through ``kgc_events_finished_idx`` (at, job_id);
 * retries and failures: ``kgc_jobfailure`` through ``kgc_failure_queue_idx`` (queue, failed_at).

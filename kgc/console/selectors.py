@@ -1,4 +1,4 @@
-"""What the operator console reads beyond the counts (``kgc.metrics``): each queue's capacity,
+"""What the operator console reads beyond the counts (``kgc.console.metrics``): each queue's capacity,
 rate-limit use, throughput and failure rate; the workers with what they run and the lease
 they hold; the chart's per-queue series.
 
