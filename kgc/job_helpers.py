@@ -23,6 +23,7 @@ __all__ = [
     "enqueue_expiry_check",
     "enqueue_filing_reminder",
     "get_all_queue_stats",
+    "get_email",
     "get_failed",
     "get_queue_stats",
     "is_paused",
@@ -103,17 +104,30 @@ def enqueue_email(
     template: str,
     data: dict[str, Any],
     tenant_id: int,
+    priority: str | None = None,
 ) -> int:
-    """Queue one email (templates: document-expiry, filing-reminder, compliance-alert, custom)."""
-    _, job_id = notification_services.email_enqueue(
+    """Queue one email (templates: document-expiry, filing-reminder, compliance-alert, custom);
+    return its id (``get_email``, ``GET /api/v1/emails/{id}``, the outbound email admin).
+
+    ``priority`` is ``urgent``, ``high``, ``normal`` (the default) or ``low``: urgent emails
+    are sent before any other, and within a priority each firm gets its turn.
+    """
+    email = notification_services.email_enqueue(
         tenant_id=tenant_id,
         recipient_email=recipient_email,
         recipient_name=recipient_name,
         subject=subject,
         template=template,
         data=data,
+        priority=priority,
     )
-    return job_id
+    return email.pk
+
+
+def get_email(email_id: int) -> dict[str, Any]:
+    """Where one queued email stands: its status, attempts, last error, whether its delivery is
+    unknown, and when it was queued and sent. Raises ``UnknownEmail`` (a ``ValueError``)."""
+    return notification_services.email_describe(email_id)
 
 
 def get_queue_stats(name: str) -> dict[str, int]:

@@ -65,9 +65,11 @@ QUEUES: dict[str, Queue] = {
         Queue(COMPLIANCE, concurrency=1, rate_limit=RateLimit(5), retry=Retry(max_attempts=3)),
         Queue(EXPIRY_NOTIFICATION, concurrency=2, retry=Retry(max_attempts=5)),
         Queue(FILING_REMINDER, concurrency=2, retry=Retry(max_attempts=5)),
+        # Its concurrency is sends in flight per worker process, on the event loop: each waits on
+        # the network, not on a thread or a database connection (notifications/dispatcher.py).
         Queue(
             EMAIL,
-            concurrency=5,
+            concurrency=50,
             rate_limit=RateLimit(100),
             retry=Retry(max_attempts=6, backoff_base=timedelta(seconds=30)),
         ),

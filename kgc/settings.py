@@ -194,6 +194,10 @@ else:
     # One log line per email (recipient, subject, template): the demo data queues thousands.
     _mailer = {"BACKEND": "kgc.mail.ConsoleSummaryBackend"}
 MAILERS = {"default": _mailer}
+# How long the email dispatcher waits for the server's reply to the end of a message's data
+# before calling its delivery unknown (RFC 5321 section 4.5.3.2: 10 minutes). SMTP_TIMEOUT
+# bounds every other command's reply: a send that fails there was never handed over.
+SMTP_DATA_TIMEOUT = env.int("SMTP_DATA_TIMEOUT", default=600, minimum=1)
 
 # Where this service is reached from the internet (https://jobs.example.com): the base of
 # the unsubscribe and preferences links in emails and of the digest's item links. Without

@@ -18,3 +18,12 @@ class NotificationsConfig(AppConfig):
 
         jobs_retried.connect(send_jobs_retried, dispatch_uid="notifications.send_jobs_retried")
         retry_hold_register(SEND_JOB_DELIVERY_UNKNOWN)
+
+        # The email queue's work items are the outbox's rows: the dispatcher consumes them in
+        # every worker serving the queue, and the reader answers for the queue's counts.
+        from kgc.queue.rows import RowQueue, row_queue_register
+        from kgc.queues import EMAIL
+        from notifications.dispatcher import EmailDispatcher
+        from notifications.outbox import EmailQueueReader
+
+        row_queue_register(RowQueue(name=EMAIL, consumer=EmailDispatcher, reader=EmailQueueReader()))

@@ -16,8 +16,8 @@ The job, for one tenant and day, in one transaction and a constant number of sta
    nothing and takes nothing, and a row lock on each item makes sure that an item goes
    to exactly one digest even when two days' runs meet;
 3. one statement queues each digest's ``OutboundEmail`` (template ``daily-digest``,
-   idempotency key ``digest:<id>``) and its send job, which sends it at most once like
-   any other email.
+   idempotency key ``digest:<id>``) in the outbox, which sends it at most once like any
+   other email.
 
 A person with nothing waiting gets no digest. Items created after the cut-off wait for
 the next day's. The composition (subject, grouping, links) is pure: ``digest_compose``.
@@ -37,18 +37,18 @@ from django.db import connection, transaction
 
 from compliance.models import Tenant
 from kgc.queue import jobs
-from kgc.queues import EMAIL
 from notifications import rules
 from notifications.models import (
     Digest,
     DigestRun,
+    EmailPriority,
     Notification,
     NotificationEmailStatus,
     NotificationKind,
     NotificationUrgency,
     OutboundEmail,
 )
-from notifications.services import DIGEST_TASK, DIGEST_TEMPLATE, SEND_EMAIL_TASK
+from notifications.services import DIGEST_TASK, DIGEST_TEMPLATE
 from notifications.texts import header_text, text_fit
 
 KIND_ORDER = (NotificationKind.DOCUMENT_EXPIRY, NotificationKind.FILING_REMINDER, NotificationKind.COMPLIANCE_ALERT)
@@ -340,34 +340,30 @@ SELECT d.id, d.recipient_id, u.email, u.first_name, u.last_name, u.username,
  ORDER BY d.id, i.id
 """
 
-# Each digest's email and its send job, in one statement (as notifications_deliver does).
+# Each digest's email, in the outbox's line (normal priority, the tenant's next places), in
+# one statement (as notifications_deliver does).
 _QUEUE_SQL = """
 WITH rows AS (
-    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    SELECT r.*, row_number() OVER (ORDER BY r.digest_id) - 1 AS nth
+      FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
            digest_id bigint, items_count integer, to_email text, to_name text, subject text, context jsonb)
+), places AS (
+    SELECT notifications_email_places(%(tenant_id)s, %(priority)s::smallint, count(*)::int) AS first FROM rows
 ), new_emails AS (
     INSERT INTO notifications_outboundemail
            (tenant_id, notification_id, to_email, to_name, subject, template, context, status, attempts,
-            last_error, message_id, idempotency_key, created_at)
+            last_error, message_id, idempotency_key, created_at, priority, fair_key)
     SELECT %(tenant_id)s, NULL, to_email, to_name, subject, %(template)s, context, 'queued', 0, '', '',
-           'digest:' || digest_id, now()
-      FROM rows
+           'digest:' || digest_id, now(), %(priority)s, places.first + rows.nth
+      FROM rows CROSS JOIN places
     RETURNING id, idempotency_key
 ), linked AS (
     UPDATE notifications_digest AS d SET outbound_email_id = e.id, items_count = r.items_count
       FROM rows AS r JOIN new_emails AS e ON e.idempotency_key = 'digest:' || r.digest_id
      WHERE d.id = r.digest_id AND d.tenant_id = %(tenant_id)s
     RETURNING d.id
-), send_jobs AS (
-    SELECT procrastinate_defer_jobs_v1(array_agg(
-               ROW(%(queue)s, %(task)s, %(priority)s, NULL, NULL,
-                   jsonb_build_object('outbound_email_id', id, 'tenant_id', %(tenant_id)s), NULL
-               )::procrastinate_job_to_defer_v1 ORDER BY id)) AS ids
-      FROM new_emails
-    HAVING count(*) > 0
 )
-SELECT (SELECT count(*) FROM new_emails), (SELECT count(*) FROM linked),
-       (SELECT coalesce(sum(cardinality(ids)), 0) FROM send_jobs)
+SELECT (SELECT count(*) FROM new_emails), (SELECT count(*) FROM linked)
 """
 
 
@@ -405,14 +401,12 @@ def _queue(tenant: Tenant, rows: list[dict[str, Any]]) -> None:
                 "tenant_id": tenant.pk,
                 "rows": json.dumps(rows),
                 "template": DIGEST_TEMPLATE,
-                "queue": EMAIL,
-                "task": SEND_EMAIL_TASK,
-                "priority": jobs.priority_to_stored(None),
+                "priority": EmailPriority.NORMAL,
             },
         )
-        emails, linked, send_jobs = cursor.fetchone()
-    if not emails == linked == send_jobs == len(rows):  # one statement, all or nothing: a bug if not
-        raise RuntimeError(f"{len(rows)} digests but {emails} emails, {linked} linked, {send_jobs} send jobs")
+        emails, linked = cursor.fetchone()
+    if not emails == linked == len(rows):  # one statement, all or nothing: a bug if not
+        raise RuntimeError(f"{len(rows)} digests but {emails} emails, {linked} linked")
 
 
 def digests_send(*, tenant: Tenant, as_of: date) -> DigestResult:

@@ -34,3 +34,7 @@ class InvalidPreferences(NotificationError, ValueError):
 
 class InvalidLinkToken(NotificationError, ValueError):
     """An unsubscribe or preferences link whose token is malformed, forged or altered."""
+
+
+class UnknownEmail(NotificationError, LookupError, ValueError):
+    """No outbound email with that id."""

@@ -109,16 +109,31 @@ class Notification(models.Model):
 
 class OutboundStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
+    RETRYING = "retrying", "Waiting to retry"
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
     SUPPRESSED = "suppressed", "Suppressed (not handed to the server)"
 
 
+# An email's state once it has left the outbox for good.
+FINISHED_STATUSES = (OutboundStatus.SENT, OutboundStatus.FAILED, OutboundStatus.SUPPRESSED)
+
+
+class EmailPriority(models.IntegerChoices):
+    """Which emails the dispatcher claims first: every urgent one, of any firm, before any high one..."""
+
+    URGENT = 0, "Urgent"
+    HIGH = 1, "High"
+    NORMAL = 2, "Normal"
+    LOW = 3, "Low"
+
+
 class OutboundEmail(models.Model):
     Status = OutboundStatus
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="outbound_emails")
+    # Indexed by outbound_tenant_idx (tenant, created_at).
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="outbound_emails", db_index=False)
     notification = models.ForeignKey(
         Notification, on_delete=models.SET_NULL, null=True, blank=True, related_name="emails"
     )
@@ -130,22 +145,41 @@ class OutboundEmail(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
-    # The worker sending it stopped between the claim and the record: it may have reached
-    # the recipient. Only an explicit resend of this one email sends it again.
+    # The message may have reached the recipient, but nobody can tell: its sender stopped
+    # between the claim and the record, or the server never answered the end of the data.
+    # Only an explicit resend of this one email sends it again.
     delivery_unknown = models.BooleanField(default=False, db_default=False)
     message_id = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The outbox (notifications/outbox.py): urgency first, then each firm in turn.
+    priority = models.PositiveSmallIntegerField(
+        choices=EmailPriority.choices, default=EmailPriority.NORMAL, db_default=EmailPriority.NORMAL
+    )
+    fair_key = models.BigIntegerField(
+        default=0, db_default=0, help_text="Its place in line among its priority's emails (each firm in turn)."
+    )
+    available_at = models.DateTimeField(null=True, blank=True, help_text="When a retrying email is due again.")
+    claimed_by = models.BigIntegerField(null=True, blank=True, help_text="The worker that took its last attempt.")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When its last attempt began.")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When it was sent, failed or suppressed.")
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=OutboundStatus.values), name="outbound_status_valid"),
+            models.CheckConstraint(condition=Q(priority__lte=EmailPriority.LOW), name="outbound_priority_valid"),
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="outbound_status_idx"),
             models.Index(fields=["tenant", "created_at"], name="outbound_tenant_idx"),
+            # The outbox's line: the claim reads it in order, from its head.
+            models.Index(
+                fields=["priority", "fair_key", "id"], condition=Q(status="queued"), name="outbound_queued_idx"
+            ),
+            models.Index(fields=["available_at"], condition=Q(status="retrying"), name="outbound_retrying_idx"),
+            models.Index(fields=["claimed_by"], condition=Q(status="sending"), name="outbound_sending_idx"),
         ]
 
     def __str__(self) -> str:
@@ -320,3 +354,46 @@ class Suppression(models.Model):
     def clean(self) -> None:
         super().clean()
         self.email = self.email.strip().lower()  # before the constraints are checked (a form's full_clean)
+
+
+# --- The outbox's bookkeeping (notifications/outbox.py) ---------------------------------------
+
+
+class EmailFairClock(models.Model):
+    """Where one tenant's emails of one priority stand in line: the last place given out.
+
+    A new email takes the place after the later of this and the head of the line, so a
+    firm with a long backlog keeps its own turn while a firm with nothing waiting is
+    served within one round of the firms that are.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    priority = models.PositiveSmallIntegerField(choices=EmailPriority.choices)
+    last_key = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "priority"], name="email_fair_clock_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.get_priority_display()}: {self.last_key}"
+
+
+class EmailCount(models.Model):
+    """Emails entering and leaving each state, kept by triggers on the outbox (a statement adds
+    one row per state and minute it touched) and folded together by the dispatcher.
+
+    ``delta`` sums to the emails in a state; for the finished states each email counts in the
+    minute it finished, so a window of minutes counts the emails that finished in it.
+    ``entered`` only ever grows: emails that entered the state in that minute.
+    """
+
+    state = models.CharField(max_length=16)
+    bucket = models.DateTimeField()
+    delta = models.BigIntegerField(default=0)
+    entered = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "bucket"], name="email_count_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.state} {self.bucket:%Y-%m-%d %H:%M}: {self.delta:+d}"

@@ -15,11 +15,9 @@ from django.db import DataError, IntegrityError, connection, transaction
 
 from compliance.models import Tenant
 from compliance.selectors import tenant_get
-from kgc.queue import jobs
-from kgc.queues import EMAIL
-from notifications import preferences, selectors
-from notifications.exceptions import InvalidEmailRequest
-from notifications.models import Notification, NotificationEmailStatus, OutboundEmail
+from notifications import outbox, preferences, selectors
+from notifications.exceptions import InvalidEmailRequest, UnknownEmail
+from notifications.models import EmailPriority, Notification, NotificationEmailStatus, OutboundEmail
 from notifications.rendering import template_data_errors
 from notifications.texts import header_text, text_fit
 
@@ -32,6 +30,8 @@ DIGEST_TASK = "notifications.send_digests"
 DIGEST_TEMPLATE = "daily-digest"
 EMAIL_TEMPLATES = ("document-expiry", "filing-reminder", "compliance-alert", "custom")
 MAX_DATA_BYTES = 32 * 1024
+# An email's priority as callers name it (the API, job_helpers.enqueue_email).
+PRIORITY_NAMES: dict[str, int] = {choice.label.lower(): choice.value for choice in EmailPriority}
 
 
 def email_request_errors(
@@ -94,33 +94,59 @@ def email_enqueue(
     subject: str,
     template: str,
     data: dict[str, Any],
+    priority: str | None = None,
     idempotency_key: str | None = None,
-) -> tuple[OutboundEmail, int]:
-    """Store an outbound email and defer its send job in one transaction; return both.
+) -> OutboundEmail:
+    """Queue one email in the outbox (``notifications/outbox.py``) and return its row.
 
-    Raises ``UnknownTenant`` or ``InvalidEmailRequest`` (both ``ValueError``) and writes
-    nothing when the request is bad.
+    ``priority`` is ``urgent``, ``high``, ``normal`` (the default) or ``low``; the email takes
+    its tenant's next place in line in that priority. Inside ``transaction.atomic()`` it is
+    queued when the caller's transaction commits, and not at all if it rolls back. Raises
+    ``UnknownTenant`` or ``InvalidEmailRequest`` (both ``ValueError``) and writes nothing
+    when the request is bad.
     """
     errors = email_request_errors(
         recipient_email=recipient_email, recipient_name=recipient_name, subject=subject, template=template, data=data
     )
+    if priority is not None and (not isinstance(priority, str) or priority not in PRIORITY_NAMES):
+        errors["priority"] = f"must be one of {', '.join(PRIORITY_NAMES)}, got {priority!r}"
     if errors:
         raise InvalidEmailRequest(errors)
     tenant = tenant_get(tenant_id)
+    rank = PRIORITY_NAMES[priority or "normal"]
     with transaction.atomic():
-        email = OutboundEmail.objects.create(
+        return OutboundEmail.objects.create(
             tenant=tenant,
             to_email=recipient_email,
             to_name=recipient_name,
             subject=subject,
             template=template,
             context=data,
+            priority=rank,
+            fair_key=outbox.email_places_take(tenant_id=tenant.pk, priority=rank),
             idempotency_key=idempotency_key or f"adhoc:{uuid.uuid4()}",
         )
-        job_id, _ = jobs.job_defer(
-            task_name=SEND_EMAIL_TASK, kwargs={"outbound_email_id": email.pk, "tenant_id": tenant.pk}
-        )
-    return email, job_id
+
+
+def email_describe(email_id: int) -> dict[str, Any]:
+    """One email's state, as the API and ``job_helpers.get_email`` report it."""
+    known = isinstance(email_id, int) and 0 < email_id < 2**63
+    email = OutboundEmail.objects.filter(pk=email_id).first() if known else None
+    if email is None:
+        raise UnknownEmail(f"no email with id {email_id!r}")
+    return {
+        "id": email.pk,
+        "queue": "email",
+        "tenant_id": email.tenant_id,
+        "status": email.status,
+        "priority": EmailPriority(email.priority).label.lower(),
+        "attempts": email.attempts,
+        "last_error": email.last_error,
+        "delivery_unknown": email.delivery_unknown,
+        "message_id": email.message_id,
+        "created_at": email.created_at.isoformat(),
+        "sent_at": email.sent_at.isoformat() if email.sent_at else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -174,15 +200,16 @@ class DeliveryResult:
 # a second run, or a second worker running the same job at the same moment, inserts
 # nothing (the second waits on the first's index entry, then sees it). Each draft comes
 # with its email_status, decided by the preference rules; only the notifications this
-# statement created with status "queued" get an email, and each email gets its send job
-# through procrastinate's own defer function, in the caller's transaction.
+# statement created with status "queued" get an email, in the outbox: its priority from
+# the notification's urgency, and the tenant's next places in line in that priority
+# (notifications_email_places, once per priority), in the caller's transaction.
 _DELIVER_SQL = """
 WITH drafts AS (
     SELECT *
       FROM jsonb_to_recordset(%(drafts)s::jsonb) AS d(
            recipient_id bigint, recipient_email text, recipient_name text, kind text, urgency text,
            title text, body text, data jsonb, dedupe_key text, email_template text, email_subject text,
-           email_status text)
+           email_status text, email_priority smallint)
 ), new_notifications AS (
     INSERT INTO notifications_notification
            (tenant_id, recipient_id, kind, urgency, title, body, data, dedupe_key, created_at, email_status)
@@ -190,27 +217,27 @@ WITH drafts AS (
       FROM drafts
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id, dedupe_key, email_status
-), new_emails AS (
-    INSERT INTO notifications_outboundemail
-           (tenant_id, notification_id, to_email, to_name, subject, template, context, status, attempts,
-            last_error, message_id, idempotency_key, created_at)
-    SELECT %(tenant_id)s, n.id, d.recipient_email, d.recipient_name, d.email_subject, d.email_template, d.data,
-           'queued', 0, '', '', 'notification:' || n.id, now()
+), to_email AS (
+    SELECT n.id, d.*, row_number() OVER (PARTITION BY d.email_priority ORDER BY n.id) - 1 AS nth
       FROM new_notifications AS n
       JOIN drafts AS d USING (dedupe_key)
      WHERE n.email_status = 'queued'
+), places AS (
+    SELECT email_priority, notifications_email_places(%(tenant_id)s, email_priority, count(*)::int) AS first
+      FROM to_email GROUP BY 1
+), new_emails AS (
+    INSERT INTO notifications_outboundemail
+           (tenant_id, notification_id, to_email, to_name, subject, template, context, status, attempts,
+            last_error, message_id, idempotency_key, created_at, priority, fair_key)
+    SELECT %(tenant_id)s, e.id, e.recipient_email, e.recipient_name, e.email_subject, e.email_template, e.data,
+           'queued', 0, '', '', 'notification:' || e.id, now(), e.email_priority, places.first + e.nth
+      FROM to_email AS e
+      JOIN places USING (email_priority)
     RETURNING id
-), send_jobs AS (
-    SELECT procrastinate_defer_jobs_v1(array_agg(
-               ROW(%(queue)s, %(task)s, %(priority)s, NULL, NULL,
-                   jsonb_build_object('outbound_email_id', id, 'tenant_id', %(tenant_id)s), NULL
-               )::procrastinate_job_to_defer_v1 ORDER BY id)) AS ids
-      FROM new_emails
-    HAVING count(*) > 0
 )
 SELECT (SELECT count(*) FROM new_notifications),
        (SELECT count(*) FROM new_emails),
-       (SELECT coalesce(sum(cardinality(ids)), 0) FROM send_jobs),
+       (SELECT count(*) FROM to_email),
        (SELECT coalesce(jsonb_object_agg(email_status, created), '{}'::jsonb)
           FROM (SELECT email_status, count(*) AS created FROM new_notifications GROUP BY 1) AS by_status)
 """
@@ -229,6 +256,7 @@ def draft_row(draft: NotificationDraft, *, email_status: str) -> dict[str, Any]:
     row["email_subject"] = text_fit(header_text(draft.email_subject), _SUBJECT_MAX)
     row["recipient_name"] = text_fit(header_text(draft.recipient_name), _NAME_MAX)
     row["email_status"] = email_status
+    row["email_priority"] = outbox.priority_for(draft.urgency)
     return row
 
 
@@ -258,11 +286,11 @@ def notifications_deliver(*, tenant: Tenant, drafts: list[NotificationDraft]) ->
     its recipient wants it (``drafts_route``): queued now, waiting for the daily digest, or
     none (opted out, suppressed, no address). In-app notifications are made in every case.
 
-    One statement, so one transaction: the notifications, their ``OutboundEmail`` rows
-    (idempotency key ``notification:<id>``) and the send jobs commit together or not at
-    all, with the caller's transaction when there is one. A draft the database refuses
-    (a value it cannot store) does not sink the others: it is logged and returned in
-    ``skipped``, and the rest are delivered.
+    One statement, so one transaction: the notifications and their ``OutboundEmail`` rows
+    (idempotency key ``notification:<id>``, in the outbox's line by the notification's
+    urgency) commit together or not at all, with the caller's transaction when there is
+    one. A draft the database refuses (a value it cannot store) does not sink the others:
+    it is logged and returned in ``skipped``, and the rest are delivered.
     """
     if not drafts:
         return DeliveryResult()
@@ -322,17 +350,8 @@ def _refusal_reason(exc: Exception) -> str:
 
 def _deliver_rows(tenant: Tenant, rows: list[dict[str, Any]]) -> tuple[int, int, dict[str, int]]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            _DELIVER_SQL,
-            {
-                "tenant_id": tenant.pk,
-                "drafts": json.dumps(rows),
-                "queue": EMAIL,
-                "task": SEND_EMAIL_TASK,
-                "priority": jobs.priority_to_stored(None),
-            },
-        )
-        notifications, emails, send_jobs, by_status = cursor.fetchone()
-    if send_jobs != emails:  # the statement is all or nothing; this would be a bug in it
-        raise RuntimeError(f"{emails} emails but {send_jobs} send jobs")
+        cursor.execute(_DELIVER_SQL, {"tenant_id": tenant.pk, "drafts": json.dumps(rows)})
+        notifications, emails, to_email, by_status = cursor.fetchone()
+    if to_email != emails:  # the statement is all or nothing; this would be a bug in it
+        raise RuntimeError(f"{to_email} queued notifications but {emails} emails")
     return notifications, emails, json.loads(by_status) if isinstance(by_status, str) else by_status

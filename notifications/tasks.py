@@ -6,13 +6,12 @@ from datetime import date
 from typing import Any
 
 from django.utils import timezone
-from procrastinate import JobContext
 from procrastinate.contrib.django import app
 
 from compliance.selectors import tenant_get, tenant_local_date, tick_time
 from compliance.services import tenant_jobs_fan_out
 from kgc.queue import jobs
-from kgc.queues import EMAIL, EXPIRY_NOTIFICATION, FILING_REMINDER, MAINTENANCE, SCHEDULES, queue_get
+from kgc.queues import EMAIL, EXPIRY_NOTIFICATION, FILING_REMINDER, MAINTENANCE, SCHEDULES
 from notifications import delivery, digests, reminders
 from notifications.services import DIGEST_TASK, EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL_TASK
 
@@ -61,9 +60,8 @@ def send_digests(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
     return digests.digests_send(tenant=tenant, as_of=day).summary()
 
 
-@jobs.task(queue=EMAIL, name=SEND_EMAIL_TASK, pass_context=True)
-def send_email(context: JobContext, outbound_email_id: int, tenant_id: int | None = None) -> str:
-    """Send one stored email, at most once (see notifications/delivery.py)."""
-    # This run is attempt job.attempts + 1; on the queue's last one a transient failure fails the row.
-    final_attempt = context.job.attempts + 1 >= queue_get(EMAIL).retry.max_attempts
-    return delivery.email_send(outbound_email_id=outbound_email_id, tenant_id=tenant_id, final_attempt=final_attempt)
+# Send jobs of an earlier release (before the outbox): one still run sends nothing itself.
+@jobs.task(queue=EMAIL, name=SEND_EMAIL_TASK)
+def send_email(outbound_email_id: int, tenant_id: int | None = None) -> str:
+    """Say where a stored email stands: the outbox sends it (notifications/delivery.py)."""
+    return delivery.send_job_run(outbound_email_id=outbound_email_id, tenant_id=tenant_id)

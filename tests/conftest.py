@@ -38,15 +38,14 @@ def _procrastinate_tables_emptied_after_transactional_tests(request, django_db_b
 
 @pytest.fixture
 def failed_send_job(tenant, member_of):
-    """``failed_send_job(delivery_unknown=...)``: a notification email whose send job failed for
-    good, left as the send job leaves it; returns ``(job id, email)``.
+    """``failed_send_job(delivery_unknown=...)``: a notification email failed for good, with
+    the failed send job of an earlier release (one job per email); returns ``(job id, email)``.
 
-    With ``delivery_unknown`` the worker that claimed the email died mid-send: the row was
-    still ``sending`` when the job ran again, and the send job failed it as "delivery unknown".
+    With ``delivery_unknown`` its sender stopped mid-send: the email failed as "delivery unknown".
     """
-    from notifications.delivery import EmailDeliveryUnknown, email_send
+    from kgc.queue import jobs
     from notifications.models import OutboundEmail
-    from notifications.services import NotificationDraft, notifications_deliver
+    from notifications.services import SEND_EMAIL_TASK, NotificationDraft, notifications_deliver
 
     counter = iter(range(1, 1_000))
 
@@ -74,19 +73,16 @@ def failed_send_job(tenant, member_of):
         notifications_deliver(tenant=tenant, drafts=[draft])
         email = OutboundEmail.objects.get(notification__dedupe_key=key)
         if delivery_unknown:
-            OutboundEmail.objects.filter(pk=email.pk).update(status="sending", attempts=1)
-            with pytest.raises(EmailDeliveryUnknown):
-                email_send(outbound_email_id=email.pk, tenant_id=tenant.pk)
+            OutboundEmail.objects.filter(pk=email.pk).update(
+                status="failed", attempts=1, delivery_unknown=True, last_error="delivery unknown: the worker stopped"
+            )
         else:
             OutboundEmail.objects.filter(pk=email.pk).update(status="failed", last_error="SMTP 550 5.7.1 blocked")
+        job_id, _ = jobs.job_defer(
+            task_name=SEND_EMAIL_TASK, kwargs={"outbound_email_id": email.pk, "tenant_id": tenant.pk}
+        )
         with connection.cursor() as cursor:
-            cursor.execute(
-                """UPDATE procrastinate_jobs SET status = 'doing', attempts = 1
-                    WHERE task_name = 'notifications.send_email' AND (args->>'outbound_email_id')::bigint = %s
-                RETURNING id""",
-                [email.pk],
-            )
-            [(job_id,)] = cursor.fetchall()
+            cursor.execute("UPDATE procrastinate_jobs SET status = 'doing', attempts = 1 WHERE id = %s", [job_id])
             cursor.execute("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", [job_id])
         email.refresh_from_db()
         return job_id, email

@@ -62,6 +62,9 @@ export interface ComplianceRefreshOptions {
   priority?: number;
 }
 
+/** How soon an email goes: every urgent one before any other; within a priority, each firm in turn. */
+export type EmailPriority = 'urgent' | 'high' | 'normal' | 'low';
+
 export interface EmailJob {
   recipientEmail: string;
   recipientName: string;
@@ -69,6 +72,24 @@ export interface EmailJob {
   template: EmailTemplate | string;
   data: Record<string, unknown>;
   tenantId: number;
+  /** Omitted: normal. */
+  priority?: EmailPriority;
+}
+
+/** Where one queued email stands (`enqueueEmail`'s id). */
+export interface EmailState {
+  id: number;
+  queue: 'email';
+  tenantId: number;
+  status: 'queued' | 'retrying' | 'sending' | 'sent' | 'failed' | 'suppressed';
+  priority: EmailPriority;
+  attempts: number;
+  lastError: string;
+  /** It may have reached the recipient, but nobody can tell: nothing sends it again on its own. */
+  deliveryUnknown: boolean;
+  messageId: string;
+  createdAt: string;
+  sentAt: string | null;
 }
 
 export interface CleanupOptions {
@@ -190,7 +211,7 @@ export async function enqueueFilingReminder(tenantId?: TenantRef | null): Promis
   return enqueue('jobs/filing-reminder', { tenantId: tenantId ?? undefined });
 }
 
-/** Queue one email; the template's data is checked when it is queued. */
+/** Queue one email; the template's data is checked when it is queued. The answer's id is the email's (`getEmail`). */
 export async function enqueueEmail(email: EmailJob): Promise<EnqueuedJob> {
   return enqueue('jobs/email', {
     recipientEmail: email.recipientEmail,
@@ -199,7 +220,13 @@ export async function enqueueEmail(email: EmailJob): Promise<EnqueuedJob> {
     template: email.template,
     data: email.data,
     tenantId: email.tenantId,
+    priority: email.priority,
   });
+}
+
+/** Where a queued email stands, by the id `enqueueEmail` answered. */
+export async function getEmail(id: string | number): Promise<EmailState> {
+  return request<EmailState>('GET', `emails/${encodeURIComponent(String(id))}`);
 }
 
 /** The four queues' job counts, keyed by queue name. */

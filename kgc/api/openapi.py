@@ -13,8 +13,9 @@ from kgc import job_helpers
 from kgc.api import parsing
 from kgc.queue import jobs
 from kgc.queues import QUEUES, product_queues
+from notifications.models import OutboundStatus
 from notifications.preferences import CHOICES, KINDS
-from notifications.services import EMAIL_TEMPLATES
+from notifications.services import EMAIL_TEMPLATES, PRIORITY_NAMES
 
 PRODUCT_QUEUES = [queue.name for queue in product_queues()]
 STAT_FIELDS = ("waiting", "active", "delayed", "completed", "failed", "paused", "cancelled")
@@ -46,6 +47,7 @@ TENANT_REF = {
     "description": "The tenant's id, or its slug.",
 }
 AGE = {"type": "integer", "format": "int64", "minimum": 0, "maximum": parsing.MAX_AGE_MS}
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": parsing.MAX_ID}
 ONE_LINE = "^[^\\r\\n]*$"
 
 ERRORS = {
@@ -148,8 +150,47 @@ SCHEMAS: dict[str, Any] = {
                 "description": "The template's variables: at most 32 KiB of JSON, strings without NUL characters.",
             },
             "tenantId": TENANT_ID,
+            "priority": _optional(
+                {
+                    "type": "string",
+                    "enum": list(PRIORITY_NAMES),
+                    "default": "normal",
+                    "description": "Urgent emails go before any other; within a priority, each firm in turn.",
+                }
+            ),
         },
         tuple(parsing.EMAIL_FIELDS),
+    ),
+    "EmailState": _object(
+        {
+            "id": {"type": "integer", "format": "int64"},
+            "queue": {"type": "string", "enum": ["email"]},
+            "tenantId": {"type": "integer", "format": "int64"},
+            "status": {"type": "string", "enum": list(OutboundStatus.values)},
+            "priority": {"type": "string", "enum": list(PRIORITY_NAMES)},
+            "attempts": {"type": "integer", "minimum": 0},
+            "lastError": {"type": "string"},
+            "deliveryUnknown": {
+                "type": "boolean",
+                "description": "It may have reached the recipient; nothing sends it again on its own.",
+            },
+            "messageId": {"type": "string"},
+            "createdAt": {"type": "string", "format": "date-time"},
+            "sentAt": {"type": "string", "format": "date-time", "nullable": True},
+        },
+        (
+            "id",
+            "queue",
+            "tenantId",
+            "status",
+            "priority",
+            "attempts",
+            "lastError",
+            "deliveryUnknown",
+            "messageId",
+            "createdAt",
+            "sentAt",
+        ),  # fmt: skip
     ),
     "CleanupRequest": _object(
         {
@@ -197,7 +238,20 @@ PATHS: dict[str, Any] = {
     "/api/v1/jobs/filing-reminder": _post(
         "enqueueFilingReminder", "Check upcoming filings (one tenant or all)", "TenantRequest", ENQUEUED
     ),
-    "/api/v1/jobs/email": _post("enqueueEmail", "Queue one email", "EmailRequest", ENQUEUED),
+    "/api/v1/jobs/email": _post(
+        "enqueueEmail",
+        "Queue one email (the answer's id is the email's: GET /api/v1/emails/{id})",
+        "EmailRequest",
+        ENQUEUED,
+    ),
+    "/api/v1/emails/{id}": {
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": ID_SCHEMA}],
+        "get": {
+            "operationId": "getEmail",
+            "summary": "Where one queued email stands",
+            "responses": _responses({200: _json(_ref("EmailState"), "The email.")}, (401, 404)),
+        },
+    },
     "/api/v1/queues": {
         "get": {
             "operationId": "getAllQueueStats",

@@ -20,6 +20,7 @@ MAX_ID = 2**63 - 1  # a PostgreSQL bigint
 MAX_AGE_MS = 100 * 365 * 24 * 60 * 60 * 1000
 MAX_SLUG = 100  # compliance.Tenant.slug
 EMAIL_FIELDS = ("recipientEmail", "recipientName", "subject", "template", "data", "tenantId")
+EMAIL_OPTIONAL = ("priority",)
 
 
 class BodyTooLarge(Exception):
@@ -180,11 +181,12 @@ def tenant_args(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def email_args(body: dict[str, Any]) -> dict[str, Any]:
-    """``{recipientEmail, recipientName, subject, template, data, tenantId}``, all required.
+    """``{recipientEmail, recipientName, subject, template, data, tenantId}``, all required,
+    and ``priority`` (``urgent``, ``high``, ``normal``, ``low``) if wanted.
 
     The values go to the email service as they are: it says what is wrong with each.
     """
-    fields = _Fields(body, EMAIL_FIELDS)
+    fields = _Fields(body, (*EMAIL_FIELDS, *EMAIL_OPTIONAL))
     tenant_id = fields.integer("tenantId", minimum=1, maximum=MAX_ID, required=True)
     for name in EMAIL_FIELDS[:-1]:
         if name not in body or body[name] is None:
@@ -197,6 +199,7 @@ def email_args(body: dict[str, Any]) -> dict[str, Any]:
         "template": body["template"],
         "data": body["data"],
         "tenant_id": tenant_id,
+        "priority": body.get("priority"),
     }
 
 

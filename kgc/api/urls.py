@@ -9,6 +9,7 @@ urlpatterns: list[URLPattern] = [
     path("jobs/expiry-check", views.expiry_check, name="api-expiry-check"),
     path("jobs/filing-reminder", views.filing_reminder, name="api-filing-reminder"),
     path("jobs/email", views.email, name="api-email"),
+    path("emails/<int:email_id>", views.email_state, name="api-email-state"),
     path("queues", views.queues, name="api-queues"),
     path("queues/<str:name>", views.queue_stats, name="api-queue-stats"),
     path("queues/<str:name>/pause", views.queue_pause, name="api-queue-pause"),

@@ -18,8 +18,9 @@ from django.views.decorators.csrf import csrf_exempt
 from kgc import job_helpers
 from kgc.api import auth, openapi, parsing, services
 from kgc.queue import jobs
-from kgc.queues import QUEUES, product_queues
+from kgc.queues import EMAIL, QUEUES, product_queues
 from notifications.exceptions import InvalidEmailRequest
+from notifications.services import SEND_EMAIL_TASK
 
 Handler = Callable[..., JsonResponse]
 
@@ -153,7 +154,14 @@ def filing_reminder(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
 
 @endpoint("POST")
 def email(request: HttpRequest, body: dict[str, Any]) -> JsonResponse:
-    return _enqueued(job_helpers.enqueue_email(**parsing.email_args(body)))
+    # The id is the email's (the outbox's row), which GET /api/v1/emails/{id} looks up.
+    email_id = job_helpers.enqueue_email(**parsing.email_args(body))
+    return JsonResponse({"id": email_id, "queue": EMAIL, "name": SEND_EMAIL_TASK}, status=201)
+
+
+@endpoint("GET")
+def email_state(request: HttpRequest, email_id: int) -> JsonResponse:
+    return JsonResponse({parsing.camel_case(key): value for key, value in job_helpers.get_email(email_id).items()})
 
 
 # --- Queues ------------------------------------------------------------------------------

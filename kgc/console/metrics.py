@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from kgc.queue import jobs
+from kgc.queue.rows import row_queue_get, row_queues
 from kgc.queues import QUEUES, SCHEDULES
 
 # Upper bounds (seconds) of the job-duration histogram's buckets; +Inf is implied.
@@ -93,9 +94,13 @@ def oldest_waiting_ages(*, names: Sequence[str], now: datetime) -> dict[str, flo
 def queues_overview(*, now: datetime) -> list[QueueOverview]:
     """Every product queue, in declaration order, with counts and oldest waiting age."""
     stats = jobs.get_all_queue_stats()
-    # Only queues with jobs due need the search (which walks the due jobs in id order).
+    # Only queues with jobs due need the search (which walks the due jobs in id order); a
+    # row queue's reader finds its own oldest waiting item.
     due = [name for name, counts in stats.items() if counts.waiting or counts.paused]
-    ages = oldest_waiting_ages(names=due, now=now) if due else {}
+    ages = oldest_waiting_ages(names=[name for name in due if not row_queue_get(name)], now=now) if due else {}
+    for name in due:
+        if (row_queue := row_queue_get(name)) is not None:
+            ages[name] = row_queue.reader.oldest_waiting_seconds(now=now)
     return [QueueOverview(name=name, stats=stats[name], oldest_waiting_seconds=ages.get(name)) for name in stats]
 
 
@@ -130,7 +135,8 @@ def buckets_fill(
     """Every bucket of the chart in order, zero where nothing finished."""
     found: dict[datetime, dict[str, int]] = {}
     for start, kind, total in rows:
-        found.setdefault(start, {})[kind] = int(total)
+        counts = found.setdefault(start, {})
+        counts[kind] = counts.get(kind, 0) + int(total)
     result = []
     for index in range(count):
         start = origin + index * bucket
@@ -140,11 +146,14 @@ def buckets_fill(
 
 
 def jobs_finished_series(*, now: datetime) -> list[FinishedBucket]:
-    """Jobs completed and failed (for good) per 5 minutes over the 24 hours up to ``now``."""
+    """Jobs (and row queues' items) completed and failed (for good) per 5 minutes over the 24 hours up to ``now``."""
     origin = chart_origin(now)
     with cursor_without_jit() as cursor:
         cursor.execute(CHART_SQL, {"bucket": CHART_BUCKET, "origin": origin, "now": now})
         rows = cursor.fetchall()
+    for row_queue in row_queues().values():
+        for start, ended in row_queue.reader.finished_series(origin=origin, now=now, bucket=CHART_BUCKET).items():
+            rows += [(start, "succeeded", ended.completed), (start, "failed", ended.failed)]
     return buckets_fill(rows, origin=origin, count=CHART_WINDOW // CHART_BUCKET, bucket=CHART_BUCKET)
 
 
@@ -224,13 +233,14 @@ SELECT queue_name, will_retry, count(*) FROM kgc_jobfailure
  GROUP BY 1, 2
 """
 
-# The (status, created_at) index bounds the scan; an email is sent within hours of being
-# queued (six attempts, at most an hour apart), so a day's margin loses none.
+# From the outbox's counts (kept by triggers, notifications/outbox.py): emails sent since the
+# start of the hour, and the emails in each unfinished state and failed.
 EMAILS_SQL = """
-SELECT 'sent', count(*) FROM notifications_outboundemail
- WHERE status = 'sent' AND created_at >= %(since)s - interval '1 day' AND sent_at >= %(since)s AND sent_at < %(now)s
+SELECT 'sent', coalesce(sum(entered), 0) FROM notifications_emailcount
+ WHERE state = 'sent' AND bucket >= %(since)s AND bucket < %(now)s
 UNION ALL
-SELECT status, count(*) FROM notifications_outboundemail WHERE status IN ('queued', 'sending', 'failed') GROUP BY 1
+SELECT state, sum(delta) FROM notifications_emailcount
+ WHERE state IN ('queued', 'retrying', 'sending', 'failed') GROUP BY 1
 """
 
 
@@ -267,6 +277,14 @@ def job_totals(*, since: datetime, now: datetime) -> JobTotals:
         cursor.execute(FAILURES_SQL, {"queues": names, "since": since, "now": now})
         for queue, will_retry, count in cursor.fetchall():
             (totals.retried if will_retry else totals.failed)[queue] += count
+    for name, row_queue in row_queues().items():  # a row queue's items, not its jobs
+        if name in totals.succeeded:
+            ended = row_queue.reader.activity(since=since, now=now)
+            totals.succeeded[name], totals.failed[name], totals.retried[name] = (
+                ended.completed,
+                ended.failed,
+                ended.retried,
+            )
     return totals
 
 
@@ -274,7 +292,7 @@ def email_totals(*, since: datetime, now: datetime) -> dict[str, int]:
     with cursor_without_jit() as cursor:
         cursor.execute(EMAILS_SQL, {"since": since, "now": now})
         found = {status: int(count) for status, count in cursor.fetchall()}
-    return {status: found.get(status, 0) for status in ("sent", "queued", "sending", "failed")}
+    return {status: max(found.get(status, 0), 0) for status in ("sent", "queued", "retrying", "sending", "failed")}
 
 
 def label_escape(value: str) -> str:
@@ -360,7 +378,7 @@ def _render_totals(out: Exposition, *, since: datetime, now: datetime) -> None:
     out.family("kgc_emails_sent_total", "counter", f"Emails sent, {hourly}.")
     out.sample("kgc_emails_sent_total", emails["sent"])
     out.family("kgc_emails", "gauge", "Emails not (yet) sent, by status.")
-    for status in ("queued", "sending", "failed"):
+    for status in ("queued", "retrying", "sending", "failed"):
         out.sample("kgc_emails", emails[status], status=status)
 
 

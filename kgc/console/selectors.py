@@ -25,6 +25,7 @@ from typing import Any
 from kgc.console import display, metrics
 from kgc.queue import health
 from kgc.queue.health import jsonb_value
+from kgc.queue.rows import row_queue_get, row_queues
 from kgc.queues import QUEUES, RateLimit, product_queues, rate_limits
 
 FINISHED_CAP = 20_000
@@ -133,6 +134,12 @@ def queue_activity(*, now: datetime) -> dict[str, QueueActivity]:
         cursor.execute(FAILED_ATTEMPTS_SQL, {"queues": names, "since": since, "now": now})
         failed_attempts = {queue: int(count) for queue, count in cursor.fetchall()}
     minutes_60 = (now - since).total_seconds() / 60
+    for name in names:
+        if (row_queue := row_queue_get(name)) is not None:  # its items, not its jobs
+            recent = row_queue.reader.activity(since=now - timedelta(minutes=5), now=now)
+            hour = row_queue.reader.activity(since=since, now=now)
+            finished[name] = (recent.completed + recent.failed, hour.completed + hour.failed, hour.completed, None)
+            failed_attempts[name] = hour.failed + hour.retried
     activity = {}
     for name in names:
         last5, last60, succeeded, _ = finished.get(name, (0, 0, 0, None))
@@ -268,6 +275,14 @@ def jobs_finished_by_queue(*, now: datetime, cap: int = FINISHED_CAP) -> QueueSe
     with metrics.cursor_without_jit() as cursor:
         cursor.execute(SERIES_SQL, {"bucket": metrics.CHART_BUCKET, "origin": origin, "now": now, "cap": cap})
         rows = cursor.fetchall()
+    for name, row_queue in row_queues().items():
+        if name in counts:
+            for start, ended in row_queue.reader.finished_series(
+                origin=origin, now=now, bucket=metrics.CHART_BUCKET
+            ).items():
+                index = int((start - origin) / metrics.CHART_BUCKET)
+                if 0 <= index < buckets:
+                    counts[name][index] += ended.completed + ended.failed
     seen = 0
     oldest: datetime | None = None
     for start, queue, count, first in rows:

@@ -141,3 +141,28 @@ class Link:
         if conn is not None:
             with contextlib.suppress(Exception):  # already broken: nothing left to close cleanly
                 await conn.close()
+
+
+TERMINATE_BACKENDS = "SELECT pg_terminate_backend(pid) FROM unnest(%(pids)s::int[]) AS severed(pid)"
+BACKENDS_ALIVE = "SELECT count(*) AS alive FROM pg_stat_activity WHERE pid = ANY(%(pids)s::int[])"
+
+
+async def severed_backends_end(link: Link, *, timeout: float) -> None:
+    """End the server processes of ``link``'s severed statements, and wait (5 s at most) until
+    they are gone, so that none of them can still commit (a claim whose answer was lost).
+
+    Best effort: without the right to end them (another role's), such a statement may still
+    commit later; a periodic reconciliation then sees what it claimed.
+    """
+    pids, link.severed_backends = list(link.severed_backends), []
+    if not pids:
+        return
+    try:
+        await link.execute(TERMINATE_BACKENDS, {"pids": pids}, timeout=timeout)
+        for _ in range(50):
+            [found] = await link.execute(BACKENDS_ALIVE, {"pids": pids}, timeout=timeout)
+            if not found["alive"]:
+                return
+            await asyncio.sleep(0.1)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        logger.warning(f"could not end the server process of a severed claim: {exc}", extra={"event": "claim_severed"})

@@ -23,6 +23,7 @@ from procrastinate.contrib.django import app
 from kgc.queue import signals
 from kgc.queue.models import JobFailure, QueuePause
 from kgc.queue.retry import QueueRetryStrategy
+from kgc.queue.rows import RowCounts, row_queue_get, row_queues
 from kgc.queues import QUEUES, product_queues, queue_get
 
 # BullMQ's priorities: 1 is the highest and larger numbers are lower; a job without
@@ -216,7 +217,25 @@ def _stats_from_rows(rows: list[tuple[str, str, int]], names: list[str]) -> dict
 def _stats(names: list[str]) -> dict[str, QueueStats]:
     with connection.cursor() as cursor:
         cursor.execute(STATS_SQL)
-        return _stats_from_rows(cursor.fetchall(), names)
+        stats = _stats_from_rows(cursor.fetchall(), names)
+    for name in names:
+        row_queue = row_queue_get(name)
+        if row_queue is not None:  # its work is its rows: they are what it counts
+            stats[name] = _row_stats(row_queue.reader.counts(now=timezone.now()), paused=stats[name].is_paused)
+    return stats
+
+
+def _row_stats(counts: RowCounts, *, paused: bool) -> QueueStats:
+    return QueueStats(
+        waiting=0 if paused else counts.ready,
+        paused=counts.ready if paused else 0,
+        active=counts.active,
+        delayed=counts.delayed,
+        completed=counts.completed,
+        failed=counts.failed,
+        cancelled=counts.cancelled,
+        is_paused=paused,
+    )
 
 
 def get_queue_stats(name: str) -> QueueStats:
@@ -452,34 +471,57 @@ class BulkRetryResult:
 
 
 def failed_held_count(queue: str | None = None) -> dict[str, int]:
-    """How many failed jobs of a queue (or of all queues) each hold keeps out of a bulk retry (one query)."""
+    """How many failed items of a queue (or of all queues) each hold keeps out of a bulk retry:
+    jobs in one query; a row queue's items counted by its reader (its jobs, if any, not at all)."""
     if queue is not None:
         queue = queue_get(queue).name
+    rows = {name: row_queue for name, row_queue in row_queues().items() if queue in (None, name)}
+    held: dict[str, int] = {}
     holds = retry_holds()
-    if not holds:
-        return {}
-    counts = ", ".join(f"count(*) FILTER (WHERE {_held(hold)})" for hold in holds)
-    with connection.cursor() as cursor:
-        # The conditions are SQL that the apps declare in code (RetryHold), never input.
-        cursor.execute(
-            f"SELECT {counts} FROM procrastinate_jobs WHERE status = 'failed' AND {_QUEUE_CONDITION}",  # noqa: S608
-            {"queue": queue},
-        )
-        row = cursor.fetchone()
-    return {hold.name: count for hold, count in zip(holds, row, strict=True)}
+    if holds and (queue is None or queue not in rows):
+        counts = ", ".join(f"count(*) FILTER (WHERE {_held(hold)})" for hold in holds)
+        with connection.cursor() as cursor:
+            # The conditions are SQL that the apps declare in code (RetryHold), never input.
+            cursor.execute(
+                f"SELECT {counts} FROM procrastinate_jobs WHERE status = 'failed' AND {_QUEUE_CONDITION}"  # noqa: S608
+                f" AND {_NOT_ROW_QUEUES}",
+                {"queue": queue, "row_queues": list(row_queues())},
+            )
+            held = {hold.name: count for hold, count in zip(holds, cursor.fetchone(), strict=True)}
+    for row_queue in rows.values():
+        for name, count in row_queue.reader.failed_held().items():
+            held[name] = held.get(name, 0) + count
+    return held
+
+
+_NOT_ROW_QUEUES = "NOT (queue_name = ANY(%(row_queues)s::varchar[]))"
 
 
 def failed_jobs_retry(queue: str | None = None) -> BulkRetryResult:
-    """Put the failed jobs of a queue (or of all queues) back, less those a hold keeps out;
-    return how many went back and how many each hold kept out, counted in the same transaction."""
+    """Put the failed items of a queue (or of all queues) back, less those a hold keeps out;
+    return how many went back and how many each hold kept out, counted in the same transaction.
+
+    A row queue's failed items are its rows, which its reader puts back; the jobs of a row
+    queue, if any, are left alone.
+    """
     if queue is not None:
         queue = queue_get(queue).name
+    rows = {name: row_queue for name, row_queue in row_queues().items() if queue in (None, name)}
     held_back = " AND ".join(f"NOT {_held(hold)}" for hold in retry_holds()) or "true"
     with transaction.atomic():
         held = failed_held_count(queue)
-        with connection.cursor() as cursor:
-            cursor.execute(RETRY_SQL.format(condition=f"{_QUEUE_CONDITION} AND {held_back}"), {"queue": queue})
-            return BulkRetryResult(retried=len(_retried(cursor.fetchall())), held=held)
+        retried = 0
+        if queue is None or queue not in rows:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    RETRY_SQL.format(condition=f"{_QUEUE_CONDITION} AND {_NOT_ROW_QUEUES} AND {held_back}"),
+                    {"queue": queue, "row_queues": list(row_queues())},
+                )
+                retried = len(_retried(cursor.fetchall()))
+        for row_queue in rows.values():
+            retried += row_queue.reader.failed_retry()
+            transaction.on_commit(functools.partial(_notify_queue, row_queue.name))
+        return BulkRetryResult(retried=retried, held=held)
 
 
 def retry_failed(queue: str | None = None) -> int:

@@ -21,6 +21,8 @@ connection of its own (``kgc/queue/db.py``; the leader's rarer duties share one)
   ``scheduler``, ``rescue`` (declares silent workers dead and puts their jobs back) and
   ``compaction`` (folds the job counters).
 * ``abort``: looks for operators' abort requests of running jobs.
+* the duties of each row queue it serves (``kgc/queue/rows.py``): the email outbox's
+  dispatcher, for one; woken by their own notification channels.
 
 Shutdown (SIGTERM, SIGINT): stop claiming, resign the lease, let running jobs finish
 for ``KGC_SHUTDOWN_TIMEOUT`` seconds with the heartbeat still beating, put back any job
@@ -67,6 +69,7 @@ from kgc.queue.config import (
 )
 from kgc.queue.db import Link, connection_params
 from kgc.queue.leader import LeaderElector
+from kgc.queue.rows import ConsumerContext, QueueConsumer, row_queue_get
 from kgc.queue.runner import Claim, JobRunner, Outcome, log_fields
 from kgc.queue.scheduler import Scheduler
 from kgc.queue.supervisor import Duty, DutyHandle, Supervisor
@@ -110,7 +113,10 @@ class Worker:
         self._beat_failed = False
         self.exit_code = 0
         self.abandoned: list[Claim] = []  # jobs still running at the shutdown timeout, put back
-        self.executor = ThreadPoolExecutor(max_workers=max(sum(config.queues.values()), 1), thread_name_prefix="job")
+        # Jobs at once per queue. A row queue's concurrency is its consumer's (its rows in hand);
+        # jobs of such a queue (an earlier release's, say) run one at a time beside it.
+        self.job_slots = {name: 1 if row_queue_get(name) else count for name, count in config.queues.items()}
+        self.executor = ThreadPoolExecutor(max_workers=max(sum(self.job_slots.values()), 1), thread_name_prefix="job")
         self.runner = JobRunner(app, executor=self.executor, worker_name=config.name, queues=self.queue_names)
         # Attempts claimed and not yet finished in the database (running, or their outcome
         # waiting), as (job id, worker id, attempts): the same job may have an old attempt's
@@ -132,7 +138,29 @@ class Worker:
             catch_up=config.scheduler_catch_up,
             timeout=STATEMENT_TIMEOUT,
         )
-        limits = sorted(rate_limits().items())
+        # Queues whose items are an app's rows: their consumers claim them, and apply the
+        # queue's rate limit to them; the jobs of such a queue (if any) are not limited.
+        self.consumers: dict[str, QueueConsumer] = {}
+        for name in self.queue_names:
+            row_queue = row_queue_get(name)
+            if row_queue is not None:
+                self.consumers[name] = row_queue.consumer(
+                    ConsumerContext(
+                        queue=name,
+                        concurrency=config.queues[name],
+                        connection_params=params,
+                        worker_id=lambda: self.worker_id,
+                        fenced=self.fenced,
+                        is_leader=self.elector.is_leader,
+                        poll_interval=config.poll_interval,
+                        dead_after=config.dead_after,
+                    )
+                )
+        self._consumer_channels: dict[str, list[QueueConsumer]] = {}
+        for consumer in self.consumers.values():
+            for channel in consumer.channels:
+                self._consumer_channels.setdefault(channel, []).append(consumer)
+        limits = sorted((name, limit) for name, limit in rate_limits().items() if name not in self.consumers)
         self._limits = {
             "limited": [name for name, _ in limits],
             "limits": [limit.limit for _, limit in limits],
@@ -164,6 +192,8 @@ class Worker:
             Duty("compaction", self._compaction_duty, stall_after=LONG_QUERY_TIMEOUT * 2),
             Duty("abort", self._abort_duty, stall_after=STATEMENT_TIMEOUT * 2),
         ]
+        for consumer in self.consumers.values():
+            duties += consumer.duties()
         for duty in duties:
             self.supervisor.start(duty)
         stopped = asyncio.ensure_future(self._stopping.wait())
@@ -243,11 +273,14 @@ class Worker:
     async def _listener_duty(self, handle: DutyHandle) -> None:
         link = self.links["listener"]
         channels = [QUEUE_CHANNEL.format(queue=name) for name in self.queue_names] + [sql.LEADERSHIP_CHANNEL]
+        channels += list(self._consumer_channels)
         async with link.using(self.config.query_timeout) as listening:
             for channel in channels:
                 await listening.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
         # Notifications sent while it was down are lost: look at every queue now.
         self._undrain(self.queue_names)
+        for consumer in self.consumers.values():
+            consumer.wake()
         handle.healthy()
         while True:
             if listening.closed:  # a new connection would not be listening: start over
@@ -266,7 +299,13 @@ class Worker:
         if channel == sql.LEADERSHIP_CHANNEL:
             self.elector.wake.set()
             return
+        if channel in self._consumer_channels:
+            for consumer in self._consumer_channels[channel]:
+                consumer.wake()
+            return
         queue = channel.partition("#")[2]
+        if queue in self.consumers:  # a resumed queue, say
+            self.consumers[queue].wake()
         if "abort_job_requested" in payload:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 job_id = int(json.loads(payload)["job_id"])
@@ -288,7 +327,7 @@ class Worker:
     def _wants(self, now: float) -> dict[str, int]:
         wants = {}
         for queue in self.queue_names:
-            free = self.config.queues[queue] - self.running[queue]
+            free = self.job_slots[queue] - self.running[queue]
             if free > 0 and now >= self._drained_until[queue]:
                 wants[queue] = free
         return wants
@@ -326,7 +365,7 @@ class Worker:
         """
         if not wants or self._slots_free_since is None:
             return None
-        if any(free >= max(1, self.config.queues[queue] // 2) for queue, free in wants.items()):
+        if any(free >= max(1, self.job_slots[queue] // 2) for queue, free in wants.items()):
             return None
         left = self._slots_free_since + CLAIM_BATCH_WINDOW - now
         return left if left > 0 else None
@@ -493,10 +532,12 @@ class Worker:
         await self.supervisor.stop("fetch", "listener", "leader", "scheduler", "rescue", "compaction")
         with contextlib.suppress(Exception):
             await self.elector.resign()
+        consumers_done = asyncio.ensure_future(self._consumers_shutdown())
         if self._jobs:
             running = ", ".join(str(claim.job.id) for claim in self._jobs.values())
             logger.info(f"waiting for running jobs to finish: {running}", extra={"event": "worker_draining"})
             await asyncio.wait(list(self._jobs), timeout=self.config.shutdown_timeout)
+        await consumers_done
         abandoned = list(self._jobs.values())
         reachable = True
         for task, claim in list(self._jobs.items()):
@@ -521,6 +562,19 @@ class Worker:
         # Threads still running put-back jobs cannot be stopped: do not wait for them.
         self.executor.shutdown(wait=not abandoned, cancel_futures=True)
         self.abandoned = abandoned
+
+    async def _consumers_shutdown(self) -> None:
+        """Each row queue's consumer stops claiming and settles what it holds, within the shutdown timeout."""
+        results = await asyncio.gather(
+            *(consumer.shutdown(timeout=self.config.shutdown_timeout) for consumer in self.consumers.values()),
+            return_exceptions=True,
+        )
+        for name, result in zip(self.consumers, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error(
+                    f"the {name} queue's consumer did not shut down cleanly: {type(result).__name__}: {result}",
+                    extra={"event": "consumer_shutdown_failed", "queue": name},
+                )
 
     async def _requeue(self, claim: Claim) -> bool:
         """Put a job still running at the shutdown timeout back in its queue (or fail it, out of

@@ -83,15 +83,41 @@ def test_check_without_a_tenant_defers_the_fan_out(api, path, task):
     assert response.json()["queue"] == "maintenance"
 
 
-def test_email_stores_the_email_and_defers_its_send_job(api, tenant):
+def test_email_stores_the_email_in_the_outbox_and_answers_its_id(api, tenant):
     response = api.post("jobs/email", {**EMAIL, "tenantId": tenant.pk})
     assert response.status_code == 201
     email = OutboundEmail.objects.get()
-    job = ProcrastinateJob.objects.get()
-    assert response.json() == {"id": job.id, "queue": "email", "name": "notifications.send_email"}
-    assert job.args == {"outbound_email_id": email.pk, "tenant_id": tenant.pk}
+    assert response.json() == {"id": email.pk, "queue": "email", "name": "notifications.send_email"}
+    assert not ProcrastinateJob.objects.exists()
     assert (email.to_email, email.to_name, email.template) == ("user@example.com", "John Doe", "compliance-alert")
-    assert email.context == EMAIL["data"]
+    assert (email.context, email.status, email.priority) == (EMAIL["data"], "queued", 2)
+
+
+def test_email_may_be_urgent(api, tenant):
+    response = api.post("jobs/email", {**EMAIL, "tenantId": tenant.pk, "priority": "urgent"})
+    assert response.status_code == 201
+    assert OutboundEmail.objects.get(pk=response.json()["id"]).priority == 0
+
+
+def test_an_unknown_priority_is_a_field_error(api, tenant):
+    response = api.post("jobs/email", {**EMAIL, "tenantId": tenant.pk, "priority": "asap"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"priority": "must be one of urgent, high, normal, low, got 'asap'"}
+    assert not OutboundEmail.objects.exists()
+
+
+def test_the_email_id_tells_where_the_email_stands(api, tenant):
+    email_id = api.post("jobs/email", {**EMAIL, "tenantId": tenant.pk}).json()["id"]
+    response = api.get(f"emails/{email_id}")
+    assert response.status_code == 200
+    state = response.json()
+    assert (state["id"], state["status"], state["priority"], state["attempts"]) == (email_id, "queued", "normal", 0)
+    assert (state["deliveryUnknown"], state["sentAt"], state["tenantId"]) == (False, None, tenant.pk)
+
+
+def test_an_unknown_email_id_is_not_found(api):
+    assert api.get("emails/987654321").status_code == 404
+    assert api.get(f"emails/{2**64}").status_code == 404
 
 
 @pytest.mark.parametrize(

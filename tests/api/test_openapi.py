@@ -49,6 +49,7 @@ def test_description_names_every_route():
         "enqueueExpiryCheck",
         "enqueueFilingReminder",
         "enqueueEmail",
+        "getEmail",
         "getAllQueueStats",
         "getQueueStats",
         "pauseQueue",

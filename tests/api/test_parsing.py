@@ -123,6 +123,7 @@ def test_email_args_pass_values_on_in_snake_case():
         "template": "custom",
         "data": {"k": 1},
         "tenant_id": 4,
+        "priority": None,
     }
 
 

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from procrastinate.contrib.django.models import ProcrastinateJob
 
 from compliance.models import ComplianceScore
 from compliance.services import refresh_tenant_compliance
@@ -162,7 +161,7 @@ def test_alert_carries_the_seed_example_fields(tenant, officers, make_client, pa
 def test_alert_email_is_queued_for_sending(tenant, officers, make_client, past_score, as_of):
     past_score(make_client(tenant, "red"), "green")
     refresh(tenant, as_of)
-    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == len(officers)
+    assert OutboundEmail.objects.filter(status="queued").count() == len(officers)
 
 
 def test_at_most_one_alert_per_client_per_day_whatever_the_runs(tenant, officers, make_client, past_score, as_of):

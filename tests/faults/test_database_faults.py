@@ -44,7 +44,9 @@ def duties_healthy(database: Database, worker_id: int) -> bool:
 
 def recovers(database: Database, workers: FaultWorkers, processes: list, since: float) -> None:
     """After a fault: product queues run new jobs, the scheduler ticks, the rescue works, health is ok."""
-    jobs = database.defer("tests.noop_compliance", "compliance", 2) + database.defer("tests.noop_email", "email", 5)
+    jobs = database.defer("tests.noop_compliance", "compliance", 2) + database.defer(
+        "tests.noop_filing_reminder", "filing-reminder", 5
+    )
     wait_for(lambda: database.safely(lambda: database.all_succeeded(jobs)), timeout=60, message="jobs after the fault")
     wait_for(lambda: database.safely(lambda: ran_ticks_after(database, since, 3)), timeout=60, message="cron ticks")
     assert {count for _, count in ticks_after(database, since)} == {1}  # one job per tick
@@ -108,7 +110,7 @@ def test_polling_covers_a_killed_listener_which_reconnects(database, fault_worke
     assert database.value(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kgc-worker:listener'"
     )
-    jobs = database.defer("tests.noop_email", "email", 3)
+    jobs = database.defer("tests.noop_filing_reminder", "filing-reminder", 3)
     wait_for(lambda: database.all_succeeded(jobs), timeout=30, message="jobs picked up by polling")
     wait_for(
         lambda: database.value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kgc-worker:listener'"),
@@ -148,7 +150,7 @@ def test_a_worker_whose_heartbeat_stalls_stops_claiming_until_it_beats_again(dat
     worker_id = wait_registered(database, worker)
     database.rows(STALL_HEARTBEAT.format(worker_id=worker_id))
     wait_for(lambda: "duty heartbeat failed" in fault_workers.log(worker), timeout=30, message="the heartbeat to fail")
-    jobs = database.defer("tests.noop_email", "email", 3)
+    jobs = database.defer("tests.noop_filing_reminder", "filing-reminder", 3)
     time.sleep(3)  # several polls of a worker that must not claim
     assert database.statuses(jobs) == ["todo"] * 3
     database.rows(UNSTALL_HEARTBEAT)
@@ -194,7 +196,7 @@ def test_a_half_open_connection_fences_the_worker_until_new_connections_work(dat
     worker = fault_workers.start(DATABASE_URL=proxied, KGC_WORKER_DEAD_AFTER="60")
     worker_id = wait_registered(database, worker)
     proxy.freeze()  # every open connection now hangs, and new ones are never answered
-    jobs = database.defer("tests.noop_email", "email", 3)
+    jobs = database.defer("tests.noop_filing_reminder", "filing-reminder", 3)
     wait_for(lambda: "duty heartbeat failed" in fault_workers.log(worker), timeout=60, message="the stalled heartbeat")
     assert database.statuses(jobs) == ["todo"] * 3  # fenced: nothing claimed through a dead connection
     proxy.thaw()

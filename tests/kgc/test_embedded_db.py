@@ -65,16 +65,16 @@ def test_embedded_database_runs_a_job_through_a_worker(tmp_path):
     assert manage("migrate", "--no-input", "-v", "0", env=env, timeout=300).returncode == 0
     script = (
         "import django; django.setup(); from kgc.queue import jobs; import tests.kgc.sample_tasks;"
-        "print(jobs.job_defer(task_name='tests.noop_email', kwargs={})[0])"
+        "print(jobs.job_defer(task_name='tests.noop_compliance', kwargs={})[0])"
     )
     subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "kgc.settings"}, check=True
     )
-    worker = subprocess.Popen([sys.executable, "manage.py", "runworkers", "--queues", "email"], cwd=ROOT, env=env)
+    worker = subprocess.Popen([sys.executable, "manage.py", "runworkers", "--queues", "compliance"], cwd=ROOT, env=env)
     try:
         check = (
             "import django; django.setup(); from kgc.queue.jobs import get_queue_stats;"
-            "print(get_queue_stats('email').completed)"
+            "print(get_queue_stats('compliance').completed)"
         )
         deadline = time.monotonic() + 60
         completed = "0"

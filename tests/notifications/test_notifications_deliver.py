@@ -32,7 +32,7 @@ def draft(user, key="expiry:doc-1:30", **fields) -> NotificationDraft:
 
 
 @pytest.mark.django_db
-def test_creates_notification_email_and_send_job_together(tenant, member_of):
+def test_creates_the_notification_and_its_email_in_the_outbox_together(tenant, member_of):
     user = member_of(tenant, "admin")
     result = notifications_deliver(tenant=tenant, drafts=[draft(user)])
     assert (result.notifications, result.emails, result.duplicates) == (1, 1, 0)
@@ -41,8 +41,8 @@ def test_creates_notification_email_and_send_job_together(tenant, member_of):
     assert email.notification == notification
     assert email.idempotency_key == f"notification:{notification.pk}"
     assert notification.email_status == "queued"
-    job = ProcrastinateJob.objects.get(task_name="notifications.send_email")
-    assert job.args == {"outbound_email_id": email.pk, "tenant_id": tenant.pk}
+    assert (email.status, email.priority, email.fair_key) == ("queued", 2, 1)  # first in its firm's line
+    assert not ProcrastinateJob.objects.exists()  # the email is its own unit of work: no job per email
 
 
 @pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_second_delivery_of_the_same_key_adds_nothing(tenant, member_of):
     result = notifications_deliver(tenant=tenant, drafts=[draft(user), draft(user, key="expiry:doc-2:30")])
     assert (result.notifications, result.duplicates) == (1, 1)
     assert Notification.objects.count() == OutboundEmail.objects.count() == 2
-    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 2
+    assert OutboundEmail.objects.filter(status="queued").count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -75,7 +75,7 @@ def test_two_concurrent_deliveries_create_one_notification(tenant, member_of):
         thread.join()
     assert sorted(r.notifications for r in results) == [0, 1]
     assert Notification.objects.count() == OutboundEmail.objects.count() == 1
-    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 1
+    assert OutboundEmail.objects.filter(status="queued").count() == 1
 
 
 @pytest.mark.django_db
@@ -85,7 +85,7 @@ def test_recipient_without_an_address_gets_the_notification_but_no_email(tenant,
     assert (result.notifications, result.emails) == (1, 0)
     assert Notification.objects.get().email_status == "skipped"
     assert not OutboundEmail.objects.exists()
-    assert not ProcrastinateJob.objects.filter(task_name="notifications.send_email").exists()
+    assert not OutboundEmail.objects.filter(status="queued").exists()
 
 
 @pytest.mark.django_db
@@ -97,7 +97,7 @@ def test_a_draft_the_database_refuses_is_skipped_and_the_others_are_delivered(te
     assert [skipped.dedupe_key for skipped in result.skipped] == ["b"]
     assert result.skipped[0].reason == "unsupported Unicode escape sequence: \\u0000 cannot be converted to text."
     assert sorted(Notification.objects.values_list("dedupe_key", flat=True)) == ["a", "c"]
-    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 2
+    assert OutboundEmail.objects.filter(status="queued").count() == 2
 
 
 @pytest.mark.django_db
@@ -129,7 +129,7 @@ def _choose(tenant, user, kind="document_expiry", email="immediate"):
 
 
 def _send_jobs() -> int:
-    return ProcrastinateJob.objects.filter(task_name="notifications.send_email").count()
+    return OutboundEmail.objects.filter(status="queued").count()
 
 
 @pytest.mark.django_db

@@ -19,6 +19,7 @@ import {
   enqueueExpiryCheck,
   enqueueFilingReminder,
   getAllQueueStats,
+  getEmail,
   getNotificationPreferences,
   getQueueStats,
   JobsApiError,
@@ -131,9 +132,23 @@ test('enqueueFilingReminder for an unknown tenant is a 404', async () => {
   assert.match(error.message, /no active tenant/);
 });
 
-test('enqueueEmail queues the email on the email queue', async () => {
+test('enqueueEmail queues the email on the email queue, and its id tells where it stands', async () => {
   const job = await enqueueEmail(complianceAlert);
   assert.deepEqual([job.queue, job.name], ['email', 'notifications.send_email']);
+  const email = await getEmail(job.id);
+  assert.equal(String(email.id), job.id);
+  assert.ok(['queued', 'sending', 'sent'].includes(email.status));
+  assert.equal(email.priority, 'normal');
+});
+
+test('enqueueEmail takes a priority', async () => {
+  const job = await enqueueEmail({ ...complianceAlert, priority: 'urgent' });
+  assert.equal((await getEmail(job.id)).priority, 'urgent');
+});
+
+test('getEmail of an unknown id is a 404', async () => {
+  const error = await rejection(getEmail(987654321));
+  assert.equal(error.status, 404);
 });
 
 test('enqueueEmail refuses a bad address and template with each field named', async () => {

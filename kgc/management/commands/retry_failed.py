@@ -15,7 +15,7 @@ from kgc.queues import UnknownQueue
 class Command(ProjectCommand):
     help = (
         "Retry every failed job of a queue (or of all queues): each goes back to waiting with fresh attempts. "
-        "Send jobs whose email's delivery is unknown are left out and counted: resend those one at a time "
+        "Emails whose delivery is unknown are left out and counted: resend those one at a time "
         "from the outbound email admin."
     )
 

@@ -11,8 +11,9 @@ from django.core.management.base import CommandError, CommandParser
 
 from kgc.commands import ProjectCommand
 from notifications import rendering
-from notifications.delivery import message_compose, provider_message_id, send_failure_classify, sender_domain
+from notifications.delivery import message_compose, provider_message_id, sender_domain
 from notifications.services import email_request_errors
+from notifications.transports import provider_failure_classify
 
 
 class Command(ProjectCommand):
@@ -54,8 +55,8 @@ class Command(ProjectCommand):
             with connection:  # closed even after a failed login
                 connection.send_messages([message])
         except Exception as exc:  # reported, not raised: the outcome is what this command is for
-            failure = send_failure_classify(exc)
-            kind = "permanent" if failure.permanent else "transient"
+            failure = provider_failure_classify(exc)
+            kind = {"failed": "permanent", "retry": "transient", "unknown": "delivery unknown"}.get(failure.kind, "")
             raise CommandError(f"not sent ({kind} failure) via {backend}: {failure.reason}", returncode=1) from None
         self.stdout.write(
             f"sent {template} sample to {address} via {backend}; message id {provider_message_id(message)}"

@@ -90,15 +90,15 @@ def test_the_admin_index_links_to_the_dashboard(staff_client):
 
 def test_dashboard_shows_a_queue_backing_up(staff_client):
     for _ in range(3):
-        defer("email")
-    events_move(defer("email"), by=timedelta(minutes=20))  # not the first in line: lowest id is
-    first = ProcrastinateJob.objects.filter(queue_name="email").order_by("id").first()
+        defer("filing-reminder")
+    events_move(defer("filing-reminder"), by=timedelta(minutes=20))  # not the first in line: lowest id is
+    first = ProcrastinateJob.objects.filter(queue_name="filing-reminder").order_by("id").first()
     assert first is not None
     events_move(first.pk, by=timedelta(minutes=30))
     response = staff_client.get(reverse(DASHBOARD))
-    email = next(q for q, _, _ in response.context["queues"] if q.name == "email")
-    assert email.stats.waiting == 4
-    assert email.oldest_waiting_text.startswith("30m")
+    queue = next(q for q, _, _ in response.context["queues"] if q.name == "filing-reminder")
+    assert queue.stats.waiting == 4
+    assert queue.oldest_waiting_text.startswith("30m")
     assert "kgc-backlog" in response.content.decode()
 
 
@@ -155,14 +155,14 @@ def test_dashboard_names_the_lease_holder(staff_client):
 
 
 def test_dashboard_shows_concurrency_rate_limit_use_throughput_and_failure_rate(staff_client):
-    worker_process(queues=("email",), concurrency={"email": 5})
-    RateLimitSlot.objects.create(queue_name="email", slot=timezone.now(), starts=37)
-    succeed(defer("email"))
-    fail(defer("email"))
-    data = staff_client.get(reverse("admin:kgc_dashboard_data")).json()["queues"]["email"]
+    worker_process(queues=("compliance",), concurrency={"compliance": 5})
+    RateLimitSlot.objects.create(queue_name="compliance", slot=timezone.now(), starts=3)
+    succeed(defer("compliance"))
+    fail(defer("compliance"))
+    data = staff_client.get(reverse("admin:kgc_dashboard_data")).json()["queues"]["compliance"]
     assert {key: data[key] for key in ("concurrency", "rate_limit", "per_minute_5", "failure_rate")} == {
         "concurrency": 5,
-        "rate_limit": "37 of 100 / 60 s",
+        "rate_limit": "3 of 5 / 60 s",
         "per_minute_5": "0.4/min",
         "failure_rate": "50 %",
     }
@@ -242,29 +242,31 @@ def test_pause_of_an_unknown_queue_is_not_found(staff_client):
 
 
 def test_retry_failed_of_a_queue_puts_its_failed_jobs_back(staff_client):
-    failed, other = defer("email"), defer("compliance")
+    failed, other = defer("filing-reminder"), defer("compliance")
     fail(failed)
     fail(other)
-    response = staff_client.post(reverse("admin:kgc_queue_retry_failed", args=["email"]), follow=True)
+    response = staff_client.post(reverse("admin:kgc_queue_retry_failed", args=["filing-reminder"]), follow=True)
     assert (status_of(failed), status_of(other)) == ("todo", "failed")
-    assert "Put 1 failed job(s) of the email queue back in the queue." in _messages(response)
+    assert "Put 1 failed job(s) of the filing-reminder queue back in the queue." in _messages(response)
 
 
-def test_retry_failed_confirmation_counts_the_send_jobs_left_out_for_unknown_delivery(staff_client, failed_send_job):
+def test_retry_failed_confirmation_counts_the_emails_left_out_for_unknown_delivery(staff_client, failed_send_job):
     failed_send_job(delivery_unknown=True)
     failed_send_job(delivery_unknown=False)
     page = staff_client.get(reverse("admin:kgc_queue_retry_failed", args=["email"])).content.decode()
     assert "1 failed job(s) go back to waiting" in page
-    assert "1 left out: send jobs whose email&#x27;s delivery is unknown" in page
+    assert "1 left out: emails whose delivery is unknown" in page
 
 
-def test_retry_failed_of_a_queue_leaves_out_send_jobs_whose_delivery_is_unknown(staff_client, failed_send_job):
-    unknown, _ = failed_send_job(delivery_unknown=True)
-    other, _ = failed_send_job(delivery_unknown=False)
+def test_retry_failed_of_the_email_queue_leaves_out_emails_whose_delivery_is_unknown(staff_client, failed_send_job):
+    _, unknown = failed_send_job(delivery_unknown=True)
+    _, other = failed_send_job(delivery_unknown=False)
     response = staff_client.post(reverse("admin:kgc_queue_retry_failed", args=["email"]), follow=True)
-    assert (status_of(unknown), status_of(other)) == ("failed", "todo")
+    unknown.refresh_from_db()
+    other.refresh_from_db()
+    assert (unknown.status, other.status) == ("failed", "queued")
     [message] = _messages(response)
-    assert message.startswith("Put 1 failed job(s) of the email queue back in the queue. 1 left out: send jobs")
+    assert message.startswith("Put 1 failed job(s) of the email queue back in the queue. 1 left out: emails whose")
 
 
 def test_cleanup_asks_for_confirmation_then_deletes_old_finished_jobs(staff_client):
@@ -408,7 +410,7 @@ def test_retry_action_on_selected_jobs_leaves_out_send_jobs_whose_delivery_is_un
         follow=True,
     )
     assert (status_of(unknown), status_of(other)) == ("failed", "todo")
-    assert any(message.startswith("1 left out: send jobs") for message in _messages(response))
+    assert any(message.startswith("1 left out: emails whose delivery is unknown") for message in _messages(response))
 
 
 def test_retry_button_of_one_send_job_whose_delivery_is_unknown_sends_it_again(staff_client, failed_send_job):

@@ -35,12 +35,12 @@ def test_every_family_has_help_and_type(client):
 
 
 def test_queue_states_are_counted(client):
-    defer("email")
-    defer("email")
-    fail(defer("email"))
+    defer("filing-reminder")
+    defer("filing-reminder")
+    fail(defer("filing-reminder"))
     families = _scrape(client)
-    assert prometheus.value(families, "kgc_queue_jobs", queue="email", state="waiting") == 2
-    assert prometheus.value(families, "kgc_queue_jobs", queue="email", state="failed") == 1
+    assert prometheus.value(families, "kgc_queue_jobs", queue="filing-reminder", state="waiting") == 2
+    assert prometheus.value(families, "kgc_queue_jobs", queue="filing-reminder", state="failed") == 1
 
 
 def test_a_paused_queue_reports_its_flag_and_paused_jobs(client):
@@ -52,26 +52,26 @@ def test_a_paused_queue_reports_its_flag_and_paused_jobs(client):
 
 
 def test_oldest_waiting_age_is_that_of_the_first_job_in_line(client):
-    first = defer("email")
-    defer("email")
+    first = defer("filing-reminder")
+    defer("filing-reminder")
     events_move(first, by=timedelta(minutes=20))
-    age = prometheus.value(_scrape(client), "kgc_queue_oldest_waiting_age_seconds", queue="email")
+    age = prometheus.value(_scrape(client), "kgc_queue_oldest_waiting_age_seconds", queue="filing-reminder")
     assert 20 * 60 <= age < 21 * 60
 
 
 def test_a_delayed_job_is_not_waiting_yet(client):
-    jobs.job_defer(task_name="tests.noop_email", kwargs={}, schedule_in=timedelta(hours=1))
-    assert prometheus.value(_scrape(client), "kgc_queue_oldest_waiting_age_seconds", queue="email") == 0
+    jobs.job_defer(task_name="tests.noop_filing_reminder", kwargs={}, schedule_in=timedelta(hours=1))
+    assert prometheus.value(_scrape(client), "kgc_queue_oldest_waiting_age_seconds", queue="filing-reminder") == 0
 
 
 def test_counters_count_this_hours_successes_failures_and_retries(client):
-    succeed(defer("email"))
-    succeed(defer("email"))
-    fail(defer("email"), messages=("first", "second", "third"))
+    succeed(defer("filing-reminder"))
+    succeed(defer("filing-reminder"))
+    fail(defer("filing-reminder"), messages=("first", "second", "third"))
     families = _scrape(client)
-    assert prometheus.value(families, "kgc_jobs_succeeded_total", queue="email") == 2
-    assert prometheus.value(families, "kgc_jobs_failed_total", queue="email") == 1
-    assert prometheus.value(families, "kgc_jobs_retried_total", queue="email") == 2
+    assert prometheus.value(families, "kgc_jobs_succeeded_total", queue="filing-reminder") == 2
+    assert prometheus.value(families, "kgc_jobs_failed_total", queue="filing-reminder") == 1
+    assert prometheus.value(families, "kgc_jobs_retried_total", queue="filing-reminder") == 2
 
 
 def test_duration_histogram_places_each_run_in_its_bucket(client):

@@ -38,33 +38,33 @@ def test_a_queue_without_a_rate_limit_says_so():
 
 def test_throughput_is_jobs_finished_a_minute_over_5_and_60_minutes():
     for minutes_ago in (1, 2, 3, 20, 40):
-        job_id = defer("email")
+        job_id = defer("filing-reminder")
         succeed(job_id)
         events_move(job_id, by=timedelta(minutes=minutes_ago))
-    old = defer("email")
+    old = defer("filing-reminder")
     succeed(old)
     events_move(old, by=timedelta(minutes=90))
-    email = selectors.queue_activity(now=timezone.now())["email"]
-    assert (email.per_minute_5, email.per_minute_60, email.covered_minutes) == (3 / 5, 5 / 60, None)
+    queue = selectors.queue_activity(now=timezone.now())["filing-reminder"]
+    assert (queue.per_minute_5, queue.per_minute_60, queue.covered_minutes) == (3 / 5, 5 / 60, None)
 
 
 def test_failure_rate_is_failed_attempts_among_the_attempts_that_ended():
     for _ in range(3):
-        succeed(defer("email"))
-    fail(defer("email"), messages=("timeout", "refused"))  # two failed attempts, the job failed
-    email = selectors.queue_activity(now=timezone.now())["email"]
-    assert email.failure_rate == 2 / 5  # of 5 attempts that ended (3 succeeded), 2 failed
+        succeed(defer("filing-reminder"))
+    fail(defer("filing-reminder"), messages=("timeout", "refused"))  # two failed attempts, the job failed
+    queue = selectors.queue_activity(now=timezone.now())["filing-reminder"]
+    assert queue.failure_rate == 2 / 5  # of 5 attempts that ended (3 succeeded), 2 failed
 
 
 def test_a_capped_hour_gives_the_rate_over_the_part_it_covers(monkeypatch):
     monkeypatch.setattr(selectors, "FINISHED_CAP", 2)
     for minutes_ago in (10, 20, 30):
-        job_id = defer("email")
+        job_id = defer("filing-reminder")
         succeed(job_id)
         events_move(job_id, by=timedelta(minutes=minutes_ago))
-    email = selectors.queue_activity(now=timezone.now())["email"]
-    assert email.covered_minutes == pytest.approx(20, abs=0.2)
-    assert email.per_minute_60 == pytest.approx(2 / 20, rel=0.02)
+    queue = selectors.queue_activity(now=timezone.now())["filing-reminder"]
+    assert queue.covered_minutes == pytest.approx(20, abs=0.2)
+    assert queue.per_minute_60 == pytest.approx(2 / 20, rel=0.02)
 
 
 def test_workers_show_their_process_duties_lease_and_running_jobs():

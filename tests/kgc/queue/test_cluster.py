@@ -51,7 +51,7 @@ def test_cron_ticks_go_on_when_the_lease_holder_is_killed(workers, sql):
 
 def test_runworkers_runs_several_processes_and_restarts_one_that_dies(workers, sql):
     group = workers(**FAST_FAULTS)
-    parent = group.start("--queues", "email", "--processes", "2")
+    parent = group.start("--queues", "filing-reminder", "--processes", "2")
     children = wait_for(
         lambda: (
             [p for p in WorkerProcess.objects.values_list("pid", flat=True)]
@@ -69,7 +69,7 @@ def test_runworkers_runs_several_processes_and_restarts_one_that_dies(workers, s
         timeout=60,
         message="a replacement process",
     )
-    ids = [jobs.job_defer(task_name="tests.noop_email", kwargs={})[0] for _ in range(20)]
+    ids = [jobs.job_defer(task_name="tests.noop_filing_reminder", kwargs={})[0] for _ in range(20)]
     wait_for(lambda: ProcrastinateJob.objects.filter(id__in=ids, status="succeeded").count() == 20, message="jobs")
 
     parent.send_signal(signal.SIGTERM)
@@ -79,7 +79,7 @@ def test_runworkers_runs_several_processes_and_restarts_one_that_dies(workers, s
 
 def test_children_stop_when_their_parent_is_killed(workers):
     group = workers(**FAST_FAULTS)
-    parent = group.start("--queues", "email", "--processes", "2")
+    parent = group.start("--queues", "filing-reminder", "--processes", "2")
     children = wait_for(
         lambda: (
             list(WorkerProcess.objects.values_list("pid", flat=True)) if WorkerProcess.objects.count() == 2 else None
@@ -113,14 +113,14 @@ def _alive(pid: int) -> bool:
 
 
 def test_every_job_succeeds_after_a_sigkill_with_a_batch_claimed_and_outcomes_not_yet_written(workers):
-    group = workers(KGC_CONCURRENCY="email=50", KGC_RATE_LIMITS="email=off", **FAST_FAULTS)
-    ids = [row[0] for row in _defer_many("tests.sleep_email", 2000, seconds=0.005)]
-    doomed = group.start("--queues", "email")
+    group = workers(KGC_CONCURRENCY="filing-reminder=50", **FAST_FAULTS)
+    ids = [row[0] for row in _defer_many("tests.sleep_filing_reminder", 2000, seconds=0.005)]
+    doomed = group.start("--queues", "filing-reminder")
     wait_for(lambda: ProcrastinateJob.objects.filter(id__in=ids, status="succeeded").count() >= 300, message="progress")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
     lost = ProcrastinateJob.objects.filter(id__in=ids, status="doing").count()
-    group.start("--queues", "email")
+    group.start("--queues", "filing-reminder")
     wait_for(
         lambda: ProcrastinateJob.objects.filter(id__in=ids, status="succeeded").count() == len(ids),
         timeout=120,
@@ -142,7 +142,7 @@ def _defer_many(task: str, count: int, **kwargs: object) -> list[tuple[int]]:
     with connection.cursor() as cursor:
         cursor.execute(
             """SELECT unnest(procrastinate_defer_jobs_v1(array_agg(
-                   ROW('email', %s, -100, NULL, NULL, %s::jsonb, NULL)::procrastinate_job_to_defer_v1)))
+                   ROW('filing-reminder', %s, -100, NULL, NULL, %s::jsonb, NULL)::procrastinate_job_to_defer_v1)))
                  FROM generate_series(1, %s)""",
             [task, Jsonb(kwargs), count],
         )

@@ -16,7 +16,7 @@ from kgc.queues import UnknownQueue
 pytestmark = pytest.mark.django_db
 
 
-def defer(task="tests.noop_email", **kwargs):
+def defer(task="tests.noop_filing_reminder", **kwargs):
     return jobs.job_defer(task_name=task, kwargs=kwargs)[0]
 
 
@@ -74,7 +74,7 @@ def test_stats_match_hand_counted_states(sql):
     sql("UPDATE procrastinate_jobs SET scheduled_at = now() + interval '1 hour' WHERE id = %s", [ids[8]])
     sql("UPDATE procrastinate_jobs SET scheduled_at = now() - interval '1 hour' WHERE id = %s", [ids[9]])
     # ids[9..11] are due now: waiting
-    stats = jobs.get_queue_stats("email")
+    stats = jobs.get_queue_stats("filing-reminder")
     assert stats.as_dict() == {
         "waiting": 3,
         "active": 2,
@@ -89,18 +89,18 @@ def test_stats_match_hand_counted_states(sql):
 def test_stats_of_a_paused_queue_count_waiting_jobs_as_paused():
     for _ in range(4):
         defer()
-    jobs.pause_queue("email")
-    stats = jobs.get_queue_stats("email")
+    jobs.pause_queue("filing-reminder")
+    stats = jobs.get_queue_stats("filing-reminder")
     assert (stats.waiting, stats.paused, stats.is_paused) == (0, 4, True)
 
 
 def test_stats_survive_compaction(sql):
     for _ in range(5):
         defer()
-    before = jobs.get_queue_stats("email")
+    before = jobs.get_queue_stats("filing-reminder")
     jobs.job_counts_compact()
-    assert jobs.get_queue_stats("email") == before
-    assert sql("SELECT count(*) FROM kgc_jobcountdelta WHERE queue_name = 'email'") == [(1,)]
+    assert jobs.get_queue_stats("filing-reminder") == before
+    assert sql("SELECT count(*) FROM kgc_jobcountdelta WHERE queue_name = 'filing-reminder'") == [(1,)]
 
 
 def test_all_queue_stats_are_keyed_by_the_four_queue_names():
@@ -140,17 +140,24 @@ def test_cleanup_deletes_finished_jobs_older_than_the_ages_with_their_events_and
     finish(sql, new_failed, "failed", ago=timedelta(days=29))
     finish(sql, other_queue_old, "succeeded", ago=timedelta(days=60))
     JobFailure.objects.create(
-        job_id=old_failed, queue_name="email", task_name="t", attempt=1, exception_type="E", failed_at=timezone.now()
+        job_id=old_failed,
+        queue_name="filing-reminder",
+        task_name="t",
+        attempt=1,
+        exception_type="E",
+        failed_at=timezone.now(),
     )
 
-    result = jobs.cleanup_queue("email", completed_age=timedelta(days=7), failed_age=timedelta(days=30), batch_size=1)
+    result = jobs.cleanup_queue(
+        "filing-reminder", completed_age=timedelta(days=7), failed_age=timedelta(days=30), batch_size=1
+    )
 
     assert (result.completed, result.failed) == (1, 1)
     remaining = set(ProcrastinateJob.objects.values_list("id", flat=True))
     assert remaining == {new_done, new_failed, waiting, other_queue_old}
     assert not JobFailure.objects.exists()
     assert sql("SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%s)", [[old_done, old_failed]]) == [(0,)]
-    assert jobs.get_queue_stats("email").completed == 1
+    assert jobs.get_queue_stats("filing-reminder").completed == 1
 
 
 def test_cleanup_counts_age_from_the_last_finish(sql):
@@ -159,12 +166,12 @@ def test_cleanup_counts_age_from_the_last_finish(sql):
     sql(
         "INSERT INTO procrastinate_events (job_id, type, at) VALUES (%s, 'retried', now() - interval '1 day')", [job_id]
     )
-    assert jobs.cleanup_queue("email", failed_age=timedelta(days=30)).failed == 0
+    assert jobs.cleanup_queue("filing-reminder", failed_age=timedelta(days=30)).failed == 0
 
 
 def test_cleanup_refuses_a_negative_age():
     with pytest.raises(jobs.JobError, match="completed_age must not be negative"):
-        jobs.cleanup_queue("email", completed_age=timedelta(days=-1))
+        jobs.cleanup_queue("filing-reminder", completed_age=timedelta(days=-1))
 
 
 def test_retry_job_puts_a_failed_job_back_with_fresh_attempts(sql):
@@ -193,13 +200,13 @@ def test_retry_job_of_an_unknown_id_is_refused():
 
 
 def test_retry_failed_puts_back_only_failed_jobs_of_that_queue(sql):
-    failed_email, failed_other, running = defer(), defer("tests.noop_compliance"), defer()
-    set_status(sql, failed_email, "failed")
+    failed_mine, failed_other, running = defer(), defer("tests.noop_compliance"), defer()
+    set_status(sql, failed_mine, "failed")
     set_status(sql, failed_other, "failed")
     set_status(sql, running, "doing")
-    assert jobs.retry_failed("email") == 1
+    assert jobs.retry_failed("filing-reminder") == 1
     statuses = dict(ProcrastinateJob.objects.values_list("id", "status"))
-    assert statuses == {failed_email: "todo", failed_other: "failed", running: "doing"}
+    assert statuses == {failed_mine: "todo", failed_other: "failed", running: "doing"}
 
 
 def test_get_failed_lists_failed_jobs_with_every_attempt_newest_first(sql):
@@ -209,15 +216,15 @@ def test_get_failed_lists_failed_jobs_with_every_attempt_newest_first(sql):
     for attempt in (1, 2):
         JobFailure.objects.create(
             job_id=job_id,
-            queue_name="email",
-            task_name="tests.noop_email",
+            queue_name="filing-reminder",
+            task_name="tests.noop_filing_reminder",
             attempt=attempt,
             exception_type="ConnectionError",
             message=f"try {attempt}",
             traceback="Traceback ...",
             failed_at=now + timedelta(seconds=attempt),
         )
-    [failed] = jobs.get_failed("email")
+    [failed] = jobs.get_failed("filing-reminder")
     assert failed.id == job_id
     assert [f.message for f in failed.failures] == ["try 2", "try 1"]
     assert jobs.get_failed("compliance") == []

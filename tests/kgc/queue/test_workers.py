@@ -54,37 +54,37 @@ def test_rate_limit_holds_across_three_worker_processes(workers, sql):
 
 def test_pause_is_seen_by_other_processes_and_resume_restarts_pickup(workers, sql):
     group = workers()
-    group.start("-q", "email", entry="procrastinate")
-    jobs.pause_queue("email")
-    ids = [defer("tests.noop_email") for _ in range(3)]
+    group.start("-q", "filing-reminder", entry="procrastinate")
+    jobs.pause_queue("filing-reminder")
+    ids = [defer("tests.noop_filing_reminder") for _ in range(3)]
     time.sleep(3)  # several fetch rounds of the worker
     assert statuses(ids) == ["todo"] * 3
-    assert jobs.get_queue_stats("email").paused == 3
-    jobs.resume_queue("email")
+    assert jobs.get_queue_stats("filing-reminder").paused == 3
+    jobs.resume_queue("filing-reminder")
     wait_for(lambda: all_succeeded(ids), timeout=30, message="jobs after resume")
 
 
 def test_running_job_finishes_when_its_queue_is_paused(workers):
     group = workers()
-    group.start("--queues", "email")
-    running = defer("tests.sleep_email", seconds=2)
+    group.start("--queues", "filing-reminder")
+    running = defer("tests.sleep_filing_reminder", seconds=2)
     wait_for(lambda: statuses([running]) == ["doing"], message="job start")
-    jobs.pause_queue("email")
-    waiting = defer("tests.noop_email")
+    jobs.pause_queue("filing-reminder")
+    waiting = defer("tests.noop_filing_reminder")
     wait_for(lambda: statuses([running]) == ["succeeded"], message="running job to finish")
     time.sleep(2)
     assert statuses([waiting]) == ["todo"]
 
 
 def test_restarted_worker_still_sees_the_pause(workers):
-    jobs.pause_queue("email")
+    jobs.pause_queue("filing-reminder")
     group = workers()
-    job = defer("tests.noop_email")
-    first = group.start("--queues", "email")
+    job = defer("tests.noop_filing_reminder")
+    first = group.start("--queues", "filing-reminder")
     time.sleep(2)  # several fetch rounds
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
-    group.start("--queues", "email")
+    group.start("--queues", "filing-reminder")
     time.sleep(2)
     assert statuses([job]) == ["todo"]
 
@@ -105,8 +105,8 @@ def test_job_of_a_killed_worker_runs_again_on_a_live_worker(workers):
 def test_sigterm_lets_the_running_job_finish_and_exits_zero(workers, sql):
     registered_before = sql("SELECT count(*) FROM procrastinate_workers")
     group = workers()
-    process = group.start("--queues", "email")
-    job = defer("tests.sleep_email", seconds=3)
+    process = group.start("--queues", "filing-reminder")
+    job = defer("tests.sleep_filing_reminder", seconds=3)
     wait_for(lambda: statuses([job]) == ["doing"], message="job start")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
@@ -117,8 +117,8 @@ def test_sigterm_lets_the_running_job_finish_and_exits_zero(workers, sql):
 
 def test_job_still_running_at_the_shutdown_timeout_goes_back_to_its_queue(workers):
     group = workers()
-    process = group.start("--queues", "email", "--shutdown-timeout", "1")
-    job = defer("tests.sleep_email", seconds=120)
+    process = group.start("--queues", "filing-reminder", "--shutdown-timeout", "1")
+    job = defer("tests.sleep_filing_reminder", seconds=120)
     wait_for(lambda: statuses([job]) == ["doing"], message="job start")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
@@ -201,7 +201,7 @@ def test_job_deferred_by_a_task_commits_or_rolls_back_with_the_tasks_transaction
     job = defer("tests.defer_then_fail")
     group.start("--queues", "maintenance")
     wait_for(lambda: statuses([job]) == ["failed"], message="the task to fail")
-    assert not ProcrastinateJob.objects.filter(task_name="tests.noop_email").exists()
+    assert not ProcrastinateJob.objects.filter(task_name="tests.noop_filing_reminder").exists()
 
 
 def test_procrastinate_entry_point_defers_inside_the_tasks_transaction_too(workers):
@@ -209,7 +209,7 @@ def test_procrastinate_entry_point_defers_inside_the_tasks_transaction_too(worke
     job = defer("tests.defer_then_fail")
     group.start("-q", "maintenance", entry="procrastinate")
     wait_for(lambda: statuses([job]) == ["failed"], message="the task to fail")
-    assert not ProcrastinateJob.objects.filter(task_name="tests.noop_email").exists()
+    assert not ProcrastinateJob.objects.filter(task_name="tests.noop_filing_reminder").exists()
 
 
 def test_job_draining_longer_than_the_dead_worker_cutoff_is_not_run_twice(workers):

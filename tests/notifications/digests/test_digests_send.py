@@ -35,7 +35,7 @@ def test_each_reader_gets_one_digest_carrying_every_item_waiting(tenant, reader,
     }
 
 
-def test_the_digest_is_an_email_with_its_send_job(tenant, reader, waiting, digest_day):
+def test_the_digest_is_an_email_in_the_outbox(tenant, reader, waiting, digest_day):
     ana = reader()
     waiting(document_draft(ana), filing_draft(ana))
     send(tenant, digest_day)
@@ -48,8 +48,8 @@ def test_the_digest_is_an_email_with_its_send_job(tenant, reader, waiting, diges
     )
     assert email.subject == f"1 document expiring, 1 filing due: {tenant.name}"
     assert email.idempotency_key == f"digest:{Digest.objects.get().pk}"
-    job = ProcrastinateJob.objects.get(task_name="notifications.send_email")
-    assert job.args == {"outbound_email_id": email.pk, "tenant_id": tenant.pk}
+    assert (email.priority, email.fair_key) == (2, 1)  # normal, first in its firm's line
+    assert not ProcrastinateJob.objects.filter(task_name="notifications.send_email").exists()
 
 
 def test_a_second_run_the_same_day_sends_nothing_more(tenant, reader, waiting, digest_day):
@@ -178,7 +178,7 @@ def test_two_workers_racing_send_one_digest_per_person(tenant, reader, waiting, 
 
     assert sorted(len(result.digests) for result in results) == [0, 3]
     assert Digest.objects.count() == OutboundEmail.objects.count() == 3
-    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 3
+    assert OutboundEmail.objects.filter(status="queued").count() == 3
     per_digest = Notification.objects.values_list("digest_id", flat=True)
     assert set(Notification.objects.values_list("email_status", flat=True)) == {"digested"}
     assert sorted(list(per_digest).count(d) for d in set(per_digest)) == [2, 2, 2]

@@ -21,17 +21,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.exceptions import AnymailRequestsAPIError
 
-from notifications.delivery import mail_connections_close
 from notifications.models import OutboundEmail
 from notifications.services import NotificationDraft, notifications_deliver
 from tests.helpers import manage_popen, subprocess_env
-
-
-@pytest.fixture(autouse=True)
-def _close_mail_connections() -> Iterator[None]:
-    """Sends keep their connection open for the next one; each test closes what it opened."""
-    yield
-    mail_connections_close()
 
 
 def free_port() -> int:
@@ -63,6 +55,7 @@ class RecordingHandler:
     sessions: int = 0  # EHLO greetings: one per SMTP session
     in_data: threading.Event = field(default_factory=threading.Event)
     hold: threading.Event | None = None  # while set to an unset Event, DATA waits for it
+    data_delay: float = 0.0  # seconds between the end of a message's data and the reply (a slow server)
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -82,6 +75,8 @@ class RecordingHandler:
         self.in_data.set()
         if self.hold is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.hold.wait, 60)
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         if self.data_replies:
             return self.data_replies.pop(0)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))

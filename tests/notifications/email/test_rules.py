@@ -13,9 +13,10 @@ from anymail.exceptions import (
     AnymailRequestsAPIError,
 )
 
-from notifications.delivery import header_errors, message_id_for, send_failure_classify, send_lock_key
+from notifications.delivery import header_errors, message_id_for
 from notifications.rendering import SAMPLE_DATA, TEMPLATE_FIELDS, EmailDataError, template_context
 from notifications.tracking import event_key
+from notifications.transports import provider_failure_classify, smtp_refusal
 
 
 def api_error(status: int) -> AnymailRequestsAPIError:
@@ -51,16 +52,44 @@ def api_error(status: int) -> AnymailRequestsAPIError:
     ],
 )
 def test_send_failure_is_classified_permanent_or_transient(error, permanent):
-    assert send_failure_classify(error).permanent is permanent
+    assert provider_failure_classify(error).kind == ("failed" if permanent else "retry")
 
 
 def test_failure_reason_quotes_the_smtp_reply():
-    reason = send_failure_classify(smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"5.1.1 no such user")}))
+    reason = provider_failure_classify(smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"5.1.1 no such user")}))
     assert reason.reason == "SMTP recipient refused: 550 5.1.1 no such user"
 
 
 def test_failure_reason_quotes_the_provider_status_and_reply():
-    assert send_failure_classify(api_error(422)).reason == 'Postmark API 422: {"Message": "provider says no"}'
+    assert provider_failure_classify(api_error(422)).reason == 'Postmark API 422: {"Message": "provider says no"}'
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (requests.ReadTimeout("read timed out"), "unknown"),
+        (requests.ConnectTimeout("connect timed out"), "retry"),
+        (requests.ConnectionError("Connection aborted: RemoteDisconnected"), "unknown"),
+    ],
+)
+def test_a_provider_request_lost_after_it_went_out_is_delivery_unknown(error, kind):
+    assert provider_failure_classify(error).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "stage", "kind", "gone"),
+    [
+        (451, "4.3.0 try later", "recipient", "retry", False),
+        (550, "5.1.1 no such user", "recipient", "failed", True),
+        (550, "5.7.1 rejected as spam", "recipient", "failed", False),
+        (552, "5.2.2 mailbox full", "data", "failed", False),
+        (550, "5.1.1 user unknown", "sender", "failed", False),
+        (421, "4.7.0 closing", "data", "retry", False),
+    ],
+)
+def test_an_smtp_refusal_is_retried_or_failed_and_says_whether_the_address_is_gone(code, text, stage, kind, gone):
+    result = smtp_refusal(code, text, stage=stage)
+    assert (result.kind, result.address_gone) == (kind, gone)
 
 
 @pytest.mark.parametrize(
@@ -86,10 +115,6 @@ def test_line_breaks_in_headers_are_found(fields, bad):
 )
 def test_message_id_is_derived_from_the_row_and_the_sender_domain(from_email, expected):
     assert message_id_for(outbound_email_id=42, tenant_id=7, from_email=from_email) == expected
-
-
-def test_send_lock_keys_differ_per_email():
-    assert len({send_lock_key(n) for n in (1, 2, 2**31, 2**32 - 1)}) == 4
 
 
 @pytest.mark.parametrize(

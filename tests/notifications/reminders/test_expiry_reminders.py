@@ -9,7 +9,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from procrastinate.contrib.django.models import ProcrastinateJob
 
 from notifications.models import Notification, OutboundEmail
 from notifications.reminders import expiry_reminders_plan, expiry_reminders_send
@@ -68,7 +67,7 @@ def test_second_run_creates_nothing_new(tenant, staff, document_expiring):
     second = send(tenant)
     assert (first.notifications, second.notifications, second.emails) == (3, 0, 0)
     assert Notification.objects.count() == OutboundEmail.objects.count() == 3
-    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 3
+    assert OutboundEmail.objects.filter(status="queued").count() == 3
 
 
 def test_renewal_stops_the_old_documents_reminders(tenant, member_of, document_expiring):
@@ -199,4 +198,4 @@ def test_two_concurrent_runs_create_each_notification_once(tenant, staff, docume
         thread.join()
     assert sum(r.notifications for r in results) == 9
     assert Notification.objects.count() == OutboundEmail.objects.count() == 9
-    assert ProcrastinateJob.objects.filter(task_name="notifications.send_email").count() == 9
+    assert OutboundEmail.objects.filter(status="queued").count() == 9
