@@ -79,7 +79,7 @@ export interface CleanupOptions {
 }
 
 /** The kinds of notification a member chooses emails for. */
-export type NotificationKind = 'documentExpiry' | 'filingReminder' | 'complianceAlert';
+export type NotificationKind = 'documentExpiry' | 'filingReminder' | 'complianceAlert' | 'filingEscalation';
 
 /** How a kind is emailed: one email each, in the daily digest (urgent ones still at once), or not at all. */
 export type EmailPreference = 'immediate' | 'daily_digest' | 'off';

@@ -198,7 +198,12 @@ test('cleanupQueue refuses a negative age', async () => {
 test('getNotificationPreferences answers every kind on the tenant default', async () => {
   const preferences = await getNotificationPreferences(tenantId, userId);
   assert.equal(preferences.tenantDefault, 'immediate');
-  assert.deepEqual(preferences.preferences, { documentExpiry: null, filingReminder: null, complianceAlert: null });
+  assert.deepEqual(preferences.preferences, {
+    documentExpiry: null,
+    filingReminder: null,
+    complianceAlert: null,
+    filingEscalation: null,
+  });
   assert.equal(preferences.effective.filingReminder, 'immediate');
 });
 
@@ -209,6 +214,7 @@ test('setNotificationPreferences changes the kinds given and keeps the others', 
     documentExpiry: 'daily_digest',
     filingReminder: null,
     complianceAlert: null,
+    filingEscalation: null,
   });
   assert.deepEqual(await getNotificationPreferences(tenantId, userId), preferences);
 });
