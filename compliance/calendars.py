@@ -114,15 +114,15 @@ def effective_due_date(*, due: date, calendar: HolidayCalendar | None) -> DueDat
     day nor a holiday of ``calendar``. Without a calendar, ``due`` itself."""
     if calendar is None:
         return DueDate(due, due)
-    day, reasons = due, []
+    day, reasons = due, {}
     for _ in range(MAX_ROLL_DAYS):
         reason = closed_because(day=day, calendar=calendar)
         if reason is None:
             break
-        if reason not in reasons:
-            reasons.append(reason)
+        # A holiday and its observed day are one reason ("weekend, Emancipation Day").
+        reasons.setdefault(reason.removesuffix(" (observed)"), reason)
         day += timedelta(days=1)
-    return DueDate(due, day, tuple(reasons))
+    return DueDate(due, day, tuple(reasons.values()))
 
 
 def day_and_month(day: date) -> str:

@@ -112,6 +112,9 @@ class Tenant(models.Model):
 
         self.holiday_country = (self.holiday_country or "").strip().upper()
         self.holiday_subdivision = (self.holiday_subdivision or "").strip().upper()
+        # The form's empty field is an empty list: the default, stored as NULL.
+        self.expiry_reminder_days = self.expiry_reminder_days or None
+        self.filing_reminder_days = self.filing_reminder_days or None
         errors = reminder_settings_errors({field: getattr(self, field) for field in _SETTINGS_FIELDS})
         if errors:
             raise ValidationError(errors)
