@@ -15,8 +15,8 @@ from kgc import jobs
 from notifications.digests import DigestItem, digest_compose, digests_fan_out, digests_send
 from notifications.links import AppRoutes
 from notifications.models import Digest, Notification, OutboundEmail
-from notifications.rendering import email_render
 from notifications.reminders import expiry_reminders_send, filing_reminders_send
+from notifications.rendering import email_render
 from tests.factories import DocumentFactory, DocumentTypeFactory, FilingFactory, TenantFactory
 from tests.notifications.digests.conftest import document_draft
 
@@ -128,7 +128,8 @@ def test_the_digest_waits_for_the_tenants_morning_checks_still_queued(utc_firm, 
 
 def test_items_of_a_deactivated_member_make_no_digest_job(utc_firm, waiting):
     tenant, ana = utc_firm
-    waiting(document_draft(ana), tenant=tenant)
+    with make_time(datetime(2027, 3, 1, 8, tzinfo=UTC)):
+        waiting(document_draft(ana), tenant=tenant)
     get_user_model().objects.filter(pk=ana.pk).update(is_active=False)
     assert digests_fan_out(at=NINE) == []
     assert not ProcrastinateJob.objects.filter(task_name="notifications.send_digests").exists()
@@ -136,7 +137,8 @@ def test_items_of_a_deactivated_member_make_no_digest_job(utc_firm, waiting):
 
 def test_items_of_a_removed_member_make_no_digest_job(utc_firm, waiting):
     tenant, ana = utc_firm
-    waiting(document_draft(ana), tenant=tenant)
+    with make_time(datetime(2027, 3, 1, 8, tzinfo=UTC)):
+        waiting(document_draft(ana), tenant=tenant)
     Membership.objects.filter(tenant=tenant, user=ana).delete()
     assert digests_fan_out(at=NINE) == []
 
