@@ -152,6 +152,7 @@ class TenantAdmin(BigTableAdmin):
         if not obj.holiday_country:
             return "—"
         return f"{obj.holiday_country}-{obj.holiday_subdivision}" if obj.holiday_subdivision else obj.holiday_country
+
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]

@@ -114,7 +114,7 @@ def effective_due_date(*, due: date, calendar: HolidayCalendar | None) -> DueDat
     day nor a holiday of ``calendar``. Without a calendar, ``due`` itself."""
     if calendar is None:
         return DueDate(due, due)
-    day, reasons = due, {}
+    day, reasons = due, dict[str, str]()
     for _ in range(MAX_ROLL_DAYS):
         reason = closed_because(day=day, calendar=calendar)
         if reason is None:
