@@ -29,6 +29,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from compliance import conf, selectors  # conf: registers the scoring settings' system check
+from compliance.calendars import due_phrase
 from compliance.models import (
     Client,
     ComplianceScore,
@@ -130,8 +131,28 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(BigTableAdmin):
-    list_display = ("name", "slug", "timezone", "notification_email_default", "is_active", "created_at")
+    list_display = ("name", "slug", "timezone", "calendar", "notification_email_default", "is_active", "created_at")
     list_filter = ("is_active", "notification_email_default")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "timezone", "is_active", "notification_email_default")}),
+        (
+            "Reminders and business days",
+            {
+                "fields": ("expiry_reminder_days", "filing_reminder_days", "holiday_country", "holiday_subdivision"),
+                "description": (
+                    "Thresholds are days before the date, comma-separated (30,14,7); empty: the default. With a "
+                    "holiday calendar, a due date on a weekend or a holiday moves to the next business day."
+                ),
+            },
+        ),
+    )
+
+    @admin.display(description="holiday calendar")
+    def calendar(self, obj: Tenant) -> str:
+        if not obj.holiday_country:
+            return "—"
+        return f"{obj.holiday_country}-{obj.holiday_subdivision}" if obj.holiday_subdivision else obj.holiday_country
+
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]
@@ -427,6 +448,14 @@ class FilingAdmin(BigTableAdmin):
     search_fields = ("filing_type", "period")
     ordering = ("-pk",)
     inlines = [FilingTaskInline]
+    readonly_fields = ("effective_due_date",)
+
+    @admin.display(description="effectively due")
+    def effective_due_date(self, obj: Filing) -> str:
+        """The business day it is due under its calendar (its own, else its tenant's)."""
+        if obj.pk is None:
+            return "—"
+        return due_phrase(obj.due())
 
     @admin.display(description="client")
     def client_name(self, obj: Filing) -> SafeString | str:

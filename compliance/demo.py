@@ -48,6 +48,14 @@ DOCUMENT_TYPES = [
 ]
 FILING_TYPES = ["VAT Return", "PAYE Return", "Corporate Income Tax", "Withholding Tax", "Annual Return"]
 TIMEZONES = ["UTC", "Europe/London", "Africa/Nairobi", "America/New_York", "Asia/Kolkata", "Pacific/Auckland"]
+# The holiday calendar of a firm in each zone (compliance/calendars.py); UTC firms have none.
+CALENDARS = {
+    "Europe/London": ("GB", "ENG"),
+    "Africa/Nairobi": ("KE", ""),
+    "America/New_York": ("US", "NY"),
+    "Asia/Kolkata": ("IN", ""),
+    "Pacific/Auckland": ("NZ", ""),
+}
 FIRM_WORDS = ["Kestrel", "Granite", "Cedar", "Harbor", "Summit", "Meridian", "Beacon", "Atlas", "Willow", "Orion"]
 FIRM_KINDS = ["Accounting", "Tax Advisors", "& Partners", "Audit Group", "Consulting"]
 CLIENT_WORDS = ["Acme", "Blue River", "Northwind", "Sunrise", "Greenfield", "Ironbridge", "Silverline", "Redwood"]
@@ -121,14 +129,22 @@ def _tenant_create(
     result: SeedResult,
 ) -> None:
     slug = tenant_slug(number)
+    zone = rng.choice(TIMEZONES)
+    # By number, so the random streams stay as they were: every fourth firm outside UTC keeps
+    # no holiday calendar (its due dates never move), and every fifth sets its own thresholds.
+    country, subdivision = CALENDARS.get(zone, ("", "")) if number % 4 else ("", "")
     tenant = Tenant.objects.create(
         name=f"{rng.choice(FIRM_WORDS)} {rng.choice(FIRM_KINDS)} {number}",
         slug=slug,
-        timezone=rng.choice(TIMEZONES),
-        # Every third firm reads daily digests; by number, so the random streams stay as they were.
+        timezone=zone,
+        # Every third firm reads daily digests.
         notification_email_default=(
             NotificationEmailDefault.DAILY_DIGEST if number % 3 == 0 else NotificationEmailDefault.IMMEDIATE
         ),
+        holiday_country=country,
+        holiday_subdivision=subdivision,
+        expiry_reminder_days=[60, 30, 7] if number % 5 == 0 else None,
+        filing_reminder_days=[10, 5, 1] if number % 5 == 0 else None,
     )
     staff = _staff_create(rng, tenant)
     assignees = [

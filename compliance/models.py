@@ -10,12 +10,17 @@ gives the same refusal as a readable validation error before anything reaches th
 from __future__ import annotations
 
 import zoneinfo
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+if TYPE_CHECKING:
+    from compliance.calendars import DueDate
 
 
 def validate_timezone(value: str) -> None:
@@ -45,6 +50,35 @@ class Tenant(models.Model):
         db_default=NotificationEmailDefault.IMMEDIATE,
         help_text="How members get notification emails unless they chose otherwise for a kind.",
     )
+    # Business days (compliance/calendars.py): with a country, a due date on a weekend or a
+    # holiday of that calendar moves to the next business day. Empty: nothing moves.
+    holiday_country = models.CharField(
+        max_length=2,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Holiday calendar: ISO country code such as US, GB, KE, IN, NZ. Empty: due dates never move.",
+    )
+    holiday_subdivision = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Optional state, province or region of that country, such as DC or CA for the US.",
+    )
+    # The firm's own reminder thresholds, largest first; empty: the defaults (compliance/firm_settings.py).
+    expiry_reminder_days = ArrayField(
+        models.PositiveSmallIntegerField(),
+        null=True,
+        blank=True,
+        help_text="Days before a document expires to remind, e.g. 30,14,7 (the default when empty).",
+    )
+    filing_reminder_days = ArrayField(
+        models.PositiveSmallIntegerField(),
+        null=True,
+        blank=True,
+        help_text="Days before a filing is due to remind, e.g. 14,7,3 (the default when empty).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -52,6 +86,15 @@ class Tenant(models.Model):
             models.CheckConstraint(
                 condition=Q(notification_email_default__in=NotificationEmailDefault.values),
                 name="tenant_notification_email_default_valid",
+            ),
+            # Held by the database too: empty means the default, so a list has 1 to 6 numbers
+            # (compliance/firm_settings.py checks the rest and says so in words).
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__len__range": (1, 6)}),
+                    name=f"tenant_{field}_valid",
+                )
+                for field in ("expiry_reminder_days", "filing_reminder_days")
             ),
         ]
 
@@ -61,6 +104,25 @@ class Tenant(models.Model):
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    def clean(self) -> None:
+        """The admin's form errors for thresholds and calendars (the API refuses the same)."""
+        super().clean()
+        from compliance.firm_settings import reminder_days_normalize, reminder_settings_errors
+
+        self.holiday_country = (self.holiday_country or "").strip().upper()
+        self.holiday_subdivision = (self.holiday_subdivision or "").strip().upper()
+        # The form's empty field is an empty list: the default, stored as NULL.
+        self.expiry_reminder_days = self.expiry_reminder_days or None
+        self.filing_reminder_days = self.filing_reminder_days or None
+        errors = reminder_settings_errors({field: getattr(self, field) for field in _SETTINGS_FIELDS})
+        if errors:
+            raise ValidationError(errors)
+        self.expiry_reminder_days = reminder_days_normalize(self.expiry_reminder_days)
+        self.filing_reminder_days = reminder_days_normalize(self.filing_reminder_days)
+
+
+_SETTINGS_FIELDS = ("expiry_reminder_days", "filing_reminder_days", "holiday_country", "holiday_subdivision")
 
 
 class MembershipRole(models.TextChoices):
@@ -180,8 +242,23 @@ class Filing(TenantOwnedByClient):
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="filings")
     filing_type = models.CharField(max_length=64)
     period = models.CharField(max_length=32)
-    due_date = models.DateField()
+    due_date = models.DateField(help_text="The statutory due date; with a holiday calendar it may be due later.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # A calendar of its own (a federal filing of a firm elsewhere, say); empty: the firm's.
+    holiday_country = models.CharField(
+        max_length=2,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Holiday calendar of this filing, if not the firm's: ISO country code such as US.",
+    )
+    holiday_subdivision = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Optional subdivision of that country, such as DC (US federal deadlines follow DC's holidays).",
+    )
 
     class Meta:
         constraints = [
@@ -191,6 +268,28 @@ class Filing(TenantOwnedByClient):
 
     def __str__(self) -> str:
         return f"{self.filing_type} {self.period} ({self.client})"
+
+    def clean(self) -> None:
+        super().clean()
+        from compliance.calendars import calendar_errors
+
+        self.holiday_country = (self.holiday_country or "").strip().upper()
+        self.holiday_subdivision = (self.holiday_subdivision or "").strip().upper()
+        errors = calendar_errors(country=self.holiday_country, subdivision=self.holiday_subdivision)
+        if errors:
+            raise ValidationError({f"holiday_{field}": message for field, message in errors.items()})
+
+    def due(self) -> DueDate:
+        """Its statutory and effective due dates under its own calendar or its tenant's."""
+        from compliance.calendars import calendar_of, effective_due_date
+
+        calendar = calendar_of(
+            country=self.tenant.holiday_country,
+            subdivision=self.tenant.holiday_subdivision,
+            override_country=self.holiday_country,
+            override_subdivision=self.holiday_subdivision,
+        )
+        return effective_due_date(due=self.due_date, calendar=calendar)
 
 
 class FilingTask(models.Model):

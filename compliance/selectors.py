@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.db.models import OuterRef, Subquery
 
+from compliance.calendars import calendar_of, effective_due_date
 from compliance.conf import ScoringPolicy
 from compliance.exceptions import UnknownTenant
 from compliance.models import (
@@ -110,8 +111,19 @@ def tenant_scoring_subjects(*, tenant: Tenant, as_of: date, policy: ScoringPolic
         status__in=OVERDUE_STATUSES | UPCOMING_STATUSES,
         due_date__lte=as_of + timedelta(days=policy.upcoming_days),
     )
-    for row in could_count.values_list("pk", "client_id", "filing_type", "period", "due_date", "status"):
-        filings[row[1]].append(OpenFiling(row[0], row[2], row[3], row[4], row[5]))
+    # Each counts from its effective due date: a filing due on a weekend or a holiday of its
+    # calendar is not overdue before the next business day (compliance/calendars.py).
+    for pk, client_id, filing_type, period, due_date, status, country, subdivision in could_count.values_list(
+        "pk", "client_id", "filing_type", "period", "due_date", "status", "holiday_country", "holiday_subdivision"
+    ):
+        calendar = calendar_of(
+            country=tenant.holiday_country,
+            subdivision=tenant.holiday_subdivision,
+            override_country=country,
+            override_subdivision=subdivision,
+        )
+        effective = effective_due_date(due=due_date, calendar=calendar).effective
+        filings[client_id].append(OpenFiling(pk, filing_type, period, effective, status))
     return [
         ScoringSubject(
             facts=ClientFacts(

@@ -16,6 +16,7 @@ from compliance.conf import scoring_policy
 from compliance.models import ScoreLevel, Tenant
 from compliance.selectors import tenant_local_date
 from kgc.queue import jobs
+from notifications.links import app_routes, item_url
 from notifications.models import NotificationKind, NotificationUrgency
 from notifications.services import DeliveryResult, NotificationDraft, notifications_deliver
 
@@ -217,9 +218,12 @@ def compliance_alerts_send(
     number of clients; a recipient already alerted about a client that day gets nothing new.
     """
     recipients = selectors.tenant_alert_recipients(tenant=tenant)
+    routes = app_routes()
     drafts = []
     for subject, result in dropped:
         data = alert_data(tenant=tenant, as_of=as_of, subject=subject, result=result)
+        if url := item_url(routes=routes, kind=ALERT_KIND, data=data, tenant_id=tenant.pk):
+            data["url"] = url  # the client's page in the web app (KGC_APP_URL)
         level = ScoreLevel(result.level).label.lower()
         title = f"{subject.facts.name}: compliance level dropped to {level} ({result.score}/100)"
         body = "\n".join([title, *(f"- {issue}" for issue in result.issues)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import string
 import sys
 from collections.abc import Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -114,11 +115,39 @@ class Env:
             raise ConfigError(name, f"expected an http:// or https:// URL (https://jobs.example.com), got {raw!r}")
         return raw.rstrip("/")
 
+    def route(self, name: builtins.str, default: builtins.str, placeholders: tuple[builtins.str, ...]) -> builtins.str:
+        """A path template of the web app, such as ``/clients/{client_id}/documents/{document_id}``.
+
+        It starts with ``/`` and names only ``placeholders`` (each as a plain ``{name}``).
+        """
+        value = self.environ.get(name, "").strip() or default
+        problem = route_problem(value, placeholders)
+        if problem:
+            raise ConfigError(name, problem)
+        return value
+
     def choice(self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
         value = self.environ.get(name, "").strip() or default
         if value.lower() not in choices:
             raise ConfigError(name, f"expected one of {', '.join(choices)}, got {value!r}")
         return value.lower()
+
+
+def route_problem(template: str, placeholders: tuple[str, ...]) -> str | None:
+    """What is wrong with a route template (``/filings/{filing_id}``), or None."""
+    example = "/".join(f"{{{name}}}" for name in placeholders[:1])
+    if not template.startswith("/") or template.startswith("//") or any(c.isspace() for c in template):
+        return f"expected a path starting with / such as /{example.strip('/')}, got {template!r}"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"is not a valid template ({exc}): {template!r}"
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in placeholders or spec or conversion:
+            return f"may name only {', '.join('{' + p + '}' for p in placeholders)}, got {{{field}}} in {template!r}"
+    return None
 
 
 def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str, object]:

@@ -77,17 +77,30 @@ QUEUES: dict[str, Queue] = {
     )
 }
 
-# The seed's cron schedules, in UTC.
+# The cron schedules, in UTC.
 # Each names the fan-out task that the tick runs (on the maintenance queue); the
 # fan-out defers one job per active tenant on the product queue.
 SCHEDULES: dict[str, str] = {
     "compliance.refresh_all": "0 2 * * *",
-    "notifications.check_expiry_all": "0 8 * * *",
-    "notifications.send_filing_reminders_all": "0 8 * * *",
+    # Hourly: each tenant's morning checks (the seed's 0 8 * * * check_expiry_all and
+    # send_filing_reminders_all, plus overdue escalations) in the first tick at or after its
+    # reminder hour (KGC_REMINDER_HOUR) in its own time zone, at most once per local day.
+    "notifications.morning_checks_all": "0 * * * *",
     # Hourly: each tenant's digests go out in the first tick at or after its digest hour
     # (KGC_DIGEST_HOUR) in its own time zone, at most once per local day.
     "notifications.send_digests_all": "0 * * * *",
     "kgc.retention": "17 * * * *",
+}
+# What each schedule does in each tenant's own time, for the dashboard ({reminder_hour} and
+# {digest_hour} are the settings'); how it maps to the seed's crons.
+SCHEDULE_NOTES: dict[str, str] = {
+    "compliance.refresh_all": "every tenant, for its own local date at the tick",
+    "notifications.morning_checks_all": (
+        "each tenant at {reminder_hour:02d}:00 its local time (KGC_REMINDER_HOUR): expiry checks, filing "
+        "reminders, overdue escalations; the seed's 0 8 * * * (UTC) for a tenant in UTC"
+    ),
+    "notifications.send_digests_all": "each tenant at {digest_hour:02d}:00 its local time (KGC_DIGEST_HOUR)",
+    "kgc.retention": "every queue's finished jobs past its retention",
 }
 
 

@@ -200,11 +200,29 @@ MAILERS = {"default": _mailer}
 SMTP_DATA_TIMEOUT = env.int("SMTP_DATA_TIMEOUT", default=600, minimum=1)
 
 # Where this service is reached from the internet (https://jobs.example.com): the base of
-# the unsubscribe and preferences links in emails and of the digest's item links. Without
-# it, emails carry no List-Unsubscribe header and no links (the admin says so).
+# the unsubscribe and preferences links in emails. Without it, emails carry no
+# List-Unsubscribe header and no preferences link (the admin says so).
 KGC_PUBLIC_URL = env.url("KGC_PUBLIC_URL")
 # The hour (0-23, in each tenant's own time zone) at which daily digests go out.
 KGC_DIGEST_HOUR = env.int("KGC_DIGEST_HOUR", default=9, minimum=0, maximum=23)
+# The hour (0-23, each tenant's own time zone) of the morning checks: expiring documents, filings
+# due and overdue filings. Before the digest hour, so a morning's items go out in that day's digest.
+KGC_REMINDER_HOUR = env.int("KGC_REMINDER_HOUR", default=8, minimum=0, maximum=23)
+# An overdue filing escalates on its first overdue day, then every this many days until filed.
+KGC_ESCALATION_EVERY_DAYS = env.int("KGC_ESCALATION_EVERY_DAYS", default=7, minimum=1, maximum=365)
+# An item still waiting for a digest after this many days expires (its member was deactivated or
+# removed, its tenant switched off...): no flood of stale items when they come back.
+KGC_DIGEST_MAX_WAIT_DAYS = env.int("KGC_DIGEST_MAX_WAIT_DAYS", default=7, minimum=1, maximum=365)
+# The web app (https://app.example.com) that emails link to: each item's page, from these route
+# templates. Without it, emails carry no item links (rather than links that answer 404).
+KGC_APP_URL = env.url("KGC_APP_URL")
+KGC_APP_DOCUMENT_ROUTE = env.route(
+    "KGC_APP_DOCUMENT_ROUTE", "/clients/{client_id}/documents/{document_id}", ("client_id", "document_id", "tenant_id")
+)
+KGC_APP_FILING_ROUTE = env.route(
+    "KGC_APP_FILING_ROUTE", "/filings/{filing_id}", ("filing_id", "client_id", "tenant_id")
+)
+KGC_APP_CLIENT_ROUTE = env.route("KGC_APP_CLIENT_ROUTE", "/clients/{client_id}", ("client_id", "tenant_id"))
 
 # Delivery tracking webhooks (/anymail/<provider>/tracking/) require HTTP basic auth
 # "user:password". Without one they must not be open: outside DEBUG a provider needs it,

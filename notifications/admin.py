@@ -58,15 +58,21 @@ class CappedCountPaginator(Paginator):
 
 NO_PUBLIC_URL = (
     "KGC_PUBLIC_URL is not set: emails carry no List-Unsubscribe header (no one-click unsubscribe in mail "
-    "clients), no link to the preferences page and no links in digests. Set it to the address this service "
-    "is reached at from the internet, such as https://jobs.example.com."
+    "clients) and no link to the preferences page. Set it to the address this service is reached at from "
+    "the internet, such as https://jobs.example.com."
+)
+NO_APP_URL = (
+    "KGC_APP_URL is not set: emails carry no links to the documents, filings and clients they are about. "
+    "Set it to the web app's address, such as https://app.example.com (routes: KGC_APP_*_ROUTE)."
 )
 
 
 def public_url_warn(request: HttpRequest) -> None:
-    """Say on the page why emails have no unsubscribe links, when they have none."""
+    """Say on the page why emails have no unsubscribe or item links, when they have none."""
     if not settings.KGC_PUBLIC_URL:
         messages.warning(request, NO_PUBLIC_URL)
+    if not settings.KGC_APP_URL:
+        messages.warning(request, NO_APP_URL)
 
 
 def pretty_json(value: Any) -> SafeString:

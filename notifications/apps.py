@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class NotificationsConfig(AppConfig):
@@ -6,6 +7,7 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        checks.register(check_local_hours)
         from anymail.signals import tracking as tracking_signal
 
         from notifications.tracking import tracking_event_receive
@@ -27,3 +29,20 @@ class NotificationsConfig(AppConfig):
         from notifications.outbox import EmailQueueReader
 
         row_queue_register(RowQueue(name=EMAIL, consumer=EmailDispatcher, reader=EmailQueueReader()))
+
+
+def check_local_hours(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    """A digest hour not after the reminder hour works, but sends each morning's items a day late."""
+    from django.conf import settings
+
+    reminder, digest = settings.KGC_REMINDER_HOUR, settings.KGC_DIGEST_HOUR
+    if digest > reminder:
+        return []
+    return [
+        checks.Warning(
+            f"KGC_DIGEST_HOUR ({digest}) is not after KGC_REMINDER_HOUR ({reminder}): each morning's reminders "
+            "miss that day's digest and wait for the next day's",
+            hint="Set KGC_DIGEST_HOUR later than KGC_REMINDER_HOUR (the defaults are 9 and 8).",
+            id="notifications.W001",
+        )
+    ]

@@ -24,6 +24,7 @@ class NotificationKind(models.TextChoices):
     DOCUMENT_EXPIRY = "document_expiry", "Document expiry"
     FILING_REMINDER = "filing_reminder", "Filing reminder"
     COMPLIANCE_ALERT = "compliance_alert", "Compliance alert"
+    FILING_ESCALATION = "filing_escalation", "Overdue filing escalation"
 
 
 class NotificationUrgency(models.TextChoices):
@@ -42,6 +43,12 @@ class NotificationEmailStatus(models.TextChoices):
     DIGEST_PENDING = "digest_pending", "Waiting for the daily digest"
     DIGESTED = "digested", "Sent in a daily digest"
     SUPPRESSED = "suppressed", "Suppressed (the address bounced or complained)"
+    RESOLVED = "resolved", "Left out of its digest: resolved (document renewed, filing filed)"
+    EXPIRED = "expired", "Expired: waited too long for a digest (member inactive or removed)"
+
+
+# What a digest's email outcome makes of its items (a database trigger, migration 0005).
+DIGEST_OUTCOMES = [NotificationEmailStatus.FAILED.value, NotificationEmailStatus.SUPPRESSED.value]
 
 
 class EmailPreference(models.TextChoices):
@@ -84,10 +91,16 @@ class Notification(models.Model):
             models.CheckConstraint(
                 condition=Q(email_status__in=NotificationEmailStatus.values), name="notification_email_status_valid"
             ),
-            # Digested if and only if a digest carried it: each item ends in exactly one digest.
+            # Digested only in a digest, and only a digest's outcome keeps one: each item ends in
+            # exactly one digest, and an item whose digest email failed or was suppressed says so
+            # (failed, suppressed) while still naming the digest that tried to carry it.
             models.CheckConstraint(
                 condition=Q(email_status=NotificationEmailStatus.DIGESTED, digest__isnull=False)
-                | (~Q(email_status=NotificationEmailStatus.DIGESTED) & Q(digest__isnull=True)),
+                | Q(email_status__in=DIGEST_OUTCOMES)
+                | (
+                    ~Q(email_status__in=[NotificationEmailStatus.DIGESTED.value, *DIGEST_OUTCOMES])
+                    & Q(digest__isnull=True)
+                ),
                 name="notification_digested_in_one_digest",
             ),
         ]
@@ -303,6 +316,22 @@ class DigestRun(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "local_date"], name="digest_run_one_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.local_date}"
+
+
+class MorningRun(models.Model):
+    """The hourly morning fan-out deferred this tenant's checks (expiring documents, filings
+    due, overdue filings) for this tenant-local day: at most once per tenant and day,
+    however many ticks find the reminder hour passed."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="morning_runs")
+    local_date = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "local_date"], name="morning_run_one_per_day")]
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.local_date}"

@@ -8,6 +8,10 @@ or two workers running the same job at once, therefore add nothing; a run after 
 missed day sends what the missed day would have.
 
 The ``*_plan`` functions are the same reads and rules without the write (``--dry-run``).
+Thresholds are the tenant's own (``compliance/firm_settings.py``); filings count to their
+effective due date (``compliance/calendars.py``). Each notification's data carries the
+tenant-local day it was made for (``asOf``, which puts it in that day's digest) and, with
+``KGC_APP_URL``, the link to its page in the web app (``url``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from django.conf import settings
+
+from compliance import firm_settings
 from compliance.models import Tenant
 from notifications import rules, selectors
+from notifications.links import AppRoutes, app_routes, item_url
 from notifications.models import NotificationKind
 from notifications.services import NotificationDraft, notifications_deliver
 
@@ -90,19 +98,25 @@ def expiry_reminders_plan(*, tenant: Tenant, as_of: date, explain: bool = False)
     kind = NotificationKind.DOCUMENT_EXPIRY
     if not tenant.is_active:
         return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of)
+    thresholds = firm_settings.expiry_days(tenant)
     members = rules.expiry_recipients(selectors.members_active(tenant=tenant))
-    documents = selectors.documents_expiring(tenant=tenant, as_of=as_of) if members else []
+    documents = selectors.documents_expiring(tenant=tenant, as_of=as_of, horizon=max(thresholds)) if members else []
     keys = rules.dedupe_keys_possible(
         kind=kind,
         objects=[(d.document_id, d.expires_on) for d in documents],
-        thresholds=rules.EXPIRY_THRESHOLDS,
+        thresholds=rules.thresholds_looked_up(thresholds, kind=kind),
         recipient_ids=[p.user_id for p in members],
     )
     sent_keys = selectors.dedupe_keys_sent(tenant=tenant, keys=keys)
 
     def due_with(sent: frozenset[str]) -> list[rules.Reminder]:
         return rules.expiry_reminders(
-            documents=documents, members=members, sent_keys=sent, tenant_name=tenant.name, as_of=as_of
+            documents=documents,
+            members=members,
+            sent_keys=sent,
+            tenant_name=tenant.name,
+            as_of=as_of,
+            thresholds=thresholds,
         )
 
     reminders = due_with(sent_keys)
@@ -119,22 +133,28 @@ def filing_reminders_plan(*, tenant: Tenant, as_of: date, explain: bool = False)
     kind = NotificationKind.FILING_REMINDER
     if not tenant.is_active:
         return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of)
+    thresholds = firm_settings.filing_days(tenant)
     members = selectors.members_active(tenant=tenant)
-    filings = selectors.filings_upcoming(tenant=tenant, as_of=as_of)
+    filings = selectors.filings_upcoming(tenant=tenant, as_of=as_of, horizon=max(thresholds))
     member_ids = {p.user_id for p in members}
     recipient_ids = {p.user_id for p in members if p.role in rules.FILING_ROLES}
     recipient_ids |= {a.user_id for f in filings for a in f.assignments if a.user_id in member_ids}
     keys = rules.dedupe_keys_possible(
         kind=kind,
         objects=[(f.filing_id, f.due_date) for f in filings],
-        thresholds=rules.FILING_THRESHOLDS,
+        thresholds=rules.thresholds_looked_up(thresholds, kind=kind),
         recipient_ids=sorted(recipient_ids),
     )
     sent_keys = selectors.dedupe_keys_sent(tenant=tenant, keys=keys)
 
     def due_with(sent: frozenset[str]) -> tuple[list[rules.Reminder], list[rules.SkippedAssignee]]:
         return rules.filing_reminders(
-            filings=filings, members=members, sent_keys=sent, tenant_name=tenant.name, as_of=as_of
+            filings=filings,
+            members=members,
+            sent_keys=sent,
+            tenant_name=tenant.name,
+            as_of=as_of,
+            thresholds=thresholds,
         )
 
     reminders, skipped = due_with(sent_keys)
@@ -148,6 +168,44 @@ def filing_reminders_plan(*, tenant: Tenant, as_of: date, explain: bool = False)
         skipped_assignees=skipped,
         due=due,
     )
+
+
+def filing_escalations_plan(*, tenant: Tenant, as_of: date, explain: bool = False) -> ReminderPlan:
+    """The escalations of overdue, unfiled filings due for ``tenant`` on its local date ``as_of``;
+    writes nothing. Four queries (members, filings, their assignees, keys already sent).
+    """
+    kind = NotificationKind.FILING_ESCALATION
+    if not tenant.is_active:
+        return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of)
+    every = settings.KGC_ESCALATION_EVERY_DAYS
+    members = rules.escalation_recipients(selectors.members_active(tenant=tenant))
+    filings = selectors.filings_overdue(tenant=tenant, as_of=as_of) if members else []
+    keys = [
+        rules.dedupe_key(kind=kind, object_id=f.filing_id, on=f.due.effective, threshold=step, recipient_id=p.user_id)
+        for f in filings
+        if (step := rules.escalation_step(days_overdue=(as_of - f.due.effective).days, every_days=every)) is not None
+        for p in members
+    ]
+    sent_keys = selectors.dedupe_keys_sent(tenant=tenant, keys=keys)
+
+    def due_with(sent: frozenset[str]) -> list[rules.Reminder]:
+        return rules.filing_escalations(
+            filings=filings, members=members, sent_keys=sent, tenant_name=tenant.name, as_of=as_of, every_days=every
+        )
+
+    reminders = due_with(sent_keys)
+    due = len(due_with(frozenset())) if explain else None
+    return ReminderPlan(tenant=tenant, kind=kind, as_of=as_of, candidates=len(filings), reminders=reminders, due=due)
+
+
+def filing_escalations_send(*, tenant: Tenant, as_of: date) -> ReminderResult:
+    """Tell the tenant's admins and managers about each filing past its effective due date and not
+    filed: on its first overdue day, then every ``KGC_ESCALATION_EVERY_DAYS`` until it is filed.
+
+    URGENT: emailed at once, never held for a digest, unless the person turned the kind off.
+    Each (filing, step, person) once and only once; ``as_of`` is the tenant's local date.
+    """
+    return _send(filing_escalations_plan(tenant=tenant, as_of=as_of))
 
 
 def expiry_reminders_send(*, tenant: Tenant, as_of: date) -> ReminderResult:
@@ -180,7 +238,10 @@ def _send(plan: ReminderPlan) -> ReminderResult:
                 "user_id": skipped.user_id,
             },
         )
-    delivered = notifications_deliver(tenant=plan.tenant, drafts=[_draft(r) for r in plan.reminders])
+    routes = app_routes()
+    delivered = notifications_deliver(
+        tenant=plan.tenant, drafts=[_draft(r, routes=routes, tenant_id=plan.tenant.pk) for r in plan.reminders]
+    )
     result = ReminderResult(
         tenant_id=plan.tenant.pk,
         kind=plan.kind,
@@ -200,7 +261,8 @@ def _send(plan: ReminderPlan) -> ReminderResult:
     return result
 
 
-def _draft(reminder: rules.Reminder) -> NotificationDraft:
+def _draft(reminder: rules.Reminder, *, routes: AppRoutes, tenant_id: int) -> NotificationDraft:
+    url = item_url(routes=routes, kind=reminder.kind, data=reminder.data, tenant_id=tenant_id)
     return NotificationDraft(
         recipient_id=reminder.recipient.user_id,
         recipient_email=reminder.recipient.email,
@@ -211,6 +273,6 @@ def _draft(reminder: rules.Reminder) -> NotificationDraft:
         dedupe_key=reminder.dedupe_key,
         email_template=reminder.email_template,
         email_subject=reminder.email_subject,
-        data=reminder.data,
+        data={**reminder.data, "url": url} if url else reminder.data,
         urgency=reminder.urgency,
     )

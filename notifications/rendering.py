@@ -57,6 +57,16 @@ TEMPLATE_FIELDS: dict[str, dict[str, str]] = {
         "issues": "list",
         "recommendations": "list",
     },
+    "filing-escalation": {
+        "filingType": "text",
+        "period": "text",
+        "clientName": "text",
+        "dueDate": "date",
+        "daysOverdue": "int",
+        "everyDays": "int",
+        "assignees": "list",
+        "tenantName": "text",
+    },
     "custom": {"body": "text"},
     "daily-digest": {"tenantName": "text", "total": "int", "groups": "groups"},
 }
@@ -84,6 +94,21 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
         "urgency": "HIGH",
         "tenantName": "Example Accounting",
     },
+    "filing-escalation": {
+        "filingId": 1,
+        "clientId": 1,
+        "filingType": "VAT Return",
+        "period": "2026-04",
+        "clientName": "ACME Corp",
+        "dueDate": "2026-05-18",
+        "statutoryDueDate": "2026-05-16",
+        "dueNote": "moved from Saturday 16 May: weekend",
+        "daysOverdue": 8,
+        "everyDays": 7,
+        "assignees": ["Amina Otieno"],
+        "status": "draft",
+        "tenantName": "Example Accounting",
+    },
     "compliance-alert": {
         "clientName": "ACME Corp",
         "complianceScore": 65,
@@ -95,6 +120,8 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "daily-digest": {
         "tenantName": "Example Accounting",
         "asOf": "2026-11-29",
+        "dateLine": "Sunday 29 November 2026",
+        "resolved": 1,
         "total": 2,
         "groups": [
             {

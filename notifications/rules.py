@@ -5,11 +5,19 @@ No ORM and no clock: the selectors load ``ExpiringDocument``, ``UpcomingFiling``
 decide. Every reminder is keyed ``<kind>:<object id>:<threshold>:<recipient id>``;
 the database refuses a second notification with the same key.
 
+Thresholds are each firm's own (``compliance/firm_settings.py``; 30/14/7 days for
+documents and 14/7/3 for filings by default). Filings count to their effective due date
+(``compliance/calendars.py``: a due date on a weekend or a holiday of the firm's, or the
+filing's, calendar moves to the next business day).
+
 Crossing, not exact days: an object is due the reminder for threshold T once its
 days left are T or fewer. A run sends only the smallest threshold crossed, and only
 if neither it nor a smaller one was sent to that person before. So a missed day still
 gets its reminder the next day, a first run at 12 days left sends the 14-day reminder
 once (not the 30-day one too), and reminders never step back to a larger threshold.
+
+Escalations (overdue filings) follow the same shape: the step due is the latest one
+reached (the first overdue day, then every ``every_days``), sent once per person.
 """
 
 from __future__ import annotations
@@ -19,16 +27,22 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from compliance.calendars import DueDate, due_phrase
+from compliance.firm_settings import EXPIRY_DAYS_DEFAULT, FILING_DAYS_DEFAULT
 from compliance.models import FilingStatus, MembershipRole
 from notifications.models import NotificationKind, NotificationUrgency
 
-EXPIRY_THRESHOLDS = (30, 14, 7)
-FILING_THRESHOLDS = (14, 7, 3)
+EXPIRY_THRESHOLDS = EXPIRY_DAYS_DEFAULT
+FILING_THRESHOLDS = FILING_DAYS_DEFAULT
 EXPIRY_ROLES = frozenset({MembershipRole.ADMIN, MembershipRole.MANAGER, MembershipRole.COMPLIANCE_OFFICER})
 FILING_ROLES = EXPIRY_ROLES | {MembershipRole.TAX_PREPARER}
+ESCALATION_ROLES = frozenset({MembershipRole.ADMIN, MembershipRole.MANAGER})
 FILING_STATUSES_REMINDED = (FilingStatus.DRAFT, FilingStatus.PREPARED)
+# Not filed: what an overdue filing still in one of these statuses escalates for.
+FILING_STATUSES_ESCALATED = (FilingStatus.DRAFT, FilingStatus.PREPARED, FilingStatus.REJECTED)
 EXPIRY_TEMPLATE = "document-expiry"
 FILING_TEMPLATE = "filing-reminder"
+ESCALATION_TEMPLATE = "filing-escalation"
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,9 @@ class FilingAssignment:
 
 @dataclass(frozen=True)
 class UpcomingFiling:
+    """A filing and when it is due: ``due_date`` is the effective date (a business day under
+    its calendar), ``statutory_due_date`` the one it was given (the same without a calendar)."""
+
     filing_id: int
     client_id: int
     client_name: str
@@ -69,6 +86,26 @@ class UpcomingFiling:
     due_date: date
     status: str
     assignments: tuple[FilingAssignment, ...] = ()
+    statutory_due_date: date | None = None
+    moved_because: tuple[str, ...] = ()
+
+    @property
+    def due(self) -> DueDate:
+        return DueDate(self.statutory_due_date or self.due_date, self.due_date, self.moved_because)
+
+
+@dataclass(frozen=True)
+class OverdueFiling:
+    """A filing past its effective due date and not filed, with the names of its assignees."""
+
+    filing_id: int
+    client_id: int
+    client_name: str
+    filing_type: str
+    period: str
+    due: DueDate
+    status: str
+    assignees: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,10 +208,19 @@ def _threshold_for(
     """The threshold to send ``person`` now for this object and date (see ``threshold_due``)."""
     sent = {
         t
-        for t in thresholds
+        for t in thresholds_looked_up(thresholds, kind=kind)
         if dedupe_key(kind=kind, object_id=object_id, on=on, threshold=t, recipient_id=person.user_id) in sent_keys
     }
     return threshold_due(days_left=days, thresholds=thresholds, sent=sent)
+
+
+def thresholds_looked_up(thresholds: Iterable[int], *, kind: str) -> tuple[int, ...]:
+    """The thresholds whose reminders count as sent: the firm's own and the kind's defaults, so a
+    firm that sets its own after the defaults' reminders went out never steps back to a larger
+    one. (A reminder sent at a threshold the firm used to have, other than a default, is not
+    looked up: after such a change, one more reminder may go.)"""
+    defaults = EXPIRY_THRESHOLDS if kind == NotificationKind.DOCUMENT_EXPIRY else FILING_THRESHOLDS
+    return tuple(sorted(set(thresholds) | set(defaults), reverse=True))
 
 
 # --- Recipients ---------------------------------------------------------------------------
@@ -225,7 +271,7 @@ def long_date(day: date) -> str:
 
 
 def _expiry_texts(document: ExpiringDocument, days: int) -> tuple[str, str]:
-    title = f"{document.document_type} for {document.client_name} expires {when(days)}"
+    title = expiry_title(document_type=document.document_type, client_name=document.client_name, days=days)
     body = (
         f"{document.client_name}'s {document.document_type} (“{document.title}”) expires on "
         f"{long_date(document.expires_on)}, {when(days)}. Upload the renewed document before then "
@@ -240,13 +286,30 @@ _STATUS_PHRASES: dict[str, str] = {
 }
 
 
-def _filing_texts(filing: UpcomingFiling, days: int, urgency: str, tasks: list[str]) -> tuple[str, str]:
-    what = f"{filing.filing_type} {filing.period} for {filing.client_name}"
+def filing_title(*, filing_type: str, period: str, client_name: str, days: int, urgency: str | None) -> str:
+    """``Urgent: VAT Return 2026-11 for Acme is due in 2 days`` (also a digest's item line)."""
     prefix = "Urgent: " if urgency == NotificationUrgency.URGENT else ""
-    title = f"{prefix}{what} is due {when(days)}"
+    return f"{prefix}{filing_type} {period} for {client_name} is due {when(days)}"
+
+
+def expiry_title(*, document_type: str, client_name: str, days: int) -> str:
+    """``TIN Certificate for Acme expires in 9 days`` (also a digest's item line)."""
+    return f"{document_type} for {client_name} expires {when(days)}"
+
+
+def overdue_title(*, filing_type: str, period: str, client_name: str, days_overdue: int) -> str:
+    """``Overdue: VAT Return 2026-11 for Acme is 8 days overdue`` (also a digest's item line)."""
+    unit = "day" if days_overdue == 1 else "days"
+    return f"Overdue: {filing_type} {period} for {client_name} is {days_overdue} {unit} overdue"
+
+
+def _filing_texts(filing: UpcomingFiling, days: int, urgency: str, tasks: list[str]) -> tuple[str, str]:
+    title = filing_title(
+        filing_type=filing.filing_type, period=filing.period, client_name=filing.client_name, days=days, urgency=urgency
+    )
     body = (
         f"The {filing.filing_type} for period {filing.period} of {filing.client_name} is due on "
-        f"{long_date(filing.due_date)}, {when(days)}, and {_STATUS_PHRASES.get(filing.status, 'is not submitted')}. "
+        f"{due_phrase(filing.due)}, {when(days)}, and {_STATUS_PHRASES.get(filing.status, 'is not submitted')}. "
         f"Priority: {NotificationUrgency(urgency).label.lower()}."
     )
     if tasks:
@@ -264,8 +327,9 @@ def expiry_reminders(
     sent_keys: frozenset[str],
     tenant_name: str,
     as_of: date,
+    thresholds: tuple[int, ...] = EXPIRY_THRESHOLDS,
 ) -> list[Reminder]:
-    """The document-expiry reminders due on ``as_of`` (the tenant's local date)."""
+    """The document-expiry reminders due on ``as_of`` (the tenant's local date), at the firm's ``thresholds``."""
     kind = NotificationKind.DOCUMENT_EXPIRY
     recipients = expiry_recipients(members)
     reminders = []
@@ -281,6 +345,7 @@ def expiry_reminders(
             "expiresOn": document.expires_on.isoformat(),
             "daysLeft": days,
             "tenantName": tenant_name,
+            "asOf": as_of.isoformat(),
         }
         for person in recipients:
             threshold = _threshold_for(
@@ -288,7 +353,7 @@ def expiry_reminders(
                 object_id=document.document_id,
                 on=document.expires_on,
                 days=days,
-                thresholds=EXPIRY_THRESHOLDS,
+                thresholds=thresholds,
                 person=person,
                 sent_keys=sent_keys,
             )
@@ -326,8 +391,10 @@ def filing_reminders(
     sent_keys: frozenset[str],
     tenant_name: str,
     as_of: date,
+    thresholds: tuple[int, ...] = FILING_THRESHOLDS,
 ) -> tuple[list[Reminder], list[SkippedAssignee]]:
-    """The filing reminders due on ``as_of`` (the tenant's local date), and the assignees skipped."""
+    """The filing reminders due on ``as_of`` (the tenant's local date), counted to each filing's
+    effective due date at the firm's ``thresholds``, and the assignees skipped."""
     kind = NotificationKind.FILING_REMINDER
     by_id = {person.user_id: person for person in members}
     reminders, skipped = [], []
@@ -345,9 +412,12 @@ def filing_reminders(
             "period": filing.period,
             "clientName": filing.client_name,
             "dueDate": filing.due_date.isoformat(),
+            "statutoryDueDate": filing.due.statutory.isoformat(),
+            "dueNote": filing.due.moved_note,
             "daysLeft": days,
             "urgency": str(urgency),
             "tenantName": tenant_name,
+            "asOf": as_of.isoformat(),
         }
         for person in recipients:
             threshold = _threshold_for(
@@ -355,7 +425,7 @@ def filing_reminders(
                 object_id=filing.filing_id,
                 on=filing.due_date,
                 days=days,
-                thresholds=FILING_THRESHOLDS,
+                thresholds=thresholds,
                 person=person,
                 sent_keys=sent_keys,
             )
@@ -386,3 +456,105 @@ def filing_reminders(
                 )
             )
     return reminders, skipped
+
+
+# --- Escalations ----------------------------------------------------------------------------
+
+
+def escalation_step(*, days_overdue: int, every_days: int) -> int | None:
+    """The latest escalation step reached, as the days overdue it falls on (1, 1 + every_days,
+    1 + 2 × every_days...), or None before the first overdue day."""
+    if days_overdue < 1:
+        return None
+    return 1 + ((days_overdue - 1) // every_days) * every_days
+
+
+def escalation_recipients(members: Iterable[Person]) -> list[Person]:
+    """The firm's admins and managers (``members`` are active members only)."""
+    return [person for person in members if person.role in ESCALATION_ROLES]
+
+
+def _escalation_texts(filing: OverdueFiling, days_overdue: int, every_days: int) -> tuple[str, str]:
+    title = overdue_title(
+        filing_type=filing.filing_type, period=filing.period, client_name=filing.client_name, days_overdue=days_overdue
+    )
+    assigned = ", ".join(filing.assignees) if filing.assignees else "nobody"
+    state = _STATUS_PHRASES.get(filing.status, "was rejected and must be filed again")
+    body = (
+        f"The {filing.filing_type} for period {filing.period} of {filing.client_name} was due on "
+        f"{due_phrase(filing.due)} and {state}. Assigned to: {assigned}. "
+        f"You will be reminded every {every_days} days until it is filed."
+    )
+    return title, body
+
+
+def filing_escalations(
+    *,
+    filings: Iterable[OverdueFiling],
+    members: Iterable[Person],
+    sent_keys: frozenset[str],
+    tenant_name: str,
+    as_of: date,
+    every_days: int,
+) -> list[Reminder]:
+    """The escalations due on ``as_of`` (the tenant's local date): each overdue, unfiled filing
+    to the firm's admins and managers, on its first overdue day and every ``every_days`` after.
+
+    URGENT, so they are emailed at once (never held for a digest) unless the person turned
+    the kind off. A missed day sends the step then due, never two steps at once.
+    """
+    kind = NotificationKind.FILING_ESCALATION
+    recipients = escalation_recipients(members)
+    reminders = []
+    for filing in filings:
+        if filing.status not in FILING_STATUSES_ESCALATED:
+            continue
+        days_overdue = (as_of - filing.due.effective).days
+        step = escalation_step(days_overdue=days_overdue, every_days=every_days)
+        if step is None:
+            continue
+        title, body = _escalation_texts(filing, days_overdue, every_days)
+        data = {
+            "filingId": filing.filing_id,
+            "clientId": filing.client_id,
+            "filingType": filing.filing_type,
+            "period": filing.period,
+            "clientName": filing.client_name,
+            "dueDate": filing.due.effective.isoformat(),
+            "statutoryDueDate": filing.due.statutory.isoformat(),
+            "dueNote": filing.due.moved_note,
+            "daysOverdue": days_overdue,
+            "status": filing.status,
+            "assignees": list(filing.assignees),
+            "everyDays": every_days,
+            "urgency": str(NotificationUrgency.URGENT),
+            "tenantName": tenant_name,
+            "asOf": as_of.isoformat(),
+        }
+        for person in recipients:
+            key = dedupe_key(
+                kind=kind,
+                object_id=filing.filing_id,
+                on=filing.due.effective,
+                threshold=step,
+                recipient_id=person.user_id,
+            )
+            if key in sent_keys:
+                continue
+            reminders.append(
+                Reminder(
+                    recipient=person,
+                    kind=kind,
+                    object_id=filing.filing_id,
+                    threshold=step,
+                    days_left=-days_overdue,
+                    urgency=NotificationUrgency.URGENT,
+                    title=title,
+                    body=body,
+                    email_template=ESCALATION_TEMPLATE,
+                    email_subject=title,
+                    dedupe_key=key,
+                    data=data,
+                )
+            )
+    return reminders

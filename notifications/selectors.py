@@ -13,15 +13,18 @@ from datetime import date, timedelta
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
+from compliance.calendars import MAX_ROLL_DAYS, DueDate, calendar_of, effective_due_date
 from compliance.models import Document, Filing, FilingTask, Membership, Tenant
 from notifications.exceptions import UnknownMember
 from notifications.models import Notification, NotificationPreference
 from notifications.rules import (
     EXPIRY_THRESHOLDS,
+    FILING_STATUSES_ESCALATED,
     FILING_STATUSES_REMINDED,
     FILING_THRESHOLDS,
     ExpiringDocument,
     FilingAssignment,
+    OverdueFiling,
     Person,
     UpcomingFiling,
 )
@@ -40,8 +43,9 @@ def members_active(*, tenant: Tenant) -> list[Person]:
     ]
 
 
-def documents_expiring(*, tenant: Tenant, as_of: date) -> list[ExpiringDocument]:
-    """Active clients' documents expiring from ``as_of`` to the largest threshold, the one that counts only.
+def documents_expiring(*, tenant: Tenant, as_of: date, horizon: int = max(EXPIRY_THRESHOLDS)) -> list[ExpiringDocument]:
+    """Active clients' documents expiring from ``as_of`` to ``horizon`` days later (the largest
+    threshold), the one that counts only.
 
     The document that counts for a (client, document type) is the one that lasts longest,
     as in the compliance score: no expiry date beats any date, a later date beats an
@@ -62,7 +66,7 @@ def documents_expiring(*, tenant: Tenant, as_of: date) -> list[ExpiringDocument]
             tenant=tenant,
             client__is_active=True,
             expires_on__gte=as_of,
-            expires_on__lte=as_of + timedelta(days=max(EXPIRY_THRESHOLDS)),
+            expires_on__lte=as_of + timedelta(days=horizon),
         )
         .filter(~Exists(outlasted_by))
         .order_by("expires_on", "pk")
@@ -82,49 +86,136 @@ def documents_expiring(*, tenant: Tenant, as_of: date) -> list[ExpiringDocument]
     ]
 
 
-def _upcoming(tenant: Tenant, as_of: date, prefix: str = "") -> dict[str, object]:
+def _upcoming(tenant: Tenant, as_of: date, horizon: int, prefix: str = "") -> dict[str, object]:
+    # A statutory date up to MAX_ROLL_DAYS before as_of may be effectively due on or after it
+    # (a calendar moved it); those that are not are dropped after the dates are worked out.
     return {
         f"{prefix}tenant": tenant,
         f"{prefix}client__is_active": True,
         f"{prefix}status__in": FILING_STATUSES_REMINDED,
-        f"{prefix}due_date__gte": as_of,
-        f"{prefix}due_date__lte": as_of + timedelta(days=max(FILING_THRESHOLDS)),
+        f"{prefix}due_date__gte": as_of - timedelta(days=MAX_ROLL_DAYS),
+        f"{prefix}due_date__lte": as_of + timedelta(days=horizon),
     }
 
 
-def filings_upcoming(*, tenant: Tenant, as_of: date) -> list[UpcomingFiling]:
-    """Active clients' draft or prepared filings due from ``as_of`` to the largest threshold, with their assignees.
+def filings_upcoming(*, tenant: Tenant, as_of: date, horizon: int = max(FILING_THRESHOLDS)) -> list[UpcomingFiling]:
+    """Active clients' draft or prepared filings effectively due from ``as_of`` to ``horizon`` days
+    later, with their assignees. Each counts to its effective due date: its statutory date, moved
+    to the next business day under its calendar (its own, else the tenant's; none: no move).
 
     Two queries: the filings, then the tasks of the same filings, found by the same
     conditions through the (tenant, due date) index rather than by a list of ids.
     """
     rows = list(
-        Filing.objects.filter(**_upcoming(tenant, as_of))
+        Filing.objects.filter(**_upcoming(tenant, as_of, horizon))
         .order_by("due_date", "pk")
-        .values_list("pk", "client_id", "client__name", "filing_type", "period", "due_date", "status")
+        .values_list(
+            "pk",
+            "client_id",
+            "client__name",
+            "filing_type",
+            "period",
+            "due_date",
+            "status",
+            "holiday_country",
+            "holiday_subdivision",
+        )
     )
     assignments: dict[int, list[FilingAssignment]] = {}
     if rows:
         tasks = (
-            FilingTask.objects.filter(**_upcoming(tenant, as_of, prefix="filing__"))
+            FilingTask.objects.filter(**_upcoming(tenant, as_of, horizon, prefix="filing__"))
             .order_by("filing_id", "assignee_id", "pk")
             .values_list("filing_id", "assignee_id", "title")
         )
         for filing_id, assignee_id, title in tasks:
             assignments.setdefault(filing_id, []).append(FilingAssignment(user_id=assignee_id, task_title=title))
-    return [
-        UpcomingFiling(
-            filing_id=pk,
-            client_id=client_id,
-            client_name=client_name,
-            filing_type=filing_type,
-            period=period,
-            due_date=due_date,
-            status=status,
-            assignments=tuple(assignments.get(pk, ())),
+    upcoming = []
+    for pk, client_id, client_name, filing_type, period, due_date, status, country, subdivision in rows:
+        due = _due(tenant, due_date, country, subdivision)
+        if not as_of <= due.effective <= as_of + timedelta(days=horizon):
+            continue
+        upcoming.append(
+            UpcomingFiling(
+                filing_id=pk,
+                client_id=client_id,
+                client_name=client_name,
+                filing_type=filing_type,
+                period=period,
+                due_date=due.effective,
+                status=status,
+                assignments=tuple(assignments.get(pk, ())),
+                statutory_due_date=due.statutory,
+                moved_because=due.reasons,
+            )
         )
-        for pk, client_id, client_name, filing_type, period, due_date, status in rows
-    ]
+    return sorted(upcoming, key=lambda f: (f.due_date, f.filing_id))
+
+
+def _due(tenant: Tenant, due_date: date, country: str, subdivision: str) -> DueDate:
+    calendar = calendar_of(
+        country=tenant.holiday_country,
+        subdivision=tenant.holiday_subdivision,
+        override_country=country,
+        override_subdivision=subdivision,
+    )
+    return effective_due_date(due=due_date, calendar=calendar)
+
+
+def filings_overdue(*, tenant: Tenant, as_of: date) -> list[OverdueFiling]:
+    """Active clients' filings past their effective due date on ``as_of`` and not filed (draft,
+    prepared or rejected), with the names of their assignees. Two queries.
+    """
+    open_past = {
+        "tenant": tenant,
+        "client__is_active": True,
+        "status__in": FILING_STATUSES_ESCALATED,
+        "due_date__lt": as_of,  # the effective date is never earlier than the statutory one
+    }
+    rows = list(
+        Filing.objects.filter(**open_past)
+        .order_by("due_date", "pk")
+        .values_list(
+            "pk",
+            "client_id",
+            "client__name",
+            "filing_type",
+            "period",
+            "due_date",
+            "status",
+            "holiday_country",
+            "holiday_subdivision",
+        )
+    )
+    names: dict[int, list[str]] = {}
+    if rows:
+        tasks = (
+            FilingTask.objects.filter(**{f"filing__{key}": value for key, value in open_past.items()})
+            .order_by("filing_id", "assignee_id", "pk")
+            .values_list("filing_id", "assignee__first_name", "assignee__last_name", "assignee__username")
+        )
+        for filing_id, first, last, username in tasks:
+            name = f"{first} {last}".strip() or username
+            if name not in names.setdefault(filing_id, []):
+                names[filing_id].append(name)
+    overdue = []
+    for pk, client_id, client_name, filing_type, period, due_date, status, country, subdivision in rows:
+        due = _due(tenant, due_date, country, subdivision)
+        if due.effective >= as_of:
+            continue
+        overdue.append(
+            OverdueFiling(
+                filing_id=pk,
+                client_id=client_id,
+                client_name=client_name,
+                filing_type=filing_type,
+                period=period,
+                due=due,
+                status=status,
+                assignees=tuple(names.get(pk, ())),
+            )
+        )
+    return overdue
 
 
 def dedupe_keys_sent(*, tenant: Tenant, keys: list[str]) -> frozenset[str]:

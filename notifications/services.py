@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import DataError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from compliance.models import Tenant
 from compliance.selectors import tenant_get
@@ -27,6 +28,7 @@ SEND_EMAIL_TASK = "notifications.send_email"
 EXPIRY_TASK = "notifications.check_expiry"
 FILING_REMINDER_TASK = "notifications.send_filing_reminders"
 DIGEST_TASK = "notifications.send_digests"
+ESCALATION_TASK = "notifications.escalate_overdue_filings"
 DIGEST_TEMPLATE = "daily-digest"
 EMAIL_TEMPLATES = ("document-expiry", "filing-reminder", "compliance-alert", "custom")
 MAX_DATA_BYTES = 32 * 1024
@@ -213,7 +215,7 @@ WITH drafts AS (
 ), new_notifications AS (
     INSERT INTO notifications_notification
            (tenant_id, recipient_id, kind, urgency, title, body, data, dedupe_key, created_at, email_status)
-    SELECT %(tenant_id)s, recipient_id, kind, urgency, title, body, data, dedupe_key, now(), email_status
+    SELECT %(tenant_id)s, recipient_id, kind, urgency, title, body, data, dedupe_key, %(created_at)s, email_status
       FROM drafts
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id, dedupe_key, email_status
@@ -350,7 +352,16 @@ def _refusal_reason(exc: Exception) -> str:
 
 def _deliver_rows(tenant: Tenant, rows: list[dict[str, Any]]) -> tuple[int, int, dict[str, int]]:
     with connection.cursor() as cursor:
-        cursor.execute(_DELIVER_SQL, {"tenant_id": tenant.pk, "drafts": json.dumps(rows)})
+        cursor.execute(
+            _DELIVER_SQL,
+            {
+                "tenant_id": tenant.pk,
+                # The application's clock, not the database's: the digest's cut-off and the
+                # age of a waiting item are on the same clock as the runs that read them.
+                "created_at": timezone.now(),
+                "drafts": json.dumps(rows),
+            },
+        )
         notifications, emails, to_email, by_status = cursor.fetchone()
     if to_email != emails:  # the statement is all or nothing; this would be a bug in it
         raise RuntimeError(f"{to_email} queued notifications but {emails} emails")

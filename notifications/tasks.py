@@ -12,8 +12,8 @@ from compliance.selectors import tenant_get, tenant_local_date, tick_time
 from compliance.services import tenant_jobs_fan_out
 from kgc.queue import jobs
 from kgc.queues import EMAIL, EXPIRY_NOTIFICATION, FILING_REMINDER, MAINTENANCE, SCHEDULES
-from notifications import delivery, digests, reminders
-from notifications.services import DIGEST_TASK, EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL_TASK
+from notifications import delivery, digests, mornings, reminders
+from notifications.services import DIGEST_TASK, ESCALATION_TASK, EXPIRY_TASK, FILING_REMINDER_TASK, SEND_EMAIL_TASK
 
 
 def _as_of(tenant_id: int, as_of: str | None) -> tuple[Any, date]:
@@ -23,7 +23,14 @@ def _as_of(tenant_id: int, as_of: str | None) -> tuple[Any, date]:
     return tenant, date.fromisoformat(as_of) if as_of else tenant_local_date(tenant, timezone.now())
 
 
-@app.periodic(cron=SCHEDULES["notifications.check_expiry_all"], periodic_id="morning")
+@app.periodic(cron=SCHEDULES["notifications.morning_checks_all"], periodic_id="hourly")
+@jobs.task(queue=MAINTENANCE, name="notifications.morning_checks_all")
+def morning_checks_all(timestamp: int | None = None) -> int:
+    """Each tenant's expiry, filing and overdue checks at its own KGC_REMINDER_HOUR (notifications/mornings.py)."""
+    return len(mornings.mornings_fan_out(at=tick_time(timestamp, timezone.now())))
+
+
+# Every active tenant now, whatever its hour (enqueue_expiry_check() without a tenant, the API).
 @jobs.task(queue=MAINTENANCE, name="notifications.check_expiry_all")
 def check_expiry_all(timestamp: int | None = None) -> int:
     return len(tenant_jobs_fan_out(task_name=EXPIRY_TASK, at=tick_time(timestamp, timezone.now())))
@@ -35,7 +42,7 @@ def check_expiry(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
     return reminders.expiry_reminders_send(tenant=tenant, as_of=day).summary()
 
 
-@app.periodic(cron=SCHEDULES["notifications.send_filing_reminders_all"], periodic_id="morning")
+# Every active tenant now, whatever its hour (enqueue_filing_reminder() without a tenant, the API).
 @jobs.task(queue=MAINTENANCE, name="notifications.send_filing_reminders_all")
 def send_filing_reminders_all(timestamp: int | None = None) -> int:
     return len(tenant_jobs_fan_out(task_name=FILING_REMINDER_TASK, at=tick_time(timestamp, timezone.now())))
@@ -45,6 +52,12 @@ def send_filing_reminders_all(timestamp: int | None = None) -> int:
 def send_filing_reminders(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
     tenant, day = _as_of(tenant_id, as_of)
     return reminders.filing_reminders_send(tenant=tenant, as_of=day).summary()
+
+
+@jobs.task(queue=FILING_REMINDER, name=ESCALATION_TASK)
+def escalate_overdue_filings(tenant_id: int, as_of: str | None = None) -> dict[str, Any]:
+    tenant, day = _as_of(tenant_id, as_of)
+    return reminders.filing_escalations_send(tenant=tenant, as_of=day).summary()
 
 
 @app.periodic(cron=SCHEDULES["notifications.send_digests_all"], periodic_id="hourly")

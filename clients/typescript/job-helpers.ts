@@ -100,7 +100,7 @@ export interface CleanupOptions {
 }
 
 /** The kinds of notification a member chooses emails for. */
-export type NotificationKind = 'documentExpiry' | 'filingReminder' | 'complianceAlert';
+export type NotificationKind = 'documentExpiry' | 'filingReminder' | 'complianceAlert' | 'filingEscalation';
 
 /** How a kind is emailed: one email each, in the daily digest (urgent ones still at once), or not at all. */
 export type EmailPreference = 'immediate' | 'daily_digest' | 'off';
@@ -277,4 +277,45 @@ export async function setNotificationPreferences(
   preferences: Partial<Record<NotificationKind, EmailPreference | null>>,
 ): Promise<NotificationPreferences> {
   return request<NotificationPreferences>('PUT', preferencesPath(tenantId, userId), { preferences });
+}
+
+/** A firm's reminder thresholds (days before the date) and its holiday calendar. */
+export interface ReminderSettings {
+  tenantId: number;
+  /** The firm's own thresholds, largest first; null: the default (30, 14, 7). */
+  expiryReminderDays: number[] | null;
+  /** The firm's own thresholds, largest first; null: the default (14, 7, 3). */
+  filingReminderDays: number[] | null;
+  /** ISO country code of its holiday calendar (US); '': none, due dates never move. */
+  holidayCountry: string;
+  /** A subdivision of that country (DC); '': the whole country. */
+  holidaySubdivision: string;
+  /** The thresholds that apply. */
+  effective: { expiryReminderDays: number[]; filingReminderDays: number[] };
+}
+
+function reminderSettingsPath(tenantId: number): string {
+  return `tenants/${encodeURIComponent(String(tenantId))}/reminder-settings`;
+}
+
+/** A firm's reminder thresholds and holiday calendar (404 for an unknown or inactive tenant). */
+export async function getReminderSettings(tenantId: number): Promise<ReminderSettings> {
+  return request<ReminderSettings>('GET', reminderSettingsPath(tenantId));
+}
+
+/**
+ * Change the settings given; null puts thresholds back on the default (or removes the
+ * calendar), and settings left out keep theirs. All or nothing: a bad value is a 400
+ * naming it (`errors.expiryReminderDays`) and changes nothing.
+ */
+export async function setReminderSettings(
+  tenantId: number,
+  settings: Partial<{
+    expiryReminderDays: number[] | null;
+    filingReminderDays: number[] | null;
+    holidayCountry: string | null;
+    holidaySubdivision: string | null;
+  }>,
+): Promise<ReminderSettings> {
+  return request<ReminderSettings>('PUT', reminderSettingsPath(tenantId), settings);
 }

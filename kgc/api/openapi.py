@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from compliance import firm_settings
 from compliance.models import NotificationEmailDefault
 from kgc import job_helpers
 from kgc.api import parsing
@@ -348,6 +349,67 @@ PATHS["/api/v1/tenants/{tenantId}/users/{userId}/notification-preferences"] = {
             "content": {"application/json": {"schema": _ref("NotificationPreferencesUpdate")}},
         },
         "responses": _responses({**PREFERENCES_READ, **NOT_A_MEMBER}, (400, 401, 411, 413)),
+    },
+}
+
+# --- A firm's reminder settings (kgc/api/reminder_settings.py) ----------------------------------
+
+DAYS = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0, "maximum": firm_settings.DAYS_MAX},
+    "minItems": 1,
+    "maxItems": firm_settings.COUNT_MAX,
+    "uniqueItems": True,
+    "nullable": True,
+    "description": "Days before the date to remind, largest first; null: the default.",
+}
+CODE = {"type": "string", "maxLength": 16, "description": "Empty: none."}
+SCHEMAS["ReminderSettings"] = _object(
+    {
+        "tenantId": ID,
+        "expiryReminderDays": DAYS,
+        "filingReminderDays": DAYS,
+        "holidayCountry": {
+            **CODE,
+            "maxLength": 2,
+            "description": "ISO country code (US); empty: due dates never move.",
+        },
+        "holidaySubdivision": {**CODE, "description": "A subdivision of that country (DC); empty: the whole country."},
+        "effective": _object(
+            {
+                "expiryReminderDays": {"type": "array", "items": {"type": "integer"}},
+                "filingReminderDays": {"type": "array", "items": {"type": "integer"}},
+            },
+            ("expiryReminderDays", "filingReminderDays"),
+        ),
+    },
+    ("tenantId", "expiryReminderDays", "filingReminderDays", "holidayCountry", "holidaySubdivision", "effective"),
+)
+SCHEMAS["ReminderSettingsUpdate"] = {
+    **_object(
+        {
+            "expiryReminderDays": DAYS,
+            "filingReminderDays": DAYS,
+            "holidayCountry": {**CODE, "nullable": True},
+            "holidaySubdivision": {**CODE, "nullable": True},
+        }
+    ),
+    "minProperties": 1,
+}
+SETTINGS_READ = {200: _json(_ref("ReminderSettings"), "The firm's thresholds and holiday calendar.")}
+NO_TENANT = {404: _json(_ref("Error"), "No active tenant with that id.")}
+PATHS["/api/v1/tenants/{tenantId}/reminder-settings"] = {
+    "parameters": [{"name": "tenantId", "in": "path", "required": True, "schema": ID}],
+    "get": {
+        "operationId": "getReminderSettings",
+        "summary": "A firm's reminder thresholds and holiday calendar",
+        "responses": _responses({**SETTINGS_READ, **NO_TENANT}, (401,)),
+    },
+    "put": {
+        "operationId": "setReminderSettings",
+        "summary": "Change the settings given (null: back to the default, or no calendar); others keep theirs",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ReminderSettingsUpdate")}}},
+        "responses": _responses({**SETTINGS_READ, **NO_TENANT}, (400, 401, 411, 413)),
     },
 }
 

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path, re_path
 
-from kgc.api import preferences, views
+from kgc.api import preferences, reminder_settings, views
 
 urlpatterns: list[URLPattern] = [
     path("jobs/compliance-refresh", views.compliance_refresh, name="api-compliance-refresh"),
@@ -19,6 +19,11 @@ urlpatterns: list[URLPattern] = [
         "tenants/<int:tenant_id>/users/<int:user_id>/notification-preferences",
         preferences.notification_preferences,
         name="api-notification-preferences",
+    ),
+    path(
+        "tenants/<int:tenant_id>/reminder-settings",
+        reminder_settings.reminder_settings,
+        name="api-reminder-settings",
     ),
     path("openapi.json", views.openapi_json, name="api-openapi"),
     # Anything else under /api/v1/ answers JSON too, not the HTML 404 page.

@@ -28,7 +28,7 @@ from django.db import connection, transaction
 
 from kgc.queue import jobs
 from kgc.queue.rows import row_queue_get, row_queues
-from kgc.queues import QUEUES, SCHEDULES
+from kgc.queues import QUEUES, SCHEDULE_NOTES, SCHEDULES
 
 # Upper bounds (seconds) of the job-duration histogram's buckets; +Inf is implied.
 DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
@@ -165,14 +165,22 @@ class ScheduleNext:
     task: str
     cron: str
     next_run: datetime
+    note: str = ""  # what it does in each tenant's own time (kgc/queues.py SCHEDULE_NOTES)
 
 
 def schedules_next(*, now: datetime) -> list[ScheduleNext]:
     """Each periodic schedule of ``kgc/queues.py`` with its next run after ``now`` (UTC)."""
     from croniter import croniter  # procrastinate's own dependency for periodic tasks
+    from django.conf import settings
 
+    hours = {"reminder_hour": settings.KGC_REMINDER_HOUR, "digest_hour": settings.KGC_DIGEST_HOUR}
     return [
-        ScheduleNext(task=task, cron=cron, next_run=croniter(cron, now).get_next(datetime))
+        ScheduleNext(
+            task=task,
+            cron=cron,
+            next_run=croniter(cron, now).get_next(datetime),
+            note=SCHEDULE_NOTES.get(task, "").format(**hours),
+        )
         for task, cron in sorted(SCHEDULES.items())
     ]
 

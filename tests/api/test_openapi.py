@@ -57,6 +57,8 @@ def test_description_names_every_route():
         "cleanupQueue",
         "getNotificationPreferences",
         "setNotificationPreferences",
+        "getReminderSettings",
+        "setReminderSettings",
         "getOpenApi",
     }
 

@@ -33,8 +33,18 @@ def test_get_answers_every_kind_with_the_tenant_default(api, tenant, member):
         "tenantId": tenant.pk,
         "userId": member.pk,
         "tenantDefault": "immediate",
-        "preferences": {"documentExpiry": None, "filingReminder": None, "complianceAlert": None},
-        "effective": {"documentExpiry": "immediate", "filingReminder": "immediate", "complianceAlert": "immediate"},
+        "preferences": {
+            "documentExpiry": None,
+            "filingReminder": None,
+            "complianceAlert": None,
+            "filingEscalation": None,
+        },
+        "effective": {
+            "documentExpiry": "immediate",
+            "filingReminder": "immediate",
+            "complianceAlert": "immediate",
+            "filingEscalation": "immediate",
+        },
     }
 
 
@@ -48,6 +58,7 @@ def test_put_changes_the_kinds_given_and_answers_the_result(api, tenant, member)
         "documentExpiry": "daily_digest",
         "filingReminder": None,
         "complianceAlert": None,
+        "filingEscalation": None,
     }
     assert list(NotificationPreference.objects.values_list("kind", "email")) == [("document_expiry", "daily_digest")]
 

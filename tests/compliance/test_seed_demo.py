@@ -96,3 +96,17 @@ def test_every_third_tenant_reads_daily_digests():
     call_command("seed_demo", *ARGS, verbosity=0)
     defaults = dict(Tenant.objects.values_list("slug", "notification_email_default"))
     assert defaults == {"demo-0001": "immediate", "demo-0002": "immediate", "demo-0003": "daily_digest"}
+
+
+def test_some_tenants_have_a_holiday_calendar_own_thresholds_and_overdue_filings():
+    call_command("seed_demo", "--tenants", "10", "--clients-per-tenant", "5", "--as-of", "2026-11-29", verbosity=0)
+    calendars = dict(Tenant.objects.values_list("slug", "holiday_country"))
+    zones = dict(Tenant.objects.values_list("slug", "timezone"))
+    # Every firm outside UTC has its country's calendar, except every fourth (no rolling there).
+    assert {slug for slug, country in calendars.items() if country} == {
+        slug for slug, zone in zones.items() if zone != "UTC" and int(slug[-4:]) % 4
+    }
+    assert any(calendars.values())
+    assert Tenant.objects.get(slug="demo-0005").expiry_reminder_days == [60, 30, 7]
+    open_past_due = Filing.objects.filter(due_date__lt=date(2026, 11, 29), status__in=["draft", "prepared", "rejected"])
+    assert open_past_due.exists()  # escalated on the first morning

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy_ssl_header_parse
+from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy_ssl_header_parse, route_problem
 from tests.helpers import ROOT, manage, subprocess_env
 
 
@@ -27,6 +27,9 @@ from tests.helpers import ROOT, manage, subprocess_env
         ({"KGC_WORKER_DEAD_AFTER": "-1"}, "KGC_WORKER_DEAD_AFTER"),
         ({"KGC_PUBLIC_URL": "jobs.example.com"}, "KGC_PUBLIC_URL"),
         ({"KGC_DIGEST_HOUR": "24"}, "KGC_DIGEST_HOUR"),
+        ({"KGC_APP_URL": "app.example.com"}, "KGC_APP_URL"),
+        ({"KGC_APP_FILING_ROUTE": "/filings/{id}"}, "KGC_APP_FILING_ROUTE"),
+        ({"KGC_ESCALATION_EVERY_DAYS": "0"}, "KGC_ESCALATION_EVERY_DAYS"),
     ],
 )
 def test_bad_variable_stops_startup_with_one_line_naming_it(db, overrides, variable):
@@ -205,3 +208,28 @@ def test_check_deploy_is_clean_with_the_production_environment_of_the_readme(db)
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=subprocess_env(**env))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("/clients/{client_id}/filings/{filing_id}", None),
+        ("/app/t/{tenant_id}/filings/{filing_id}?tab=tasks", None),
+        ("filings/{filing_id}", "expected a path starting with /"),
+        ("//evil.example.com/{filing_id}", "expected a path starting with /"),
+        ("/filings/{filingId}", "may name only {filing_id}, {client_id}, {tenant_id}, got {filingId}"),
+        ("/filings/{filing_id!r}", "may name only"),
+        ("/filings/{filing_id", "is not a valid template"),
+    ],
+)
+def test_route_templates_name_only_the_ids_they_may_use(template, problem):
+    found = route_problem(template, ("filing_id", "client_id", "tenant_id"))
+    assert (found is None) if problem is None else (problem in (found or ""))
+
+
+@pytest.mark.parametrize(("reminder", "digest", "warned"), [(8, 9, False), (8, 8, True), (10, 9, True), (0, 23, False)])
+def test_a_digest_hour_not_after_the_reminder_hour_is_warned_about(settings, reminder, digest, warned):
+    from notifications.apps import check_local_hours
+
+    settings.KGC_REMINDER_HOUR, settings.KGC_DIGEST_HOUR = reminder, digest
+    assert [message.id for message in check_local_hours()] == (["notifications.W001"] if warned else [])

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from notifications.admin import NO_PUBLIC_URL
+from notifications.admin import NO_APP_URL, NO_PUBLIC_URL
 from notifications.digests import digests_send
 from notifications.models import NotificationPreference, Suppression
 from tests.factories import TenantFactory
@@ -28,6 +28,21 @@ def messages_of(response) -> list[str]:
 def test_without_a_public_url_the_admin_says_why_emails_have_no_unsubscribe_links(admin_client, settings, page):
     settings.KGC_PUBLIC_URL = ""
     assert NO_PUBLIC_URL in messages_of(admin_client.get(reverse(f"admin:{page}_changelist")))
+
+
+def test_without_an_app_url_the_admin_says_why_emails_have_no_item_links(admin_client, settings):
+    settings.KGC_APP_URL = ""
+    response = admin_client.get(reverse("admin:notifications_outboundemail_changelist"))
+    assert NO_APP_URL in messages_of(response)
+    settings.KGC_APP_URL = "https://app.example.com"
+    response = admin_client.get(reverse("admin:notifications_outboundemail_changelist"))
+    assert NO_APP_URL not in messages_of(response)
+
+
+def test_the_notification_list_filters_escalations_and_final_digest_statuses(admin_client):
+    page = admin_client.get(reverse("admin:notifications_notification_changelist")).content.decode()
+    assert "?kind__exact=filing_escalation" in page and "Overdue filing escalation" in page
+    assert "?email_status__exact=resolved" in page and "?email_status__exact=expired" in page
 
 
 def test_with_a_public_url_there_is_no_such_warning(admin_client, settings):

@@ -122,7 +122,12 @@ def test_without_choices_every_kind_follows_the_tenant_default(tenant, member_of
     tenant.save()
     user = member_of(tenant, "manager")
     preferences = notification_preferences_get(tenant=tenant, user_id=user.pk)
-    assert preferences.chosen == {"document_expiry": None, "filing_reminder": None, "compliance_alert": None}
+    assert preferences.chosen == {
+        "document_expiry": None,
+        "filing_reminder": None,
+        "compliance_alert": None,
+        "filing_escalation": None,
+    }
     assert set(preferences.effective.values()) == {"daily_digest"}
 
 
@@ -133,7 +138,12 @@ def test_set_changes_the_kinds_given_and_null_goes_back_to_the_default(tenant, m
     preferences = notification_preferences_set(
         tenant=tenant, user_id=user.pk, changes={"filing_reminder": "daily_digest", "document_expiry": None}
     )
-    assert preferences.chosen == {"document_expiry": None, "filing_reminder": "daily_digest", "compliance_alert": None}
+    assert preferences.chosen == {
+        "document_expiry": None,
+        "filing_reminder": "daily_digest",
+        "compliance_alert": None,
+        "filing_escalation": None,
+    }
     assert NotificationPreference.objects.count() == 1
 
 

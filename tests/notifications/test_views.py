@@ -58,7 +58,7 @@ def test_unsubscribing_twice_is_fine(browser, tenant, member):
 
 def test_a_digests_link_turns_every_kind_off(browser, tenant, member):
     browser.post(unsubscribe_url(member, tenant, kind=ALL_KINDS))
-    assert set(chosen(member).values()) == {"off"} and len(chosen(member)) == 3
+    assert set(chosen(member).values()) == {"off"} and len(chosen(member)) == 4
 
 
 def test_get_shows_a_button_and_changes_nothing(browser, tenant, member):
@@ -131,6 +131,7 @@ def test_saving_sets_each_kind(browser, tenant, member):
         "document_expiry": "daily_digest",
         "filing_reminder": "off",
         "compliance_alert": "default",
+        "filing_escalation": "default",
     }
     response = browser.post(url, form)
     assert response.status_code == 200 and 'id="saved"' in response.content.decode()
@@ -144,6 +145,7 @@ def test_a_bad_choice_answers_400_names_it_and_saves_nothing(browser, tenant, me
         "document_expiry": "weekly",
         "filing_reminder": "off",
         "compliance_alert": "default",
+        "filing_escalation": "default",
     }
     response = browser.post(url, form)
     assert response.status_code == 400

@@ -21,6 +21,8 @@ import {
   getAllQueueStats,
   getEmail,
   getNotificationPreferences,
+  getReminderSettings,
+  setReminderSettings,
   getQueueStats,
   JobsApiError,
   pauseQueue,
@@ -213,7 +215,12 @@ test('cleanupQueue refuses a negative age', async () => {
 test('getNotificationPreferences answers every kind on the tenant default', async () => {
   const preferences = await getNotificationPreferences(tenantId, userId);
   assert.equal(preferences.tenantDefault, 'immediate');
-  assert.deepEqual(preferences.preferences, { documentExpiry: null, filingReminder: null, complianceAlert: null });
+  assert.deepEqual(preferences.preferences, {
+    documentExpiry: null,
+    filingReminder: null,
+    complianceAlert: null,
+    filingEscalation: null,
+  });
   assert.equal(preferences.effective.filingReminder, 'immediate');
 });
 
@@ -224,6 +231,7 @@ test('setNotificationPreferences changes the kinds given and keeps the others', 
     documentExpiry: 'daily_digest',
     filingReminder: null,
     complianceAlert: null,
+    filingEscalation: null,
   });
   assert.deepEqual(await getNotificationPreferences(tenantId, userId), preferences);
 });
@@ -250,4 +258,16 @@ test('a missing KGC_JOBS_URL is an error before any request', async () => {
   const error = await rejection(withEnv('KGC_JOBS_URL', undefined, () => getAllQueueStats()));
   assert.equal(error.status, 0);
   assert.match(error.message, /KGC_JOBS_URL/);
+});
+
+test('setReminderSettings sets the firm\'s thresholds and calendar, and refuses bad ones by field', async () => {
+  const saved = await setReminderSettings(tenantId, { filingReminderDays: [3, 10], holidayCountry: 'us', holidaySubdivision: 'dc' });
+  assert.deepEqual([saved.filingReminderDays, saved.holidayCountry, saved.holidaySubdivision], [[10, 3], 'US', 'DC']);
+  assert.deepEqual(saved.effective.expiryReminderDays, [30, 14, 7]);
+  const error = await rejection(setReminderSettings(tenantId, { expiryReminderDays: [400], holidaySubdivision: 'ZZ' }));
+  assert.equal(error.status, 400);
+  assert.ok(error.errors.expiryReminderDays);
+  assert.ok(error.errors.holidaySubdivision);
+  assert.deepEqual(await getReminderSettings(tenantId), saved);
+  await setReminderSettings(tenantId, { filingReminderDays: null, holidayCountry: null, holidaySubdivision: null });
 });

@@ -21,6 +21,7 @@ class ReminderCommand(ProjectCommand):
     """One reminder service over one tenant or every active tenant (shared by both reminder commands)."""
 
     what = "document-expiry notifications"
+    step = "{threshold}-day reminder"
     plan: Callable[..., reminders.ReminderPlan] = staticmethod(reminders.expiry_reminders_plan)
     send: Callable[..., reminders.ReminderResult] = staticmethod(reminders.expiry_reminders_send)
 
@@ -51,7 +52,7 @@ class ReminderCommand(ProjectCommand):
                 person = reminder.recipient
                 self.stdout.write(
                     f"{tenant.slug} {plan.as_of}: {person.name} <{person.email}> ({person.role}) "
-                    f"← [{reminder.urgency}] {reminder.title} ({reminder.threshold}-day reminder)"
+                    f"← [{reminder.urgency}] {reminder.title} ({self.step.format(threshold=reminder.threshold)})"
                 )
             for skipped in plan.skipped_assignees:
                 self.stdout.write(
@@ -85,6 +86,6 @@ class ReminderCommand(ProjectCommand):
 
 class Command(ReminderCommand):
     help = (
-        "Notify admins, managers and compliance officers of documents crossing 30, 14 or 7 days before expiry; "
-        "each reminder once. --dry-run prints who would be told what and writes nothing."
+        "Notify admins, managers and compliance officers of documents crossing the firm's thresholds before expiry "
+        "(default 30, 14 and 7 days); each reminder once. --dry-run prints who would be told what and writes nothing."
     )

@@ -209,10 +209,16 @@ def test_viewer_cannot_pause_all(admin_client_for, staff_viewer):
 
 
 def test_dashboard_lists_every_schedule_with_its_next_run(staff_client):
-    schedules = staff_client.get(reverse(DASHBOARD)).context["schedules"]
+    response = staff_client.get(reverse(DASHBOARD))
+    schedules = response.context["schedules"]
     retention = next(s for s in schedules if s.task == "kgc.retention")
     assert (retention.next_run.minute, retention.next_run.tzinfo is not None) == (17, True)
-    assert {s.task for s in schedules} >= {"compliance.refresh_all", "notifications.check_expiry_all"}
+    assert {s.task for s in schedules} >= {"compliance.refresh_all", "notifications.morning_checks_all"}
+    morning = next(s for s in schedules if s.task == "notifications.morning_checks_all")
+    # Hourly, with how it maps to the seed's 08:00 UTC cron in each tenant's own time.
+    assert morning.cron == "0 * * * *"
+    assert "08:00 its local time" in morning.note and "0 8 * * * (UTC) for a tenant in UTC" in morning.note
+    assert "each tenant at 08:00 its local time (KGC_REMINDER_HOUR)" in response.content.decode()
 
 
 def test_pause_asks_for_confirmation_first(staff_client):

@@ -8,8 +8,11 @@ import pytest
 
 from compliance.models import Tenant
 from notifications.digests import DigestItem, digest_compose, digest_cutoff, digest_day_due, digest_subject
+from notifications.links import AppRoutes
 
 AS_OF = date(2026, 11, 29)
+NO_APP = AppRoutes(base="")
+APP = AppRoutes(base="https://app.example.com")
 
 
 def doc(n, *, client_id, client, urgency="NORMAL", expires="2026-12-13"):
@@ -18,7 +21,8 @@ def doc(n, *, client_id, client, urgency="NORMAL", expires="2026-12-13"):
 
 
 def filing(n, *, client_id, client, urgency="HIGH", due="2026-12-03"):
-    data = {"filingId": n, "clientId": client_id, "clientName": client, "filingType": "VAT", "dueDate": due}
+    data = {"filingId": n, "clientId": client_id, "clientName": client, "filingType": "VAT", "period": "2026-11"}
+    data["dueDate"] = due
     return DigestItem(n, "filing_reminder", urgency, f"Filing {n}", data)
 
 
@@ -48,36 +52,50 @@ def test_items_are_grouped_by_kind_then_by_client_most_urgent_first():
         doc(4, client_id=1, client="Acme", urgency="HIGH", expires="2026-12-05"),
         filing(5, client_id=1, client="Acme", urgency="URGENT", due="2026-12-01"),
     ]
-    context = digest_compose(items=items, tenant_name="Kestrel", as_of=AS_OF, public_url="").context
+    context = digest_compose(items=items, tenant_name="Kestrel", as_of=AS_OF, routes=NO_APP).context
     layout = [
         (group["heading"], [(c["clientName"], [i["title"] for i in c["items"]]) for c in group["clients"]])
         for group in context["groups"]
     ]
     assert layout == [
-        ("Documents expiring", [("Beta", ["Document 3"]), ("Acme", ["Document 4", "Document 1"])]),
-        ("Filings due", [("Acme", ["Filing 5"]), ("Beta", ["Filing 2"])]),
+        (
+            "Documents expiring",
+            [
+                ("Beta", ["TIN for Beta expires in 5 days"]),
+                ("Acme", ["TIN for Acme expires in 6 days", "TIN for Acme expires in 21 days"]),
+            ],
+        ),
+        (
+            "Filings due",
+            [
+                ("Acme", ["Urgent: VAT 2026-11 for Acme is due in 2 days"]),
+                ("Beta", ["VAT 2026-11 for Beta is due in 4 days"]),
+            ],
+        ),
     ]
     assert context["total"] == 5
 
 
 def test_days_left_are_counted_from_the_digest_day():
     item = doc(1, client_id=1, client="Acme", expires="2026-12-04")
-    [group] = digest_compose(items=[item], tenant_name="K", as_of=AS_OF, public_url="").context["groups"]
-    assert group["clients"][0]["items"][0]["detail"] == "TIN expires on 4 December 2026, in 5 days"
+    [group] = digest_compose(items=[item], tenant_name="K", as_of=AS_OF, routes=NO_APP).context["groups"]
+    line = group["clients"][0]["items"][0]
+    assert (line["title"], line["detail"]) == (
+        "TIN for Acme expires in 5 days",
+        "TIN expires on Friday 4 December 2026",
+    )
 
 
-def test_items_link_to_their_page_under_the_public_url():
+def test_items_link_to_their_page_in_the_web_app():
     items = [doc(7, client_id=3, client="Acme"), filing(8, client_id=3, client="Acme")]
-    groups = digest_compose(items=items, tenant_name="K", as_of=AS_OF, public_url="https://app.example.com").context[
-        "groups"
-    ]
+    groups = digest_compose(items=items, tenant_name="K", as_of=AS_OF, routes=APP).context["groups"]
     urls = [item["url"] for group in groups for client in group["clients"] for item in client["items"]]
-    assert urls == ["https://app.example.com/clients/3/documents/7", "https://app.example.com/clients/3/filings/8"]
+    assert urls == ["https://app.example.com/clients/3/documents/7", "https://app.example.com/filings/8"]
 
 
-def test_no_links_without_a_public_url():
+def test_no_links_without_an_app_url():
     [group] = digest_compose(
-        items=[doc(7, client_id=3, client="Acme")], tenant_name="K", as_of=AS_OF, public_url=""
+        items=[doc(7, client_id=3, client="Acme")], tenant_name="K", as_of=AS_OF, routes=NO_APP
     ).context["groups"]
     assert group["clients"][0]["items"][0]["url"] == ""
 

@@ -79,8 +79,9 @@ def test_an_email_to_an_address_of_no_member_has_no_unsubscribe_link(db, public_
 
 @pytest.mark.django_db
 def test_a_digest_arrives_grouped_with_links_and_unsubscribes_from_everything(
-    public_url, smtp_mailer, tenant, reader, waiting, digest_day
+    public_url, settings, smtp_mailer, tenant, reader, waiting, digest_day
 ):
+    settings.KGC_APP_URL = "https://app.example.com"
     ana = reader()
     waiting(
         document_draft(ana, client_id=4, client_name="Blue River"),
@@ -93,7 +94,8 @@ def test_a_digest_arrives_grouped_with_links_and_unsubscribes_from_everything(
     assert message["Subject"] == f"1 document expiring, 1 filing due: {tenant.name}"
     text = message.get_body(("plain",)).get_content()
     assert text.index("DOCUMENTS EXPIRING (1)") < text.index("FILINGS DUE (1)")
-    assert f"{PUBLIC}/clients/4/filings/" in text
+    assert "https://app.example.com/filings/" in text  # items link to the web app, not to this service
+    assert f"{PUBLIC}/clients/" not in text
     url = message["List-Unsubscribe"].removeprefix("<").removesuffix(">")
     assert unsubscribe_token_read(token_of(url, "unsubscribe")).kind == "all"
     assert "Unsubscribe from all notification emails" in message.get_body(("html",)).get_content()

@@ -89,6 +89,7 @@ def test_a_451_is_retried_after_its_backoff_and_delivered_exactly_once(email_wor
 def test_two_worker_processes_send_each_email_once(email_workers, smtp_server, tenant):
     for _ in range(2):
         email_workers.start(**smtp_server.env(), KGC_CONCURRENCY="email=8", KGC_RATE_LIMITS="email=off")
+    wait_for(lambda: WorkerProcess.objects.count() == 2, message="both workers serving the email queue")
     ids = queue(tenant, 200)
     wait_for(lambda: len(smtp_server.received) >= 200, timeout=120, message="200 emails")
     time.sleep(1)  # anything sent twice would arrive now

@@ -146,6 +146,7 @@ def test_notification_and_email_carry_the_templates_fields(tenant, member_of, do
         "expiresOn": document.expires_on.isoformat(),
         "daysLeft": 14,
         "tenantName": tenant.name,
+        "asOf": "2026-11-29",  # the tenant-local day it was made for: that day's digest
     }
 
 

@@ -145,9 +145,12 @@ def test_notification_and_email_carry_the_templates_fields(tenant, member_of, fi
         "period": "2026-11",
         "clientName": filing.client.name,
         "dueDate": filing.due_date.isoformat(),
+        "statutoryDueDate": filing.due_date.isoformat(),  # no calendar: the same
+        "dueNote": "",
         "daysLeft": 2,
         "urgency": "URGENT",
         "tenantName": tenant.name,
+        "asOf": "2026-11-29",
     }
 
 

@@ -171,6 +171,7 @@ def test_expiry_reminder_says_what_which_client_and_when():
         "expiresOn": "2026-11-30",
         "daysLeft": 1,
         "tenantName": "Kestrel",
+        "asOf": "2026-11-29",
     }
 
 
@@ -193,9 +194,12 @@ def test_urgent_filing_reminder_says_so_and_names_the_assignees_task():
         "period": "2026-11",
         "clientName": "Acme Holdings",
         "dueDate": "2026-12-01",
+        "statutoryDueDate": "2026-12-01",
+        "dueNote": "",
         "daysLeft": 2,
         "urgency": "URGENT",
         "tenantName": "Kestrel",
+        "asOf": "2026-11-29",
     }
 
 

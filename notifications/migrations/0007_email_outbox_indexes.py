@@ -1,7 +1,7 @@
 """The outbox's indexes and constraints, built without blocking the email table's writers.
 
 Each index is built (or dropped) concurrently and each constraint, added unvalidated by
-0005, is validated under a lock that lets inserts and updates go on: the migration runs
+0006, is validated under a lock that lets inserts and updates go on: the migration runs
 outside a transaction.
 
 Every email is written three times on its way (queued, sending, its outcome), and every
@@ -19,7 +19,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("notifications", "0005_email_outbox")]
+    dependencies = [("notifications", "0006_email_outbox")]
 
     operations = [
         AddIndexConcurrently(

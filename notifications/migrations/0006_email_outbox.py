@@ -296,7 +296,7 @@ SELECT procrastinate_defer_jobs_v1(array_agg(
 class Migration(migrations.Migration):
     dependencies = [
         ("compliance", "0003_tenant_notification_email_default"),
-        ("notifications", "0004_preferences_digests_suppressions"),
+        ("notifications", "0005_escalations_morning_runs_digest_outcomes"),
         ("kgc", "0007_jobs_worker_index"),
         ("procrastinate", "0001_initial"),
     ]
