@@ -57,11 +57,16 @@ WITH outcome AS (
                   %(statuses)s::procrastinate_job_status[], %(retry_at)s::timestamptz[])
            AS o(id, worker_id, attempts, status, retry_at)
 ), retrying AS (
+    -- The attempt that holds the job, matched as in ``finished``: an old attempt's outcome
+    -- of the same job in the same batch must not add a second row for it.
     SELECT job.id,
            row_number() OVER (PARTITION BY job.queueing_lock ORDER BY job.id) AS nth
       FROM procrastinate_jobs AS job
       JOIN outcome ON outcome.id = job.id
      WHERE outcome.status = 'todo' AND job.queueing_lock IS NOT NULL
+       AND job.status = 'doing'
+       AND job.attempts = outcome.attempts
+       AND (job.worker_id = outcome.worker_id OR job.worker_id IS NULL)
 ), finished AS (
     UPDATE procrastinate_jobs AS job
        SET status = CASE WHEN outcome.status = 'todo' AND job.abort_requested THEN 'failed'
