@@ -224,3 +224,55 @@ def test_job_draining_longer_than_the_dead_worker_cutoff_is_not_run_twice(worker
     stored = ProcrastinateJob.objects.get(id=job)
     assert (stored.status, stored.attempts) == ("succeeded", 1)
     assert not JobFailure.objects.filter(job_id=job).exists()
+
+
+# The put-back at the shutdown timeout fails as if the connection was cut (a failover): the
+# statement's own server process ends itself.
+CUT_THE_PUT_BACK = """
+CREATE FUNCTION test_cut_the_put_back() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'todo' AND NEW.id = {job_id} THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER test_cut_the_put_back BEFORE UPDATE ON procrastinate_jobs
+    FOR EACH ROW EXECUTE FUNCTION test_cut_the_put_back();
+"""
+UNCUT_THE_PUT_BACK = "DROP TRIGGER test_cut_the_put_back ON procrastinate_jobs; DROP FUNCTION test_cut_the_put_back()"
+
+
+def test_a_job_the_shutdown_cannot_put_back_gets_no_outcome_and_is_rescued(workers, sql):
+    """Not ``aborted``: nobody asked. The rescue puts it back once the worker is gone."""
+    group = workers(**FAST_FAULTS)
+    stopping = group.start("--queues", "maintenance", "--shutdown-timeout", "1")
+    job = defer("tests.wait_async", seconds=120, first_attempt_only=True)
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    sql(CUT_THE_PUT_BACK.format(job_id=job))
+    try:
+        stopping.send_signal(signal.SIGTERM)
+        assert stopping.wait(timeout=60) == 0
+    finally:
+        sql(UNCUT_THE_PUT_BACK)
+    assert sql("SELECT status::text, attempts FROM procrastinate_jobs WHERE id = %s", [job]) == [("doing", 0)]
+    assert not JobFailure.objects.filter(job_id=job).exists()
+    log = group.output(stopping)
+    assert "the rescue will, once this worker has stopped" in log
+    assert "1 job(s) left for the rescue" in log and "put back;" not in log and "1 job(s) put back" not in log
+    group.start("--queues", "maintenance")
+    wait_for(lambda: statuses([job]) == ["succeeded"], timeout=60, message="the rescued job")
+    assert JobFailure.objects.get(job_id=job).exception_type == "WorkerLost"
+
+
+def test_an_async_job_put_back_at_the_shutdown_timeout_leaves_no_refused_outcome(workers):
+    group = workers()
+    process = group.start("--queues", "maintenance", "--shutdown-timeout", "1")
+    job = defer("tests.wait_async", seconds=120)
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert statuses([job]) == ["todo"]
+    log = group.output(process)
+    assert "1 job(s) put back" in log
+    assert "job_outcome_refused" not in log and "job aborted" not in log
