@@ -242,7 +242,15 @@ SELECT CASE WHEN NOT EXISTS (
        END AS id
 """
 
+# The scheduler's check, with the schedules whose latest tick it skipped for good: those
+# it skipped now are added, and of those recorded before only the ones in ``keep`` stay
+# (schedules still declared that got no tick since).
 SCHEDULER_TICKED = """
-INSERT INTO kgc_schedulertick (name, ticked_at, worker_id) VALUES ('scheduler', now(), %(worker_id)s)
-ON CONFLICT (name) DO UPDATE SET ticked_at = excluded.ticked_at, worker_id = excluded.worker_id
+INSERT INTO kgc_schedulertick AS tick (name, ticked_at, worker_id, missed)
+VALUES ('scheduler', now(), %(worker_id)s, %(missed)s)
+ON CONFLICT (name) DO UPDATE
+   SET ticked_at = excluded.ticked_at,
+       worker_id = excluded.worker_id,
+       missed = coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(tick.missed)
+                           WHERE key = ANY(%(keep)s::text[])), '{}'::jsonb) || excluded.missed
 """

@@ -156,6 +156,39 @@ def test_tick_missed_while_no_worker_was_up_runs_when_a_worker_starts(workers):
     ]
 
 
+def test_with_catching_up_off_every_tick_still_runs(workers):
+    group = workers(KGC_TEST_CRON="* * * * * */2", KGC_SCHEDULER_CATCH_UP_HOURS="0")
+    group.start("--queues", "maintenance")
+    wait_for(
+        lambda: ProcrastinateJob.objects.filter(task_name="tests.tick", status="succeeded").count() >= 2,
+        timeout=60,
+        message="two ticks",
+    )
+
+
+def test_a_tick_too_late_to_catch_up_is_reported_by_the_health_checks(workers, sql):
+    from kgc.views import readiness_checks
+
+    missed = (datetime.now(tz=UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
+    yesterday = int((missed - timedelta(days=1)).timestamp())
+    sql(
+        "INSERT INTO procrastinate_periodic_defers (task_name, periodic_id, defer_timestamp) VALUES (%s, %s, %s)",
+        ["tests.tick", "test", yesterday],
+    )
+    group = workers(KGC_TEST_CRON=f"{missed.minute} {missed.hour} * * *", KGC_SCHEDULER_CATCH_UP_HOURS="0")
+    group.start("--queues", "maintenance")
+    verdict = wait_for(
+        lambda: "skipped" in readiness_checks()["scheduler"] and readiness_checks()["scheduler"],
+        timeout=60,
+        message="the scheduler's verdict",
+    )
+    assert verdict == (
+        "the scheduler skipped a tick too late to catch up (KGC_SCHEDULER_CATCH_UP_HOURS): "
+        f"tests.tick (test) at {missed:%Y-%m-%d %H:%M} UTC"
+    )
+    assert not ProcrastinateJob.objects.filter(task_name="tests.tick").exists()
+
+
 def test_priority_1_starts_before_waiting_default_priority_jobs(workers, sql):
     group = workers()
     backlog = [defer("tests.noop_maintenance") for _ in range(5)]

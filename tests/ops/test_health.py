@@ -74,6 +74,18 @@ def test_readyz_is_unavailable_when_the_scheduler_is_late(client):
     assert response.json()["checks"]["scheduler"].startswith("the scheduler has not run for 180 s")
 
 
+def test_readyz_names_a_schedule_whose_latest_tick_was_skipped(client):
+    heartbeat()
+    nightly = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    scheduler_ticked(missed={"compliance.refresh_all (nightly)": int(nightly.timestamp())})
+    response = client.get(reverse("readyz"))
+    assert response.status_code == 503
+    assert response.json()["checks"]["scheduler"] == (
+        "the scheduler skipped a tick too late to catch up (KGC_SCHEDULER_CATCH_UP_HOURS): "
+        "compliance.refresh_all (nightly) at 2026-12-01 02:00 UTC"
+    )
+
+
 def test_readyz_names_a_duty_failing_for_longer_than_the_threshold(client):
     worker = heartbeat(duties={"heartbeat": {"state": "running"}, "listener": _failing(90)}, host="w1", pid=77)
     scheduler_ticked()

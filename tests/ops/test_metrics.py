@@ -174,6 +174,11 @@ def test_the_leader_and_the_scheduler_are_reported(client):
     assert 8 <= prometheus.value(families, "kgc_scheduler_last_tick_age_seconds") < 60
 
 
+def test_schedules_that_missed_their_latest_tick_are_counted(client):
+    scheduler_ticked(missed={"compliance.refresh_all (nightly)": 1_780_000_000})
+    assert prometheus.value(_scrape(client), "kgc_scheduler_missed_ticks") == 1
+
+
 def test_no_leader_and_no_scheduler_run_are_reported(client):
     families = _scrape(client)
     assert families["kgc_leader_info"].samples == {}
