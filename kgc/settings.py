@@ -255,6 +255,10 @@ KGC_RATE_LIMITS = env.str("KGC_RATE_LIMITS", default="")
 KGC_SCHEDULER_CATCH_UP_HOURS = env.int("KGC_SCHEDULER_CATCH_UP_HOURS", default=20, minimum=0, maximum=23)
 PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": KGC_SCHEDULER_CATCH_UP_HOURS * 3600}
 KGC_SHUTDOWN_TIMEOUT = env.int("KGC_SHUTDOWN_TIMEOUT", default=30, minimum=1)
+# A job whose task a worker does not know (a rolling deploy: an older worker claimed it) goes
+# back to its queue for one that does; it fails once this many seconds passed since a worker
+# first found it unknown (0: at once).
+KGC_UNKNOWN_TASK_GRACE = env.float("KGC_UNKNOWN_TASK_GRACE", default=600.0, minimum=0, maximum=7 * 86400)
 # Per-queue concurrency of each worker process, overriding kgc/queues.py: "email=40,compliance=2".
 KGC_CONCURRENCY = env.str("KGC_CONCURRENCY", default="")
 # Worker processes `runworkers` starts (default: one per CPU).

@@ -41,6 +41,7 @@ logger = logging.getLogger("kgc.worker")
 
 FLUSH_DELAY = 0.01  # seconds an outcome may wait for others to share its statement
 BATCH_MAX = 500
+UNKNOWN = "unknown"  # the status of the outcome of a job whose task the worker does not know
 
 
 def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
@@ -91,10 +92,20 @@ def refused_for_good(exc: BaseException) -> bool:
 
 
 class Completer:
-    def __init__(self, link: Link, *, timeout: float, on_written: Callable[[list[Outcome]], None]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        timeout: float,
+        on_written: Callable[[list[Outcome]], None],
+        unknown_task_grace: float = 600.0,
+        unknown_task_delay: float = 30.0,
+    ) -> None:
         self.link = link
         self.timeout = timeout
         self.on_written = on_written
+        self.unknown_task_grace = unknown_task_grace
+        self.unknown_task_delay = unknown_task_delay
         self.pending: deque[Outcome] = deque()
         self._ready = asyncio.Event()
         self._writing = asyncio.Lock()  # one batch at a time: the duty's, or the shutdown's
@@ -179,7 +190,51 @@ class Completer:
         return set()
 
     async def _statement(self, batch: list[Outcome], *, keep_locks: bool) -> set[int]:
-        rows = await self.link.execute(sql.FINISH, finish_params(batch, keep_locks=keep_locks), timeout=self.timeout)
+        # Unknown tasks first (rare, one statement each): should the batch's statement fail
+        # after them, trying the batch again finds them written and refuses them harmlessly.
+        accepted: set[int] = set()
+        for outcome in batch:
+            if outcome.status == UNKNOWN:
+                accepted |= await self._put_back_unknown(outcome)
+        known = [outcome for outcome in batch if outcome.status != UNKNOWN]
+        if known:
+            params = finish_params(known, keep_locks=keep_locks)
+            accepted |= {row["id"] for row in await self.link.execute(sql.FINISH, params, timeout=self.timeout)}
+        return accepted
+
+    async def _put_back_unknown(self, outcome: Outcome) -> set[int]:
+        """A job of a task this worker does not know: back to its queue for a worker that knows
+        it, or failed once nobody took it within the grace (``sql.PUT_BACK_UNKNOWN``)."""
+        job = outcome.claim.job
+        found = outcome.failure.message if outcome.failure else f"no task named {job.task_name!r} in this worker"
+        grace = f"{self.unknown_task_grace:g} s (KGC_UNKNOWN_TASK_GRACE)"
+        rows = await self.link.execute(
+            sql.PUT_BACK_UNKNOWN,
+            {
+                "job_id": job.id,
+                "attempts": outcome.claim.attempts,
+                "worker_id": outcome.claim.worker_id,
+                "grace": self.unknown_task_grace,
+                "delay": self.unknown_task_delay,
+                "message": f"{found}: put back for a worker that knows it; fails if none runs it within {grace}",
+                "final_message": f"no worker that claimed it knew the task {job.task_name!r} within {grace} "
+                f"(the last: {found}): is a worker of the release that declares it running?",
+            },
+            timeout=self.timeout,
+        )
+        fields = {**log_fields(job), "event": "job_task_unknown"}
+        for row in rows:
+            if row["status"] == "todo":
+                logger.warning(
+                    f"{found}: job put back for a worker that knows the task, claimed again in "
+                    f"{self.unknown_task_delay:g} s; it fails if none runs it within {grace}",
+                    extra={**fields, "will_retry": True},
+                )
+            else:
+                logger.error(
+                    f"job failed: {found}, and no worker that claimed it knew the task within {grace}",
+                    extra={**fields, "will_retry": False},
+                )
         return {row["id"] for row in rows}
 
     def _report_refused(self, batch: list[Outcome], accepted: set[int]) -> None:

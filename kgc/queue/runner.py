@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -64,7 +66,8 @@ class Failure:
 @dataclass(slots=True)
 class Outcome:
     claim: Claim
-    # succeeded, failed, aborted, todo (back to the queue for a retry); abandoned: never written
+    # succeeded, failed, aborted, todo (back to the queue for a retry), unknown (a task this
+    # worker does not know: ``sql.PUT_BACK_UNKNOWN``); abandoned: never written
     status: str
     retry_at: datetime | None = None
     failure: Failure | None = None
@@ -141,9 +144,9 @@ class JobRunner:
             logger.info("job started", extra={**fields, "event": "job_started"})
         started = time.monotonic()
         task = self.app.tasks.get(job.task_name)
+        if task is None:
+            return self._unknown(claim, started)
         try:
-            if task is None:
-                raise exceptions.TaskNotFound(f"no task named {job.task_name!r} in this worker")
             args = [self._context(job)] if task.pass_context else []
             if self._is_async(task):
                 result = await self._run_async(job, task, args)
@@ -195,6 +198,14 @@ class JobRunner:
             ),
         )
 
+    def _unknown(self, claim: Claim, started: float) -> Outcome:
+        """A job of a task this worker does not know (an older worker during a rolling deploy):
+        no failure of the job; the completer puts it back for a worker that knows the task."""
+        exc = exceptions.TaskNotFound(f"no task named {claim.job.task_name!r} in this worker ({_where()})")
+        now = datetime.now(tz=UTC)
+        failure = failure_describe(exc, attempt=claim.job.attempts + 1, now=now)
+        return Outcome(claim=claim, status="unknown", failure=failure, duration=time.monotonic() - started)
+
     def _abandoned(self, claim: Claim, exc: BaseException, fields: dict[str, Any]) -> Outcome:
         """A job stopped because the worker gave up on it: not a failure of the job, and no
         outcome to write (the worker puts it back)."""
@@ -232,6 +243,10 @@ class JobRunner:
                 "error": type(exc).__name__,
             },
         )
+
+
+def _where() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 _thread_state = threading.local()

@@ -119,6 +119,49 @@ UPDATE procrastinate_jobs AS job
 RETURNING job.id
 """
 
+# A job whose task the worker does not know (a rolling deploy: an older worker claimed it)
+# goes back to its queue with no attempt used, to be claimed again after ``delay`` seconds,
+# by a worker that knows the task. It fails, saying why, once ``grace`` seconds have passed
+# since a worker first found it unknown (that sighting's failure record, the only one
+# written until then), or at once if its abort was requested. Matched like FINISH.
+PUT_BACK_UNKNOWN = """
+WITH sighting AS (
+    SELECT job.id, job.abort_requested,
+           (SELECT min(failure.failed_at) FROM kgc_jobfailure AS failure
+             WHERE failure.job_id = job.id AND failure.attempt = job.attempts + 1
+               AND failure.exception_type = 'TaskNotFound') AS first_seen
+      FROM procrastinate_jobs AS job
+     WHERE job.id = %(job_id)s AND job.status = 'doing' AND job.attempts = %(attempts)s
+       AND (job.worker_id = %(worker_id)s OR job.worker_id IS NULL)
+       FOR UPDATE
+), decided AS (
+    SELECT sighting.*,
+           abort_requested OR coalesce(first_seen, now()) <= now() - make_interval(secs => %(grace)s) AS fails
+      FROM sighting
+), returned AS (
+    UPDATE procrastinate_jobs AS job
+       SET status = CASE WHEN decided.fails THEN 'failed' ELSE 'todo' END::procrastinate_job_status,
+           attempts = job.attempts + CASE WHEN decided.fails THEN 1 ELSE 0 END,
+           scheduled_at = CASE WHEN decided.fails THEN job.scheduled_at
+                               ELSE now() + make_interval(secs => %(delay)s) END,
+           worker_id = NULL,
+           abort_requested = false,
+           queueing_lock = CASE WHEN decided.fails THEN job.queueing_lock
+                                ELSE kgc_lock_if_free(job.id, job.queueing_lock) END
+      FROM decided
+     WHERE job.id = decided.id
+    RETURNING job.id, job.queue_name, job.task_name, job.status, decided.first_seen
+), recorded AS (
+    INSERT INTO kgc_jobfailure
+           (job_id, queue_name, task_name, attempt, exception_type, message, traceback, will_retry, failed_at)
+    SELECT id, queue_name, task_name, %(attempts)s + 1, 'TaskNotFound',
+           CASE WHEN status = 'failed' THEN %(final_message)s ELSE %(message)s END, '', status = 'todo', now()
+      FROM returned
+     WHERE status = 'failed' OR first_seen IS NULL
+)
+SELECT id, status::text AS status, extract(epoch FROM now() - first_seen) AS unknown_for FROM returned
+"""
+
 # The server processes of severed statements: ended, so that none of them can still commit.
 TERMINATE_BACKENDS = "SELECT pg_terminate_backend(pid) FROM unnest(%(pids)s::int[]) AS severed(pid)"
 BACKENDS_ALIVE = "SELECT count(*) AS alive FROM pg_stat_activity WHERE pid = ANY(%(pids)s::int[])"

@@ -119,7 +119,13 @@ class Worker:
         # waiting), as (job id, worker id, attempts): the same job may have an old attempt's
         # outcome waiting and a new attempt running.
         self._held: set[tuple[int, int, int]] = set()
-        self.completer = Completer(self.links["complete"], timeout=STATEMENT_TIMEOUT, on_written=self._written)
+        self.completer = Completer(
+            self.links["complete"],
+            timeout=STATEMENT_TIMEOUT,
+            on_written=self._written,
+            unknown_task_grace=config.unknown_task_grace,
+            unknown_task_delay=config.unknown_task_delay,
+        )
         self.elector = LeaderElector(
             self.links["leader"],  # its own: the lease is never renewed late behind a long rescue
             ttl=config.leader_ttl,

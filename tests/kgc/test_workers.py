@@ -309,3 +309,39 @@ def test_an_async_job_put_back_at_the_shutdown_timeout_leaves_no_refused_outcome
     log = group.output(process)
     assert "1 job(s) put back" in log
     assert "job_outcome_refused" not in log and "job aborted" not in log
+
+
+def test_a_job_of_a_task_the_worker_does_not_know_waits_for_a_worker_that_knows_it(workers):
+    """A rolling deploy: an older worker, which does not declare the task, claims the job first."""
+    group = workers(KGC_UNKNOWN_TASK_GRACE="60")
+    group.env.pop("KGC_EXTRA_TASK_MODULES")  # this worker knows none of the tests' tasks
+    job = defer("tests.noop_email")
+    older = group.start("--queues", "email")
+    wait_for(lambda: JobFailure.objects.filter(job_id=job).exists(), message="the unknown task's record")
+    stored = ProcrastinateJob.objects.get(id=job)
+    assert (stored.status, stored.attempts) == ("todo", 0)  # back in its queue, no attempt used
+    assert stored.scheduled_at > datetime.now(tz=UTC)  # not claimed again at once
+    failure = JobFailure.objects.get(job_id=job)
+    assert (failure.exception_type, failure.will_retry) == ("TaskNotFound", True)
+    assert "no task named 'tests.noop_email' in this worker" in failure.message
+    older.send_signal(signal.SIGTERM)
+    assert older.wait(timeout=60) == 0
+    group.env["KGC_EXTRA_TASK_MODULES"] = "tests.kgc.sample_tasks"
+    group.start("--queues", "email")  # a worker of the new release
+    wait_for(lambda: statuses([job]) == ["succeeded"], timeout=60, message="the job on a worker that knows it")
+    assert ProcrastinateJob.objects.get(id=job).attempts == 1
+
+
+def test_a_job_no_worker_knows_fails_after_the_grace_saying_why(workers):
+    group = workers(KGC_UNKNOWN_TASK_GRACE="2")
+    group.env.pop("KGC_EXTRA_TASK_MODULES")
+    job = defer("tests.noop_email")
+    group.start("--queues", "email")
+    wait_for(lambda: statuses([job]) == ["failed"], timeout=60, message="the job to fail after the grace")
+    records = list(JobFailure.objects.filter(job_id=job).order_by("failed_at"))
+    assert [(record.exception_type, record.will_retry) for record in records] == [
+        ("TaskNotFound", True),  # first found unknown: put back
+        ("TaskNotFound", False),  # nobody knew it within the grace
+    ]
+    assert "within 2 s (KGC_UNKNOWN_TASK_GRACE)" in records[-1].message
+    assert ProcrastinateJob.objects.get(id=job).attempts == 1
