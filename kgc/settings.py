@@ -296,5 +296,6 @@ COMPLIANCE_SCORING = {
 # --- HTTP API -----------------------------------------------------------------------------
 # Bearer tokens accepted by /api/v1/ (comma-separated, so a token can be rotated without downtime).
 KGC_API_TOKENS = env.list("KGC_API_TOKENS", default=[])
-# Bearer token for /metrics; without one, /metrics answers loopback addresses only.
+# Bearer token for /metrics and for /readyz's details; without one, /metrics refuses (in DEBUG it
+# answers loopback addresses) and /readyz names failing checks only.
 KGC_METRICS_TOKEN = env.str("KGC_METRICS_TOKEN", default="")
