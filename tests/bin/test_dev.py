@@ -165,12 +165,16 @@ def test_the_banner_token_opens_the_api(start_dev, dev_env):
         assert set(json.load(response)) == {"compliance", "expiry-notification", "filing-reminder", "email"}
 
 
-def test_the_embedded_postgresql_stops_with_the_rest(start_dev, dev_env):
+@pytest.mark.parametrize("users_list", ["kept", "damaged"])
+def test_the_embedded_postgresql_stops_with_the_rest(start_dev, dev_env, users_list):
+    """Also when the list of the server's users was left damaged (a process killed while writing it)."""
     env = {key: value for key, value in dev_env.items() if key != "DATABASE_URL"}
     run = start_dev(env, sigint_ignored=True)
     run.banner()
     pgdata = Path(env["KGC_DATA_DIR"]) / "pgdata"
     server = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    if users_list == "damaged":
+        (pgdata / ".handle_pids.json").write_text("")
     _stops_everything(run, signal.SIGTERM)
     server.wait(timeout=30)
     assert not (pgdata / "postmaster.pid").exists()
