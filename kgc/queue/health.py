@@ -223,3 +223,36 @@ def _duties_verdict(alive: Sequence[WorkerReport], now: datetime, failing_after:
                     + (f" ({duty.last_error})" if duty.last_error else "")
                 )
     return "; ".join(problems) if problems else OK
+
+
+def worker_verdicts(
+    cluster: ClusterReport,
+    *,
+    host: str,
+    local_pids: Iterable[int],
+    now: datetime,
+    dead_after: timedelta,
+    duty_failing_after: timedelta,
+) -> dict[str, str]:
+    """The verdict on each worker process of this machine (or container): registered under
+    ``host`` with a pid running here, its own heartbeat fresh (within ``dead_after``, the rule
+    everyone applies), and none of its duties failing for longer than ``duty_failing_after``.
+    No such worker is a verdict of its own."""
+    running = set(local_pids)
+    mine = [worker for worker in cluster.workers if worker.host == host and worker.pid in running]
+    if not mine:
+        return {"workers": f"no worker process of this host ({host}) is registered"}
+    verdicts = {}
+    for worker in mine:
+        age = worker.heartbeat_age(now)
+        if age > dead_after:
+            verdicts[worker.label] = f"no heartbeat for {age.total_seconds():.0f} s"
+            continue
+        failing = [
+            f"{duty.name} failing for {failing_for.total_seconds():.0f} s"
+            + (f" ({duty.last_error})" if duty.last_error else "")
+            for duty in worker.duties
+            if (failing_for := duty.failing_for(now)) is not None and failing_for > duty_failing_after
+        ]
+        verdicts[worker.label] = "; ".join(failing) if failing else OK
+    return verdicts

@@ -345,3 +345,17 @@ def test_a_job_no_worker_knows_fails_after_the_grace_saying_why(workers):
     ]
     assert "within 2 s (KGC_UNKNOWN_TASK_GRACE)" in records[-1].message
     assert ProcrastinateJob.objects.get(id=job).attempts == 1
+
+
+def test_health_worker_checks_the_worker_processes_running_here(workers):
+    """The worker container's health check: it passes while this host's worker beats, and fails once it stopped."""
+    from tests.helpers import manage
+
+    group = workers()
+    process = group.start("--queues", "email")
+    wait_for(lambda: manage("health", "--worker").returncode == 0, timeout=60, message="a healthy worker")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    result = manage("health", "--worker")
+    assert result.returncode == 1
+    assert "no worker process of this host" in result.stdout

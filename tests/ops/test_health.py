@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import time
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from tests.helpers import manage, manage_popen
@@ -164,3 +168,44 @@ def test_readyz_measures_a_failing_duty_on_the_databases_clock_not_the_workers(c
     worker = heartbeat(duties={"fetch": failing}, host="w1", pid=77)
     scheduler_ticked()
     assert readyz(client).json()["checks"]["duties"] == f"worker {worker} (w1:77): fetch failing for 90 s (x)"
+
+
+# --- manage.py health --worker: the worker processes of this host (a worker container's check) ---
+
+
+def health_worker() -> tuple[int, str]:
+    out = StringIO()
+    try:
+        call_command("health", "--worker", stdout=out)
+    except SystemExit as exit_:
+        return int(exit_.code or 0), out.getvalue()
+    return 0, out.getvalue()
+
+
+def test_health_worker_is_ok_for_a_beating_worker_of_this_host():
+    worker = heartbeat(host=socket.gethostname(), pid=os.getpid(), duties={"fetch": {"state": "running"}})
+    heartbeat(host="elsewhere", pid=1, age=timedelta(minutes=5))  # another host's dead worker: not ours
+    code, out = health_worker()
+    assert code == 0, out
+    assert out.strip() == f"worker {worker} ({socket.gethostname()}:{os.getpid()})  ok"
+
+
+def test_health_worker_fails_without_a_worker_of_this_host():
+    heartbeat(host="another-container", pid=os.getpid())
+    code, out = health_worker()
+    assert code == 1
+    assert f"no worker process of this host ({socket.gethostname()}) is registered" in out
+
+
+def test_health_worker_fails_when_its_heartbeat_is_stale():
+    heartbeat(host=socket.gethostname(), pid=os.getpid(), age=timedelta(seconds=40))
+    code, out = health_worker()
+    assert code == 1
+    assert "no heartbeat for 40 s" in out
+
+
+def test_health_worker_fails_when_a_duty_keeps_failing():
+    heartbeat(host=socket.gethostname(), pid=os.getpid(), duties={"listener": _failing(90)})
+    code, out = health_worker()
+    assert code == 1
+    assert "listener failing for 90 s (OperationalError: connection refused)" in out
