@@ -26,8 +26,9 @@ Shutdown (SIGTERM, SIGINT): stop claiming, resign the lease, let running jobs fi
 for ``KGC_SHUTDOWN_TIMEOUT`` seconds with the heartbeat still beating, put back any job
 still running after that (it runs again: at least once), write the outcomes,
 unregister. A job given up on that way never gets an outcome from this process: one the
-worker cannot put back (the database out of reach) is left to the rescue. A duty failing for longer than ``KGC_RECOVERY_TIMEOUT`` makes the process
-stop the same way and exit with ``EXIT_UNRECOVERABLE``.
+worker cannot put back (the database out of reach) is left to the rescue. A duty failing
+for longer than ``KGC_RECOVERY_TIMEOUT`` makes the process stop the same way and exit
+with ``EXIT_UNRECOVERABLE``.
 
 The overlap window. A sync task cannot be interrupted. If its worker is cut off from the
 database for longer than ``KGC_WORKER_DEAD_AFTER``, the leader declares it dead and puts
