@@ -19,6 +19,8 @@ RUN DEBUG=false SECRET_KEY=collectstatic-only DATABASE_URL=postgresql://build@lo
 
 USER kgc
 EXPOSE 8000
+# The web process's check; a worker container replaces it with `manage.py health --worker`
+# (docker-compose.yml), which looks at that container's own worker processes.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)" || exit 1
 CMD ["gunicorn", "kgc.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]

@@ -10,11 +10,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-faults lint format typecheck worker web migrate seed bench clean
+.PHONY: help run credentials test test-faults lint format typecheck worker web migrate seed bench clean
 
 help:
 	@echo "make run        set up, start PostgreSQL (embedded unless DATABASE_URL), migrate, load demo data,"
 	@echo "                create an admin user, serve the admin on 127.0.0.1:8000 and run the workers"
+	@echo "make credentials the admin's URL, username and password and the API token again (after make run)"
 	@echo "make test       the test suite, lint, type check and migration checks"
 	@echo "make test-faults the database-fault tests (a private PostgreSQL cluster, restarted and cut)"
 	@echo "make lint       ruff (lint and format check)"
@@ -31,6 +32,9 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 
 run: $(STAMP)
 	DEBUG=$${DEBUG:-true} bin/dev
+
+credentials: $(STAMP)
+	@DEBUG=$${DEBUG:-true} $(BIN)/python manage.py ensure_admin --show --url "http://127.0.0.1:$${PORT:-8000}"
 
 worker: $(STAMP)
 	$(BIN)/python manage.py runworkers

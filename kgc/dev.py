@@ -48,12 +48,15 @@ def _save(credentials: DevCredentials, *, store: Path) -> None:
         json.dump(asdict(credentials), file)
 
 
-def dev_admin_ensure(*, username: str, email: str, password: str, store: Path) -> tuple[DevCredentials, bool]:
-    """Create or reset the superuser ``username``; return its credentials and whether it is new.
+def dev_admin_ensure(*, username: str, email: str, password: str, store: Path) -> tuple[DevCredentials, str]:
+    """Make sure the superuser ``username`` exists and logs in with the development password;
+    return its credentials and what was done: ``created``, ``reset`` or ``kept``.
 
     The password is ``password`` (``KGC_ADMIN_PASSWORD``) when given, else the one saved by
-    the previous run if it still logs in, else a new random one. The API token is the saved
-    one, or a new one. Both are saved for ``dev_credentials_load``.
+    the previous run if it still logs in, else a new random one. A user that already logs in
+    with it, as a superuser, is left as it is: its password hash, and so the sessions logged
+    in with it, stay valid from one ``make run`` to the next. The API token is the saved one,
+    or a new one. Both are saved for ``dev_credentials_load``.
     """
     try:
         saved: DevCredentials | None = dev_credentials_load(store=store)
@@ -63,14 +66,32 @@ def dev_admin_ensure(*, username: str, email: str, password: str, store: Path) -
     if not password:
         still_valid = saved is not None and saved.username == username and user.check_password(saved.password)
         password = saved.password if saved is not None and still_valid else secrets.token_urlsafe(12)
+    changed = created or not (user.is_staff and user.is_superuser and user.is_active)
     user.is_staff = user.is_superuser = user.is_active = True
-    user.set_password(password)
-    user.save()
+    if created or not user.check_password(password):
+        user.set_password(password)  # a new salt: sessions logged in before end, as they should
+        changed = True
+    if changed:
+        user.save()
     credentials = DevCredentials(
         username=username, password=password, api_token=saved.api_token if saved else secrets.token_urlsafe(24)
     )
     _save(credentials, store=store)
-    return credentials, created
+    dev_checkout_mark(store=store)
+    return credentials, "created" if created else "reset" if changed else "kept"
+
+
+DEVELOPMENT_MARK = "development"  # read by kgc/settings.py
+
+
+def dev_checkout_mark(*, store: Path) -> None:
+    """Mark the checkout whose data directory is ``store`` as one for development: manage.py
+    commands there default to DEBUG on, as under ``make run`` (``kgc/settings.py``)."""
+    store.mkdir(parents=True, exist_ok=True)
+    (store / DEVELOPMENT_MARK).write_text(
+        "`make run` set this checkout up for development: manage.py commands here default to DEBUG=true.\n"
+        "Delete this file, or set DEBUG=false, to run them as in production.\n"
+    )
 
 
 def dev_password_valid(credentials: DevCredentials) -> bool:

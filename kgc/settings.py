@@ -13,14 +13,23 @@ from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
 
-DEBUG = env.bool("DEBUG", default=False)
+# Local state of a development checkout: the embedded server's data, the development
+# credentials (default: .kgc in the checkout).
+KGC_DATA_DIR = Path(env.str("KGC_DATA_DIR", default=str(BASE_DIR / ".kgc")))
+# `make run` marks its checkout as one for development (kgc/dev.py), so that manage.py
+# commands in another terminal work as under `make run`. The mark lives in KGC_DATA_DIR,
+# which is never in an image (.dockerignore) nor a deploy (.gitignore): production still
+# defaults to DEBUG off. DEBUG in the environment always wins.
+DEBUG = env.bool("DEBUG", default=(KGC_DATA_DIR / "development").is_file())
 
 if env.is_set("SECRET_KEY"):
     SECRET_KEY = env.str("SECRET_KEY")
 elif DEBUG:
     SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 - only ever used with DEBUG on
 else:
-    raise ConfigError("SECRET_KEY", "is required when DEBUG is off (set DEBUG=true for development)")
+    raise ConfigError(
+        "SECRET_KEY", "is required when DEBUG is off (for development: DEBUG=true, or `make run` once in this checkout)"
+    )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
@@ -47,9 +56,6 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 if env.is_set("REDIS_URL"):
     warn_once("REDIS_URL is set but ignored: Redis is no longer used, jobs live in PostgreSQL")
 
-# Local state of a development checkout: the embedded server's data, the development
-# credentials (default: .kgc in the checkout).
-KGC_DATA_DIR = Path(env.str("KGC_DATA_DIR", default=str(BASE_DIR / ".kgc")))
 # The development admin's password (manage.py ensure_admin); unset: kept from run to run.
 KGC_ADMIN_PASSWORD = env.str("KGC_ADMIN_PASSWORD", default="")
 
@@ -57,6 +63,9 @@ KGC_ADMIN_PASSWORD = env.str("KGC_ADMIN_PASSWORD", default="")
 if env.is_set("DATABASE_URL"):
     DATABASE_URL = env.str("DATABASE_URL")
     EMBEDDED_DATABASE = False
+elif not DEBUG:
+    # A production process without its database would otherwise start a private, empty one.
+    raise ConfigError("DATABASE_URL", "is required when DEBUG is off (with DEBUG=true an embedded PostgreSQL is used)")
 else:
     from kgc.embedded_db import embedded_database_url
 
@@ -278,6 +287,10 @@ KGC_RATE_LIMITS = env.str("KGC_RATE_LIMITS", default="")
 KGC_SCHEDULER_CATCH_UP_HOURS = env.int("KGC_SCHEDULER_CATCH_UP_HOURS", default=20, minimum=0, maximum=23)
 PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": KGC_SCHEDULER_CATCH_UP_HOURS * 3600}
 KGC_SHUTDOWN_TIMEOUT = env.int("KGC_SHUTDOWN_TIMEOUT", default=30, minimum=1)
+# A job whose task a worker does not know (a rolling deploy: an older worker claimed it) goes
+# back to its queue for one that does; it fails once this many seconds passed since a worker
+# first found it unknown (0: at once).
+KGC_UNKNOWN_TASK_GRACE = env.float("KGC_UNKNOWN_TASK_GRACE", default=600.0, minimum=0, maximum=7 * 86400)
 # Per-queue concurrency of each worker process, overriding kgc/queues.py: "email=40,compliance=2".
 KGC_CONCURRENCY = env.str("KGC_CONCURRENCY", default="")
 # Worker processes `runworkers` starts (default: one per CPU).
@@ -306,5 +319,6 @@ COMPLIANCE_SCORING = {
 # --- HTTP API -----------------------------------------------------------------------------
 # Bearer tokens accepted by /api/v1/ (comma-separated, so a token can be rotated without downtime).
 KGC_API_TOKENS = env.list("KGC_API_TOKENS", default=[])
-# Bearer token for /metrics; without one, /metrics answers loopback addresses only.
+# Bearer token for /metrics and for /readyz's details; without one, /metrics refuses (in DEBUG it
+# answers loopback addresses) and /readyz names failing checks only.
 KGC_METRICS_TOKEN = env.str("KGC_METRICS_TOKEN", default="")

@@ -167,7 +167,7 @@ class OutboundEmail(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     # The outbox (notifications/outbox.py): urgency first, then each firm in turn.
-    priority = models.PositiveSmallIntegerField(
+    priority = models.SmallIntegerField(
         choices=EmailPriority.choices, default=EmailPriority.NORMAL, db_default=EmailPriority.NORMAL
     )
     fair_key = models.BigIntegerField(
@@ -182,7 +182,10 @@ class OutboundEmail(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=OutboundStatus.values), name="outbound_status_valid"),
-            models.CheckConstraint(condition=Q(priority__lte=EmailPriority.LOW), name="outbound_priority_valid"),
+            models.CheckConstraint(
+                condition=Q(priority__gte=EmailPriority.URGENT, priority__lte=EmailPriority.LOW),
+                name="outbound_priority_valid",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="outbound_status_idx"),

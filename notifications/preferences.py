@@ -11,12 +11,18 @@ salt per kind of link) that names the user, the tenant and what the link is for.
 any of it breaks the signature, so a token cannot be forged, nor turned to another user,
 tenant or kind. Tokens do not expire: an unsubscribe link must work for as long as the
 email is kept; rotating ``SECRET_KEY`` (with ``SECRET_KEY_FALLBACKS``) retires them.
+
+One exception: the page that confirms an unsubscribe links to the preferences page with a
+token that expires after ``PREFERENCES_FROM_UNSUBSCRIBE_MAX_AGE``. The unsubscribe link is
+also the ``List-Unsubscribe`` address, which mailbox providers read, follow and log: what
+it answers must not open every choice of the member for good.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core import signing
@@ -81,6 +87,9 @@ def preference_changes_errors(changes: Mapping[str, Any]) -> dict[str, str]:
 
 _UNSUBSCRIBE_SALT = "notifications.unsubscribe"
 _PREFERENCES_SALT = "notifications.preferences"
+_PREFERENCES_BRIEF_SALT = "notifications.preferences.brief"
+# How long the preferences link on the page confirming an unsubscribe works.
+PREFERENCES_FROM_UNSUBSCRIBE_MAX_AGE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -102,9 +111,21 @@ def preferences_token(*, user_id: int, tenant_id: int) -> str:
     return signing.Signer(salt=_PREFERENCES_SALT).sign_object({"u": user_id, "t": tenant_id})
 
 
-def _token_read(token: str, *, salt: str) -> dict[str, Any]:
+def preferences_token_brief(*, user_id: int, tenant_id: int) -> str:
+    """A preferences token that expires after ``PREFERENCES_FROM_UNSUBSCRIBE_MAX_AGE``."""
+    return signing.TimestampSigner(salt=_PREFERENCES_BRIEF_SALT).sign_object({"u": user_id, "t": tenant_id})
+
+
+def _token_read(token: str, *, salt: str, max_age: timedelta | None = None) -> dict[str, Any]:
     try:
-        value = signing.Signer(salt=salt).unsign_object(token)
+        if max_age is None:
+            value = signing.Signer(salt=salt).unsign_object(token)
+        else:
+            value = signing.TimestampSigner(salt=salt).unsign_object(token, max_age=max_age)
+    except signing.SignatureExpired:
+        raise InvalidLinkToken(
+            "this link has expired: use the link to your email preferences at the bottom of any of our emails"
+        ) from None
     except (signing.BadSignature, ValueError, UnicodeError):
         # ValueError: a signature that checks out around a payload that is not JSON (cannot
         # happen without the key, but a bad link must never be a server error).
@@ -123,7 +144,12 @@ def unsubscribe_token_read(token: str) -> LinkSubject:
 
 
 def preferences_token_read(token: str) -> LinkSubject:
-    value = _token_read(token, salt=_PREFERENCES_SALT)
+    """The subject of a preferences token: an email's (no expiry), or one from the unsubscribe
+    page's confirmation (``preferences_token_brief``, expiring); ``InvalidLinkToken`` otherwise."""
+    try:
+        value = _token_read(token, salt=_PREFERENCES_SALT)
+    except InvalidLinkToken:
+        value = _token_read(token, salt=_PREFERENCES_BRIEF_SALT, max_age=PREFERENCES_FROM_UNSUBSCRIBE_MAX_AGE)
     return LinkSubject(user_id=value["u"], tenant_id=value["t"])
 
 

@@ -76,9 +76,12 @@ class UnsubscribeView(View):
         context = {
             "tenant_name": member.tenant_name,
             "what": _kind_label(subject.kind),
+            # Expires in minutes: this answer goes to whoever POSTs the List-Unsubscribe address,
+            # mailbox providers included.
             "preferences_path": reverse(
-                "notifications:preferences", args=[preferences.preferences_token(**_ids(subject))]
+                "notifications:preferences", args=[preferences.preferences_token_brief(**_ids(subject))]
             ),
+            "preferences_minutes": int(preferences.PREFERENCES_FROM_UNSUBSCRIBE_MAX_AGE.total_seconds() // 60),
         }
         return _page(request, "unsubscribed.html", context)
 

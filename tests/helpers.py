@@ -122,6 +122,15 @@ class WorkerProcesses:
         wait_for(lambda: _newest_worker_id() > newest or process.poll() is not None, timeout=60, message="worker start")
         return process
 
+    def output(self, process: subprocess.Popen[str]) -> str:
+        """What a process has logged so far."""
+        log = self.logs[self.processes.index(process)]
+        log.flush()
+        log.seek(0)
+        text = log.read()
+        log.seek(0, os.SEEK_END)
+        return text
+
     def stop_all(self) -> None:
         for process, log in zip(self.processes, self.logs, strict=True):
             if process.poll() is None:

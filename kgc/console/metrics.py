@@ -442,6 +442,12 @@ def _render_leader(out: Exposition, cluster: Any, *, now: datetime) -> None:
         "kgc_scheduler_last_tick_age_seconds", "gauge", "Seconds since the scheduler last checked its schedules."
     )
     out.sample("kgc_scheduler_last_tick_age_seconds", math.inf if ticked is None else _seconds(now - ticked))
+    out.family(
+        "kgc_scheduler_missed_ticks",
+        "gauge",
+        "Schedules whose latest tick was skipped, too late to catch up (until their next tick runs).",
+    )
+    out.sample("kgc_scheduler_missed_ticks", len(cluster.scheduler_missed))
 
 
 def _worker_labels(worker: Any) -> dict[str, str]:

@@ -67,19 +67,28 @@ def _migrations_verdict() -> str:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready: the database answers, migrations are applied, and the workers, the scheduler and
-    their duties are healthy (503 with each failing check's reason otherwise)."""
+    their duties are healthy (503 otherwise).
+
+    Anyone gets the status and each check's name with "ok" or "failing"; what is wrong (host
+    names, pids, the database's own errors) only a caller trusted with the metrics token.
+    """
     checks = readiness_checks()
     ready = all(verdict == "ok" for verdict in checks.values())
+    if not _trusted(request):
+        checks = {name: "ok" if verdict == "ok" else "failing" for name, verdict in checks.items()}
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
 
 
-def _metrics_allowed(request: HttpRequest) -> bool:
+def _trusted(request: HttpRequest) -> bool:
+    """A caller with ``Authorization: Bearer $KGC_METRICS_TOKEN``. Without a token configured:
+    nobody outside DEBUG (a reverse proxy on the same host makes every client look local),
+    and in DEBUG a caller on this machine."""
     token = getattr(settings, "KGC_METRICS_TOKEN", "")
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-    # Without a token only a scraper on the same machine may read (REMOTE_ADDR: behind a
-    # proxy on the same host, set a token instead).
+    if not settings.DEBUG:
+        return False
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
     except ValueError:
@@ -89,11 +98,12 @@ def _metrics_allowed(request: HttpRequest) -> bool:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """The queues, jobs, workers and emails in Prometheus' text format."""
-    if not _metrics_allowed(request):
-        response: Any = HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    if not _trusted(request):
         if getattr(settings, "KGC_METRICS_TOKEN", ""):
-            response.status_code = 401
+            response: Any = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
+            return response
+        refusal = "forbidden" if settings.DEBUG else "forbidden: set KGC_METRICS_TOKEN and send it as a bearer token"
+        return HttpResponse(refusal + "\n", status=403, content_type="text/plain")
     body = metrics.metrics_render(now=timezone.now())
     return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

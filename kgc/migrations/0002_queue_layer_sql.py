@@ -172,30 +172,46 @@ DROP FUNCTION IF EXISTS kgc_job_counts_compact();
 DELETE FROM kgc_jobcountdelta;
 """
 
-INDEXES = """
--- The fetch: one queue's waiting jobs in priority order (see kgc_fetch_job).
-CREATE INDEX kgc_jobs_fetch_idx ON procrastinate_jobs (queue_name, (-priority), id) WHERE status = 'todo';
--- Delayed jobs (not yet due) per queue, for the stats query.
-CREATE INDEX kgc_jobs_delayed_idx ON procrastinate_jobs (scheduled_at, queue_name) WHERE status = 'todo';
--- Finished jobs by the time they finished, for cleanup by age.
-CREATE INDEX kgc_events_finished_idx ON procrastinate_events (at, job_id)
-    WHERE type IN ('succeeded', 'failed', 'cancelled', 'aborted');
--- Failed jobs per queue, for get_failed and retry_failed.
-CREATE INDEX kgc_jobs_failed_idx ON procrastinate_jobs (queue_name, id) WHERE status = 'failed';
-ALTER TABLE kgc_jobfailure ADD CONSTRAINT kgc_jobfailure_job_fk
-    FOREIGN KEY (job_id) REFERENCES procrastinate_jobs (id) ON DELETE CASCADE;
-"""
+# Built CONCURRENTLY, one statement each (outside a transaction), so that a jobs table
+# already in use keeps taking writes; a failed build's invalid leftover is dropped first.
+INDEXES = {
+    # The fetch: one queue's waiting jobs in priority order (see kgc_fetch_job).
+    "kgc_jobs_fetch_idx": "ON procrastinate_jobs (queue_name, (-priority), id) WHERE status = 'todo'",
+    # Delayed jobs (not yet due) per queue, for the stats query.
+    "kgc_jobs_delayed_idx": "ON procrastinate_jobs (scheduled_at, queue_name) WHERE status = 'todo'",
+    # Finished jobs by the time they finished, for cleanup by age.
+    "kgc_events_finished_idx": "ON procrastinate_events (at, job_id)"
+    " WHERE type IN ('succeeded', 'failed', 'cancelled', 'aborted')",
+    # Failed jobs per queue, for get_failed and retry_failed.
+    "kgc_jobs_failed_idx": "ON procrastinate_jobs (queue_name, id) WHERE status = 'failed'",
+}
 
-INDEXES_DROP = """
-ALTER TABLE kgc_jobfailure DROP CONSTRAINT IF EXISTS kgc_jobfailure_job_fk;
-DROP INDEX IF EXISTS kgc_jobs_failed_idx;
-DROP INDEX IF EXISTS kgc_events_finished_idx;
-DROP INDEX IF EXISTS kgc_jobs_delayed_idx;
-DROP INDEX IF EXISTS kgc_jobs_fetch_idx;
+# Added NOT VALID (a brief lock), then validated in a transaction of its own (writes go on).
+FAILURE_JOB_FK = """
+ALTER TABLE kgc_jobfailure ADD CONSTRAINT kgc_jobfailure_job_fk
+    FOREIGN KEY (job_id) REFERENCES procrastinate_jobs (id) ON DELETE CASCADE NOT VALID;
 """
+FAILURE_JOB_FK_VALIDATE = "ALTER TABLE kgc_jobfailure VALIDATE CONSTRAINT kgc_jobfailure_job_fk;"
+FAILURE_JOB_FK_DROP = "ALTER TABLE kgc_jobfailure DROP CONSTRAINT IF EXISTS kgc_jobfailure_job_fk;"
+
+
+def _index_operations() -> list[migrations.RunSQL]:
+    operations = []
+    for name, definition in INDEXES.items():
+        operations.append(migrations.RunSQL(f"DROP INDEX CONCURRENTLY IF EXISTS {name};", migrations.RunSQL.noop))
+        operations.append(
+            migrations.RunSQL(
+                f"CREATE INDEX CONCURRENTLY {name} {definition};", f"DROP INDEX CONCURRENTLY IF EXISTS {name};"
+            )
+        )
+    return operations
 
 
 class Migration(migrations.Migration):
+    # The indexes on the jobs and events tables are built CONCURRENTLY, outside a transaction
+    # (tests/test_migrations.py); each RunSQL below is still one transaction of its own.
+    atomic = False
+
     dependencies = [
         ("kgc", "0001_initial"),
         ("procrastinate", "0041_post_retry_failed_job"),
@@ -207,5 +223,7 @@ class Migration(migrations.Migration):
             "DROP FUNCTION IF EXISTS kgc_fetch_job(varchar[], bigint, varchar[], integer[], double precision[]);",
         ),
         migrations.RunSQL(JOB_COUNTS, JOB_COUNTS_DROP),
-        migrations.RunSQL(INDEXES, INDEXES_DROP),
+        *_index_operations(),
+        migrations.RunSQL(FAILURE_JOB_FK, FAILURE_JOB_FK_DROP),
+        migrations.RunSQL(FAILURE_JOB_FK_VALIDATE, migrations.RunSQL.noop),
     ]

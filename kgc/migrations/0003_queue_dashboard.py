@@ -4,21 +4,26 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
+    atomic = False  # the indexes on the jobs table are built CONCURRENTLY (outside a transaction)
+
     dependencies = [
         ("kgc", "0002_queue_layer_sql"),
     ]
 
     operations = [
         # The jobs admin filters by tenant, and the dashboard finds each queue's oldest
-        # waiting job: both stay index lookups on a million-row jobs table.
+        # waiting job: both stay index lookups on a million-row jobs table. Each is built
+        # without blocking writes, after dropping what a failed build may have left.
+        migrations.RunSQL("DROP INDEX CONCURRENTLY IF EXISTS kgc_jobs_tenant_idx;", migrations.RunSQL.noop),
         migrations.RunSQL(
-            "CREATE INDEX kgc_jobs_tenant_idx ON procrastinate_jobs ((args -> 'tenant_id'), id);",
-            "DROP INDEX IF EXISTS kgc_jobs_tenant_idx;",
+            "CREATE INDEX CONCURRENTLY kgc_jobs_tenant_idx ON procrastinate_jobs ((args -> 'tenant_id'), id);",
+            "DROP INDEX CONCURRENTLY IF EXISTS kgc_jobs_tenant_idx;",
         ),
+        migrations.RunSQL("DROP INDEX CONCURRENTLY IF EXISTS kgc_jobs_waiting_idx;", migrations.RunSQL.noop),
         migrations.RunSQL(
-            "CREATE INDEX kgc_jobs_waiting_idx ON procrastinate_jobs (queue_name, id) INCLUDE (scheduled_at)"
-            " WHERE status = 'todo';",
-            "DROP INDEX IF EXISTS kgc_jobs_waiting_idx;",
+            "CREATE INDEX CONCURRENTLY kgc_jobs_waiting_idx ON procrastinate_jobs (queue_name, id)"
+            " INCLUDE (scheduled_at) WHERE status = 'todo';",
+            "DROP INDEX CONCURRENTLY IF EXISTS kgc_jobs_waiting_idx;",
         ),
         migrations.AlterModelOptions(
             name="queuepause",

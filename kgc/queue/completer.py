@@ -11,6 +11,13 @@ most once all the same, because sending claims the email row itself
 The statement accepts an outcome only from the attempt that claimed the job (see
 ``sql.FINISH``): a late outcome of a job that was rescued and handed to another worker
 meanwhile is refused and logged, never written over the new attempt's.
+
+A batch the database refuses for a reason other than a fault of the connection or the
+server (a value it cannot store, a constraint, any other SQL error) is split in halves
+until the outcome it refuses is alone: the others are written, and one bad outcome never
+holds up the rest nor brings the batch back for ever. That outcome is written without its
+return value and failure text; if even that is refused, it is left out, and the job goes
+back to its queue at the next reconciliation (``Worker._reconcile``): at least once.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ logger = logging.getLogger("kgc.worker")
 
 FLUSH_DELAY = 0.01  # seconds an outcome may wait for others to share its statement
 BATCH_MAX = 500
+UNKNOWN = "unknown"  # the status of the outcome of a job whose task the worker does not know
 
 
 def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
@@ -68,15 +76,41 @@ def outcome_simplified(outcome: Outcome, refusal: BaseException) -> Outcome:
     return dataclasses.replace(outcome, result=None, failure=failure)
 
 
+# SQLSTATE classes of a server's passing state rather than of the statement: 25, a read-only
+# server (a standby during a failover); XX, an internal error.
+PASSING_STATES = ("25", "XX")
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """Whether the database refuses this statement whatever the moment: a value, a constraint,
+    any SQL error but a fault of the connection or the server (which trying again may cure)."""
+    if isinstance(exc, UnicodeError):
+        return True
+    if not isinstance(exc, psycopg.Error) or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    return not (exc.sqlstate or "").startswith(PASSING_STATES)
+
+
 class Completer:
-    def __init__(self, link: Link, *, timeout: float, on_written: Callable[[list[Outcome]], None]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        timeout: float,
+        on_written: Callable[[list[Outcome]], None],
+        unknown_task_grace: float = 600.0,
+        unknown_task_delay: float = 30.0,
+    ) -> None:
         self.link = link
         self.timeout = timeout
         self.on_written = on_written
+        self.unknown_task_grace = unknown_task_grace
+        self.unknown_task_delay = unknown_task_delay
         self.pending: deque[Outcome] = deque()
         self._ready = asyncio.Event()
         self._writing = asyncio.Lock()  # one batch at a time: the duty's, or the shutdown's
         self.refused = 0
+        self.unwritable: set[tuple[int, int, int]] = set()  # outcomes the database refused even simplified
 
     def add(self, outcome: Outcome) -> None:
         self.pending.append(outcome)
@@ -122,34 +156,92 @@ class Completer:
             while self.pending:
                 await self._flush()
 
-    async def _write(self, batch: list[Outcome]) -> set[int]:
+    async def _write(self, batch: list[Outcome], *, simplified: bool = False) -> set[int]:
         try:
-            return await self._statement(batch, keep_locks=True)
-        except psycopg.errors.UniqueViolation:
-            # A job enqueued at this very moment took a queueing lock a retry was keeping:
-            # the retries go back without theirs.
-            return await self._statement(batch, keep_locks=False)
-        except (psycopg.DataError, UnicodeError) as exc:
-            # One outcome the database refuses (a value it cannot store) must not hold up the
-            # others, nor come back for ever: each is written alone, and one that still fails
-            # is written without its return value and with its failure's text replaced.
-            if len(batch) > 1:
-                accepted: set[int] = set()
-                for outcome in batch:
-                    accepted |= await self._write([outcome])
-                return accepted
+            try:
+                return await self._statement(batch, keep_locks=True)
+            except psycopg.errors.UniqueViolation:
+                # A job enqueued at this very moment took a queueing lock a retry was keeping:
+                # the retries go back without theirs.
+                return await self._statement(batch, keep_locks=False)
+        except (psycopg.Error, UnicodeError) as exc:
+            if not refused_for_good(exc):
+                raise  # the connection or the server: the batch is kept and written again
+            return await self._write_refused(batch, exc, simplified=simplified)
+
+    async def _write_refused(self, batch: list[Outcome], exc: BaseException, *, simplified: bool) -> set[int]:
+        """A batch the database refuses: its halves are written apart, down to the one outcome
+        it refuses, which is written simplified, or left out if even that is refused."""
+        if len(batch) > 1:
+            half = len(batch) // 2
+            return await self._write(batch[:half]) | await self._write(batch[half:])
+        fields = {**log_fields(batch[0].claim.job), "error": type(exc).__name__}
+        if not simplified:
             logger.error(
                 f"outcome written without its return value or failure text, which the database refused: {exc}",
-                extra={**log_fields(batch[0].claim.job), "event": "job_outcome_simplified"},
+                extra={**fields, "event": "job_outcome_simplified"},
             )
-            return await self._statement([outcome_simplified(batch[0], exc)], keep_locks=False)
+            return await self._write([outcome_simplified(batch[0], exc)], simplified=True)
+        logger.error(
+            f"outcome not written, the database refuses it ({exc}): the job goes back to its queue",
+            extra={**fields, "event": "job_outcome_unwritable", "outcome": batch[0].status},
+        )
+        self.unwritable.add(batch[0].claim.token)
+        return set()
 
     async def _statement(self, batch: list[Outcome], *, keep_locks: bool) -> set[int]:
-        rows = await self.link.execute(sql.FINISH, finish_params(batch, keep_locks=keep_locks), timeout=self.timeout)
+        # Unknown tasks first (rare, one statement each): should the batch's statement fail
+        # after them, trying the batch again finds them written and refuses them harmlessly.
+        accepted: set[int] = set()
+        for outcome in batch:
+            if outcome.status == UNKNOWN:
+                accepted |= await self._put_back_unknown(outcome)
+        known = [outcome for outcome in batch if outcome.status != UNKNOWN]
+        if known:
+            params = finish_params(known, keep_locks=keep_locks)
+            accepted |= {row["id"] for row in await self.link.execute(sql.FINISH, params, timeout=self.timeout)}
+        return accepted
+
+    async def _put_back_unknown(self, outcome: Outcome) -> set[int]:
+        """A job of a task this worker does not know: back to its queue for a worker that knows
+        it, or failed once nobody took it within the grace (``sql.PUT_BACK_UNKNOWN``)."""
+        job = outcome.claim.job
+        found = outcome.failure.message if outcome.failure else f"no task named {job.task_name!r} in this worker"
+        grace = f"{self.unknown_task_grace:g} s (KGC_UNKNOWN_TASK_GRACE)"
+        rows = await self.link.execute(
+            sql.PUT_BACK_UNKNOWN,
+            {
+                "job_id": job.id,
+                "attempts": outcome.claim.attempts,
+                "worker_id": outcome.claim.worker_id,
+                "grace": self.unknown_task_grace,
+                "delay": self.unknown_task_delay,
+                "message": f"{found}: put back for a worker that knows it; fails if none runs it within {grace}",
+                "final_message": f"no worker that claimed it knew the task {job.task_name!r} within {grace} "
+                f"(the last: {found}): is a worker of the release that declares it running?",
+            },
+            timeout=self.timeout,
+        )
+        fields = {**log_fields(job), "event": "job_task_unknown"}
+        for row in rows:
+            if row["status"] == "todo":
+                logger.warning(
+                    f"{found}: job put back for a worker that knows the task, claimed again in "
+                    f"{self.unknown_task_delay:g} s; it fails if none runs it within {grace}",
+                    extra={**fields, "will_retry": True},
+                )
+            else:
+                logger.error(
+                    f"job failed: {found}, and no worker that claimed it knew the task within {grace}",
+                    extra={**fields, "will_retry": False},
+                )
         return {row["id"] for row in rows}
 
     def _report_refused(self, batch: list[Outcome], accepted: set[int]) -> None:
         for outcome in batch:
+            if outcome.claim.token in self.unwritable:
+                self.unwritable.discard(outcome.claim.token)
+                continue
             if outcome.claim.job.id in accepted:
                 continue
             self.refused += 1

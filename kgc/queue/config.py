@@ -50,6 +50,7 @@ class WorkerConfig:
     poll_interval: float = 1.0
     shutdown_timeout: float = 30.0
     scheduler_catch_up: float = 20 * 3600.0
+    unknown_task_grace: float = 600.0
     one_shot: bool = False  # stop once the queues are empty (``procrastinate worker --one-shot``)
     name: str = "worker"
 
@@ -58,6 +59,12 @@ class WorkerConfig:
         """The heartbeat's and the election's statements: a quarter of the dead cutoff, so a
         stuck one fails (and the worker stops claiming) long before others declare it dead."""
         return max(0.5, min(10.0, self.dead_after / 4))
+
+    @property
+    def unknown_task_delay(self) -> float:
+        """How long a job whose task this worker does not know waits before it is claimed again:
+        a few tries within the grace, at most every 30 s."""
+        return min(30.0, max(self.unknown_task_grace / 4, 0.5))
 
     @property
     def fence_after(self) -> float:
@@ -84,6 +91,7 @@ def worker_config(*, queues: Mapping[str, int], **overrides: object) -> WorkerCo
         "poll_interval": settings.KGC_POLL_INTERVAL,
         "shutdown_timeout": float(settings.KGC_SHUTDOWN_TIMEOUT),
         "scheduler_catch_up": settings.KGC_SCHEDULER_CATCH_UP_HOURS * 3600.0,
+        "unknown_task_grace": settings.KGC_UNKNOWN_TASK_GRACE,
     }
     options.update({key: value for key, value in overrides.items() if value is not None})
     return WorkerConfig(queues=dict(queues), **options)  # type: ignore[arg-type]

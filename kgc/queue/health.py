@@ -2,7 +2,7 @@
 
 Everything comes from PostgreSQL: each worker reports its duties' states with its
 heartbeat (``kgc_workerprocess``), the leader holds a lease (``kgc_leadership``) and the
-scheduler records every check (``kgc_schedulertick``). Any web process can therefore
+scheduler records every check and every tick it had to skip (``kgc_schedulertick``). Any web process can therefore
 tell, for the whole cluster, whether each product queue has a live worker, whether the
 scheduler is on time, and whether a duty has been failing for too long.
 ``readiness_verdicts`` is a pure function of those readings.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -84,6 +84,8 @@ class ClusterReport:
     # The database's clock when read: heartbeats and ticks are stamped by it, so ages
     # measured against it do not depend on this machine's clock.
     now: datetime
+    # Schedules whose latest tick the scheduler skipped for good, with that tick's Unix time.
+    scheduler_missed: dict[str, int] = field(default_factory=dict)
 
     def alive(self) -> list[WorkerReport]:
         return [worker for worker in self.workers if worker.is_alive(self.now, dead_after=worker_dead_after())]
@@ -142,11 +144,18 @@ def cluster_read(*, limit: int = 500) -> ClusterReport:
         cursor.execute("SELECT worker_id, elected_at, expires_at FROM kgc_leadership WHERE name = 'cluster'")
         lease = cursor.fetchone()
         cursor.execute(
-            "SELECT (SELECT ticked_at FROM kgc_schedulertick WHERE name = 'scheduler'), statement_timestamp()"
+            "SELECT tick.ticked_at, tick.missed, statement_timestamp()"
+            "  FROM (SELECT 1) AS one LEFT JOIN kgc_schedulertick AS tick ON tick.name = 'scheduler'"
         )
-        ticked_at, now = cursor.fetchone()
+        ticked_at, missed, now = cursor.fetchone()
     leader = LeaderReport(worker_id=lease[0], elected_at=lease[1], expires_at=lease[2]) if lease else None
-    return ClusterReport(workers=workers, leader=leader, scheduler_ticked_at=ticked_at, now=now)
+    return ClusterReport(
+        workers=workers,
+        leader=leader,
+        scheduler_ticked_at=ticked_at,
+        now=now,
+        scheduler_missed={str(key): int(tick) for key, tick in (jsonb_value(missed) or {}).items()},
+    )
 
 
 def jsonb_value(value: Any) -> Any:
@@ -191,10 +200,16 @@ def _scheduler_verdict(cluster: ClusterReport, now: datetime, late_after: timede
     if ticked is None:
         return "the scheduler has never run"
     age = now - ticked
-    if age <= late_after:
-        return OK
-    leader = f"leader: worker {cluster.leader.worker_id}" if cluster.leader else "no leader"
-    return f"the scheduler has not run for {age.total_seconds():.0f} s ({leader})"
+    if age > late_after:
+        leader = f"leader: worker {cluster.leader.worker_id}" if cluster.leader else "no leader"
+        return f"the scheduler has not run for {age.total_seconds():.0f} s ({leader})"
+    if cluster.scheduler_missed:
+        missed = ", ".join(
+            f"{schedule} at {datetime.fromtimestamp(tick, tz=UTC):%Y-%m-%d %H:%M} UTC"
+            for schedule, tick in sorted(cluster.scheduler_missed.items())
+        )
+        return f"the scheduler skipped a tick too late to catch up (KGC_SCHEDULER_CATCH_UP_HOURS): {missed}"
+    return OK
 
 
 def _duties_verdict(alive: Sequence[WorkerReport], now: datetime, failing_after: timedelta) -> str:
@@ -208,3 +223,36 @@ def _duties_verdict(alive: Sequence[WorkerReport], now: datetime, failing_after:
                     + (f" ({duty.last_error})" if duty.last_error else "")
                 )
     return "; ".join(problems) if problems else OK
+
+
+def worker_verdicts(
+    cluster: ClusterReport,
+    *,
+    host: str,
+    local_pids: Iterable[int],
+    now: datetime,
+    dead_after: timedelta,
+    duty_failing_after: timedelta,
+) -> dict[str, str]:
+    """The verdict on each worker process of this machine (or container): registered under
+    ``host`` with a pid running here, its own heartbeat fresh (within ``dead_after``, the rule
+    everyone applies), and none of its duties failing for longer than ``duty_failing_after``.
+    No such worker is a verdict of its own."""
+    running = set(local_pids)
+    mine = [worker for worker in cluster.workers if worker.host == host and worker.pid in running]
+    if not mine:
+        return {"workers": f"no worker process of this host ({host}) is registered"}
+    verdicts = {}
+    for worker in mine:
+        age = worker.heartbeat_age(now)
+        if age > dead_after:
+            verdicts[worker.label] = f"no heartbeat for {age.total_seconds():.0f} s"
+            continue
+        failing = [
+            f"{duty.name} failing for {failing_for.total_seconds():.0f} s"
+            + (f" ({duty.last_error})" if duty.last_error else "")
+            for duty in worker.duties
+            if (failing_for := duty.failing_for(now)) is not None and failing_for > duty_failing_after
+        ]
+        verdicts[worker.label] = "; ".join(failing) if failing else OK
+    return verdicts

@@ -131,11 +131,19 @@ class Leadership(models.Model):
 
 
 class SchedulerTick(models.Model):
-    """When the scheduler last checked its schedules (and which worker ran it), for health checks."""
+    """When the scheduler last checked its schedules (and which worker ran it), and which ticks
+    it skipped, for health checks."""
 
     name = models.CharField(max_length=64, primary_key=True)
     ticked_at = models.DateTimeField()
     worker_id = models.BigIntegerField()
+    # A default in the database too: a worker of the previous release records its checks without it.
+    missed = models.JSONField(
+        default=dict,
+        db_default={},
+        help_text="Schedules whose latest tick the scheduler skipped (too late to catch up), each with "
+        "that tick's Unix time, until a later tick of theirs is deferred.",
+    )
 
     def __str__(self) -> str:
         return f"{self.name} ticked at {self.ticked_at:%H:%M:%S} by worker {self.worker_id}"

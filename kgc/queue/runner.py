@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -64,7 +66,9 @@ class Failure:
 @dataclass(slots=True)
 class Outcome:
     claim: Claim
-    status: str  # succeeded, failed, aborted, or todo (back to the queue for a retry)
+    # succeeded, failed, aborted, todo (back to the queue for a retry), unknown (a task this
+    # worker does not know: ``sql.PUT_BACK_UNKNOWN``); abandoned: never written
+    status: str
     retry_at: datetime | None = None
     failure: Failure | None = None
     result: Any = None
@@ -106,6 +110,7 @@ class JobRunner:
         self.worker_name = worker_name
         self.queues = queues
         self.aborting: set[int] = set()
+        self.abandoning: set[int] = set()  # given up at the shutdown timeout: put back, no outcome
         self._async_tasks: dict[int, asyncio.Task[Any]] = {}
         self._sync_task_cache: dict[str, bool] = {}
 
@@ -113,6 +118,14 @@ class JobRunner:
         """An operator asked to abort a running job: an async task is cancelled; a sync task
         sees ``context.should_abort()`` and stops itself."""
         self.aborting.add(job_id)
+        task = self._async_tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    def abandon(self, job_id: int) -> None:
+        """The worker gives up on a running job at the shutdown timeout and puts it back: an async
+        task is cancelled, a sync task sees ``context.should_abort()`` (reason: shutdown)."""
+        self.abandoning.add(job_id)
         task = self._async_tasks.get(job_id)
         if task is not None:
             task.cancel()
@@ -131,9 +144,9 @@ class JobRunner:
             logger.info("job started", extra={**fields, "event": "job_started"})
         started = time.monotonic()
         task = self.app.tasks.get(job.task_name)
+        if task is None:
+            return self._unknown(claim, started)
         try:
-            if task is None:
-                raise exceptions.TaskNotFound(f"no task named {job.task_name!r} in this worker")
             args = [self._context(job)] if task.pass_context else []
             if self._is_async(task):
                 result = await self._run_async(job, task, args)
@@ -141,6 +154,8 @@ class JobRunner:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(self.executor, _call_sync, task, args, job.task_kwargs)
         except BaseException as exc:  # the task's failure, whatever it is, becomes the job's outcome
+            if job.id in self.abandoning:
+                return self._abandoned(claim, exc, fields)
             outcome = self._failed(claim, task, exc)
             outcome.duration = time.monotonic() - started
             self._log_failure(outcome, exc, fields)
@@ -149,6 +164,7 @@ class JobRunner:
             return outcome
         finally:
             self.aborting.discard(job.id or 0)
+            self.abandoning.discard(job.id or 0)
         duration = time.monotonic() - started
         if verbose:
             logger.info(
@@ -173,8 +189,33 @@ class JobRunner:
             worker_queues=self.queues,
             job=job,
             start_timestamp=time.time(),
-            abort_reason=lambda: job_context.AbortReason.USER_REQUEST if job_id in self.aborting else None,
+            abort_reason=lambda: (
+                job_context.AbortReason.USER_REQUEST
+                if job_id in self.aborting
+                else job_context.AbortReason.SHUTDOWN
+                if job_id in self.abandoning
+                else None
+            ),
         )
+
+    def _unknown(self, claim: Claim, started: float) -> Outcome:
+        """A job of a task this worker does not know (an older worker during a rolling deploy):
+        no failure of the job; the completer puts it back for a worker that knows the task."""
+        exc = exceptions.TaskNotFound(f"no task named {claim.job.task_name!r} in this worker ({_where()})")
+        now = datetime.now(tz=UTC)
+        failure = failure_describe(exc, attempt=claim.job.attempts + 1, now=now)
+        return Outcome(claim=claim, status="unknown", failure=failure, duration=time.monotonic() - started)
+
+    def _abandoned(self, claim: Claim, exc: BaseException, fields: dict[str, Any]) -> Outcome:
+        """A job stopped because the worker gave up on it: not a failure of the job, and no
+        outcome to write (the worker puts it back)."""
+        logger.warning(
+            f"job stopped at the shutdown timeout ({type(exc).__name__}); it goes back to its queue",
+            extra={**fields, "event": "job_abandoned"},
+        )
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise exc
+        return Outcome(claim=claim, status="abandoned")
 
     def _failed(self, claim: Claim, task: Any, exc: BaseException) -> Outcome:
         job = claim.job
@@ -202,6 +243,10 @@ class JobRunner:
                 "error": type(exc).__name__,
             },
         )
+
+
+def _where() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 _thread_state = threading.local()

@@ -3,7 +3,9 @@
 Which ticks are due is a pure function (``ticks_due``) of the schedules, the last tick
 each one got and the time. The leader loads the last ticks from the database when it
 takes over, so a tick missed while leadership changed hands (or while no worker was
-up) is caught up, within ``KGC_SCHEDULER_CATCH_UP_HOURS``. procrastinate's
+up) is caught up, within ``KGC_SCHEDULER_CATCH_UP_HOURS``; an older one is skipped, and
+recorded as missed (``kgc_schedulertick.missed``, which the health checks report) until
+the schedule's next tick. The current tick always runs. procrastinate's
 ``procrastinate_periodic_defers`` keeps one row per tick under a unique key, so even two
 schedulers could not defer one tick twice.
 """
@@ -15,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -32,6 +35,28 @@ logger = logging.getLogger("kgc.worker")
 ScheduleKey = tuple[str, str]  # (task name, periodic id)
 # At most this many missed ticks of one schedule are caught up at once (the latest ones).
 CATCH_UP_MAX = 24
+# A tick less than this old is the current one, never a missed one: it runs whatever
+# KGC_SCHEDULER_CATCH_UP_HOURS says (0 turns catching up off, not the schedules). The
+# scheduler wakes for each tick within a fraction of a second; this covers a slow database
+# or a leader taking over.
+ON_TIME = 60.0
+
+
+def _schedule_walk(cron: str, *, since: int | None, now: float, catch_up: float) -> tuple[list[int], int | None]:
+    """One schedule's ticks due now (newest first), and the newest one it will never get
+    (older than the catch-up window, or past the cap), if any."""
+    window = max(catch_up, ON_TIME)
+    # Walking back from now: get_prev excludes its start, so start just after now.
+    iterator = croniter(cron, int(now) + 1)
+    ticks: list[int] = []
+    while True:
+        tick = int(iterator.get_prev(float))
+        if since is not None and tick <= since:
+            return ticks, None
+        if now - tick > window or len(ticks) >= (1 if since is None else CATCH_UP_MAX):
+            # A schedule that never got a tick is new: its older ticks were never due.
+            return ticks, None if since is None else tick
+        ticks.append(tick)
 
 
 def ticks_due(
@@ -41,21 +66,32 @@ def ticks_due(
 
     A schedule that got a tick before gets every tick since, up to now; one that never
     did gets only its latest tick. Either way, ticks older than ``catch_up`` seconds are
-    skipped, and at most ``CATCH_UP_MAX`` per schedule.
+    skipped (but never one less than ``ON_TIME`` old), and at most ``CATCH_UP_MAX`` per
+    schedule.
     """
     due: list[tuple[ScheduleKey, int]] = []
     for key, cron in crons.items():
-        since = last.get(key)
-        # Walking back from now: get_prev excludes its start, so start just after now.
-        iterator = croniter(cron, int(now) + 1)
-        ticks: list[int] = []
-        while len(ticks) < (1 if since is None else CATCH_UP_MAX):
-            tick = int(iterator.get_prev(float))
-            if now - tick > catch_up or (since is not None and tick <= since):
-                break
-            ticks.append(tick)
+        ticks, _ = _schedule_walk(cron, since=last.get(key), now=now, catch_up=catch_up)
         due.extend((key, tick) for tick in ticks)
     return sorted(due, key=lambda item: item[1])
+
+
+def ticks_missed(
+    *, crons: Mapping[ScheduleKey, str], last: Mapping[ScheduleKey, int], now: float, catch_up: float
+) -> dict[ScheduleKey, int]:
+    """Each schedule's newest tick that ``ticks_due`` skips for good (too old, or past the cap),
+    for the schedules that skip one."""
+    missed = {}
+    for key, cron in crons.items():
+        _, tick = _schedule_walk(cron, since=last.get(key), now=now, catch_up=catch_up)
+        if tick is not None:
+            missed[key] = tick
+    return missed
+
+
+def schedule_label(key: ScheduleKey) -> str:
+    """How health checks and logs name a schedule: ``compliance.refresh_all (nightly)``."""
+    return f"{key[0]} ({key[1]})"
 
 
 def next_tick_in(crons: Mapping[ScheduleKey, str], *, now: float) -> float:
@@ -88,12 +124,41 @@ class Scheduler:
             if last is None:
                 last = await self._last_ticks()
             now = time.time()
-            for key, tick in ticks_due(crons=self.crons(), last=last, now=now, catch_up=self.catch_up):
+            crons = self.crons()
+            missed = ticks_missed(crons=crons, last=last, now=now, catch_up=self.catch_up)
+            ran: set[ScheduleKey] = set()
+            for key, tick in ticks_due(crons=crons, last=last, now=now, catch_up=self.catch_up):
                 await self._defer(key, tick)
                 last[key] = tick
-            await self.link.execute(sql.SCHEDULER_TICKED, {"worker_id": self.worker_id()}, timeout=self.timeout)
+                ran.add(key)
+            for key, tick in missed.items():
+                last[key] = max(last.get(key, tick), tick)  # noticed once, not at every round
+            await self._record(crons, ran=ran, missed={key: tick for key, tick in missed.items() if key not in ran})
             handle.healthy()
             await asyncio.sleep(min(next_tick_in(self.crons(), now=time.time()) + 0.05, SCHEDULER_PERIOD))
+
+    async def _record(
+        self, crons: Mapping[ScheduleKey, str], *, ran: set[ScheduleKey], missed: dict[ScheduleKey, int]
+    ) -> None:
+        """Record this check, and the schedules whose latest tick was skipped for good: each stays
+        recorded (health reports it) until a later tick of its schedule is deferred."""
+        for key, tick in missed.items():
+            logger.warning(
+                f"{schedule_label(key)}: the tick at {datetime.fromtimestamp(tick, tz=UTC):%Y-%m-%d %H:%M} UTC was "
+                f"missed and is skipped: older than the catch-up window (KGC_SCHEDULER_CATCH_UP_HOURS) or than "
+                f"the {CATCH_UP_MAX} latest ticks; the schedule goes on from its next tick",
+                extra={"event": "tick_missed", "task": key[0], "tick": tick},
+            )
+        keep = [schedule_label(key) for key in crons if key not in ran and key not in missed]
+        await self.link.execute(
+            sql.SCHEDULER_TICKED,
+            {
+                "worker_id": self.worker_id(),
+                "missed": Jsonb({schedule_label(key): tick for key, tick in missed.items()}),
+                "keep": keep,
+            },
+            timeout=self.timeout,
+        )
 
     async def _last_ticks(self) -> dict[ScheduleKey, int]:
         rows = await self.link.execute(sql.LAST_DEFERS, timeout=self.timeout)

@@ -57,11 +57,16 @@ WITH outcome AS (
                   %(statuses)s::procrastinate_job_status[], %(retry_at)s::timestamptz[])
            AS o(id, worker_id, attempts, status, retry_at)
 ), retrying AS (
+    -- The attempt that holds the job, matched as in ``finished``: an old attempt's outcome
+    -- of the same job in the same batch must not add a second row for it.
     SELECT job.id,
            row_number() OVER (PARTITION BY job.queueing_lock ORDER BY job.id) AS nth
       FROM procrastinate_jobs AS job
       JOIN outcome ON outcome.id = job.id
      WHERE outcome.status = 'todo' AND job.queueing_lock IS NOT NULL
+       AND job.status = 'doing'
+       AND job.attempts = outcome.attempts
+       AND (job.worker_id = outcome.worker_id OR job.worker_id IS NULL)
 ), finished AS (
     UPDATE procrastinate_jobs AS job
        SET status = CASE WHEN outcome.status = 'todo' AND job.abort_requested THEN 'failed'
@@ -112,6 +117,49 @@ UPDATE procrastinate_jobs AS job
    SET status = 'todo', worker_id = NULL, queueing_lock = kgc_lock_if_free(job.id, job.queueing_lock)
  WHERE job.worker_id = %(worker_id)s AND job.status = 'doing' AND NOT (job.id = ANY(%(held)s::bigint[]))
 RETURNING job.id
+"""
+
+# A job whose task the worker does not know (a rolling deploy: an older worker claimed it)
+# goes back to its queue with no attempt used, to be claimed again after ``delay`` seconds,
+# by a worker that knows the task. It fails, saying why, once ``grace`` seconds have passed
+# since a worker first found it unknown (that sighting's failure record, the only one
+# written until then), or at once if its abort was requested. Matched like FINISH.
+PUT_BACK_UNKNOWN = """
+WITH sighting AS (
+    SELECT job.id, job.abort_requested,
+           (SELECT min(failure.failed_at) FROM kgc_jobfailure AS failure
+             WHERE failure.job_id = job.id AND failure.attempt = job.attempts + 1
+               AND failure.exception_type = 'TaskNotFound') AS first_seen
+      FROM procrastinate_jobs AS job
+     WHERE job.id = %(job_id)s AND job.status = 'doing' AND job.attempts = %(attempts)s
+       AND (job.worker_id = %(worker_id)s OR job.worker_id IS NULL)
+       FOR UPDATE
+), decided AS (
+    SELECT sighting.*,
+           abort_requested OR coalesce(first_seen, now()) <= now() - make_interval(secs => %(grace)s) AS fails
+      FROM sighting
+), returned AS (
+    UPDATE procrastinate_jobs AS job
+       SET status = CASE WHEN decided.fails THEN 'failed' ELSE 'todo' END::procrastinate_job_status,
+           attempts = job.attempts + CASE WHEN decided.fails THEN 1 ELSE 0 END,
+           scheduled_at = CASE WHEN decided.fails THEN job.scheduled_at
+                               ELSE now() + make_interval(secs => %(delay)s) END,
+           worker_id = NULL,
+           abort_requested = false,
+           queueing_lock = CASE WHEN decided.fails THEN job.queueing_lock
+                                ELSE kgc_lock_if_free(job.id, job.queueing_lock) END
+      FROM decided
+     WHERE job.id = decided.id
+    RETURNING job.id, job.queue_name, job.task_name, job.status, decided.first_seen
+), recorded AS (
+    INSERT INTO kgc_jobfailure
+           (job_id, queue_name, task_name, attempt, exception_type, message, traceback, will_retry, failed_at)
+    SELECT id, queue_name, task_name, %(attempts)s + 1, 'TaskNotFound',
+           CASE WHEN status = 'failed' THEN %(final_message)s ELSE %(message)s END, '', status = 'todo', now()
+      FROM returned
+     WHERE status = 'failed' OR first_seen IS NULL
+)
+SELECT id, status::text AS status, extract(epoch FROM now() - first_seen) AS unknown_for FROM returned
 """
 
 # The server processes of severed statements: ended, so that none of them can still commit.
@@ -237,7 +285,15 @@ SELECT CASE WHEN NOT EXISTS (
        END AS id
 """
 
+# The scheduler's check, with the schedules whose latest tick it skipped for good: those
+# it skipped now are added, and of those recorded before only the ones in ``keep`` stay
+# (schedules still declared that got no tick since).
 SCHEDULER_TICKED = """
-INSERT INTO kgc_schedulertick (name, ticked_at, worker_id) VALUES ('scheduler', now(), %(worker_id)s)
-ON CONFLICT (name) DO UPDATE SET ticked_at = excluded.ticked_at, worker_id = excluded.worker_id
+INSERT INTO kgc_schedulertick AS tick (name, ticked_at, worker_id, missed)
+VALUES ('scheduler', now(), %(worker_id)s, %(missed)s)
+ON CONFLICT (name) DO UPDATE
+   SET ticked_at = excluded.ticked_at,
+       worker_id = excluded.worker_id,
+       missed = coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(tick.missed)
+                           WHERE key = ANY(%(keep)s::text[])), '{}'::jsonb) || excluded.missed
 """

@@ -27,8 +27,10 @@ connection of its own (``kgc/queue/db.py``; the leader's rarer duties share one)
 Shutdown (SIGTERM, SIGINT): stop claiming, resign the lease, let running jobs finish
 for ``KGC_SHUTDOWN_TIMEOUT`` seconds with the heartbeat still beating, put back any job
 still running after that (it runs again: at least once), write the outcomes,
-unregister. A duty failing for longer than ``KGC_RECOVERY_TIMEOUT`` makes the process
-stop the same way and exit with ``EXIT_UNRECOVERABLE``.
+unregister. A job given up on that way never gets an outcome from this process: one the
+worker cannot put back (the database out of reach) is left to the rescue. A duty failing
+for longer than ``KGC_RECOVERY_TIMEOUT`` makes the process stop the same way and exit
+with ``EXIT_UNRECOVERABLE``.
 
 The overlap window. A sync task cannot be interrupted. If its worker is cut off from the
 database for longer than ``KGC_WORKER_DEAD_AFTER``, the leader declares it dead and puts
@@ -85,6 +87,9 @@ QUEUE_CHANNEL = "procrastinate_queue_v1#{queue}"
 CLAIM_BATCH_WINDOW = 0.02
 # How often the fetch loop puts back jobs its registration holds in the database and not in memory.
 RECONCILE_PERIOD = 30.0
+# What became of a job still running at the shutdown timeout (the stop's summary counts them).
+# GONE: the job was no longer this attempt's (rescued meanwhile).
+PUT_BACK, FAILED, GONE = "put back", "failed", "gone"
 
 
 class Worker:
@@ -122,7 +127,13 @@ class Worker:
         # waiting), as (job id, worker id, attempts): the same job may have an old attempt's
         # outcome waiting and a new attempt running.
         self._held: set[tuple[int, int, int]] = set()
-        self.completer = Completer(self.links["complete"], timeout=STATEMENT_TIMEOUT, on_written=self._written)
+        self.completer = Completer(
+            self.links["complete"],
+            timeout=STATEMENT_TIMEOUT,
+            on_written=self._written,
+            unknown_task_grace=config.unknown_task_grace,
+            unknown_task_delay=config.unknown_task_delay,
+        )
         self.elector = LeaderElector(
             self.links["leader"],  # its own: the lease is never renewed late behind a long rescue
             ttl=config.leader_ttl,
@@ -534,16 +545,22 @@ class Worker:
             await self.elector.resign()
         consumers_done = asyncio.ensure_future(self._consumers_shutdown())
         if self._jobs:
-            running = ", ".join(str(claim.job.id) for claim in self._jobs.values())
-            logger.info(f"waiting for running jobs to finish: {running}", extra={"event": "worker_draining"})
+            ids = ", ".join(str(claim.job.id) for claim in self._jobs.values())
+            logger.info(f"waiting for running jobs to finish: {ids}", extra={"event": "worker_draining"})
             await asyncio.wait(list(self._jobs), timeout=self.config.shutdown_timeout)
         await consumers_done
-        abandoned = list(self._jobs.values())
+        running = [(task, claim) for task, claim in self._jobs.items() if not task.done()]
+        abandoned = [claim for _, claim in running]
+        for claim in abandoned:
+            # Abandoned: whatever its run ends with now (a cancellation, an abort) is no outcome.
+            # The job goes back to its queue below, or to the rescue's once this worker is gone.
+            self._held.discard(claim.token)
+        ends: list[str] = []  # what became of each job the shutdown reached
         reachable = True
-        for task, claim in list(self._jobs.items()):
-            self.runner.abort(claim.job.id or 0)  # an async task is cancelled; a sync one cannot be
+        for task, claim in running:
+            self.runner.abandon(claim.job.id or 0)  # an async task is cancelled; a sync one cannot be
             if reachable:
-                reachable = await self._requeue(claim)
+                reachable = await self._requeue(claim, ends)
             task.cancel()  # its outcome is not written: the job is back in its queue, or will be
         with contextlib.suppress(Exception):
             await self.completer.flush_all(timeout=self.config.query_timeout * 2)
@@ -556,7 +573,7 @@ class Worker:
         for link in self.links.values():
             await link.drop()
         logger.info(
-            "worker stopped" + (f"; {len(abandoned)} job(s) put back" if abandoned else ""),
+            "worker stopped" + _abandoned_summary(abandoned=len(abandoned), ends=ends),
             extra={"event": "worker_stopped", "worker_id": self.worker_id, "exit_code": self.exit_code},
         )
         # Threads still running put-back jobs cannot be stopped: do not wait for them.
@@ -576,10 +593,11 @@ class Worker:
                     extra={"event": "consumer_shutdown_failed", "queue": name},
                 )
 
-    async def _requeue(self, claim: Claim) -> bool:
+    async def _requeue(self, claim: Claim, ends: list[str]) -> bool:
         """Put a job still running at the shutdown timeout back in its queue (or fail it, out of
-        attempts). If that cannot be written, the rescue does it once this worker is silent;
-        False then, so that the other jobs do not each wait for an unreachable database."""
+        attempts), noting in ``ends`` what became of it. If that cannot be written, the rescue
+        does it once this worker is silent; False then, so that the other jobs do not each wait
+        for an unreachable database."""
         message = f"still running {self.config.shutdown_timeout:g} s after shutdown began"
         try:
             rows = await self.links["complete"].execute(
@@ -596,14 +614,27 @@ class Worker:
         except Exception as exc:  # shutting down: the rescue will put it back
             logger.error(
                 f"job still running at shutdown timeout not put back ({type(exc).__name__}: {exc}); "
-                "the rescue will, once this worker is declared dead",
+                "the rescue will, once this worker has stopped",
                 extra={**log_fields(claim.job), "event": "job_requeue_failed"},
             )
             return False
-        self._held.discard(claim.token)
+        ends.append((PUT_BACK if rows[0]["will_retry"] else FAILED) if rows else GONE)
         if rows:
             logger.warning(
-                "job put back: still running at shutdown timeout",
+                "job put back: still running at shutdown timeout"
+                if rows[0]["will_retry"]
+                else "job failed: still running at shutdown timeout, and out of attempts or its abort was requested",
                 extra={**log_fields(claim.job), "event": "job_requeued", "will_retry": rows[0]["will_retry"]},
             )
         return True
+
+
+def _abandoned_summary(*, abandoned: int, ends: list[str]) -> str:
+    """How the jobs still running at the shutdown timeout were left, each counted for what it became."""
+    counts = {
+        "put back": ends.count(PUT_BACK),
+        "failed (out of attempts, or aborted)": ends.count(FAILED),
+        "left for the rescue (the database could not be reached)": abandoned - len(ends),
+    }
+    parts = [f"{count} job(s) {what}" for what, count in counts.items() if count]
+    return "; " + ", ".join(parts) if parts else ""

@@ -5,6 +5,8 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    atomic = False  # the index on the outbound emails is built CONCURRENTLY (tests/test_migrations.py)
+
     dependencies = [
         ("compliance", "0002_tenant_boundaries"),
         ("notifications", "0001_initial"),
@@ -59,9 +61,11 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        # Tracking webhooks find the email by the provider's message id.
+        # Tracking webhooks find the email by the provider's message id. Built without blocking
+        # the sends' writes, after dropping what a failed build may have left.
+        migrations.RunSQL("DROP INDEX CONCURRENTLY IF EXISTS outbound_message_id_idx", migrations.RunSQL.noop),
         migrations.RunSQL(
-            "CREATE INDEX outbound_message_id_idx ON notifications_outboundemail (message_id)",
-            reverse_sql="DROP INDEX outbound_message_id_idx",
+            "CREATE INDEX CONCURRENTLY outbound_message_id_idx ON notifications_outboundemail (message_id)",
+            reverse_sql="DROP INDEX CONCURRENTLY IF EXISTS outbound_message_id_idx",
         ),
     ]

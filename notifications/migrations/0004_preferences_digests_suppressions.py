@@ -10,13 +10,32 @@ a preference row must belong to a membership (composite foreign key to membershi
 import django.db.models.deletion
 import django.db.models.functions.text
 from django.conf import settings
+from django.contrib.postgres.operations import AddConstraintNotValid, AddIndexConcurrently, ValidateConstraint
 from django.db import migrations, models
 
 DIGEST_SAME_TENANT = """
 ALTER TABLE notifications_notification ADD CONSTRAINT notification_digest_same_tenant_fk
     FOREIGN KEY (digest_id, tenant_id) REFERENCES notifications_digest (id, tenant_id)
-    DEFERRABLE INITIALLY DEFERRED;
+    DEFERRABLE INITIALLY DEFERRED NOT VALID;
 """
+
+# The notifications table is large and written all day: its new column's foreign key is
+# added NOT VALID and validated in a transaction of its own, as Django would name it.
+DIGEST_FK = "notifications_notifi_digest_id_c54845ff_fk_notificat"
+DIGEST_COLUMN = [
+    migrations.RunSQL(
+        'ALTER TABLE "notifications_notification" ADD COLUMN "digest_id" bigint NULL;',
+        'ALTER TABLE "notifications_notification" DROP COLUMN "digest_id";',
+    ),
+    migrations.RunSQL(
+        f'ALTER TABLE "notifications_notification" ADD CONSTRAINT "{DIGEST_FK}" FOREIGN KEY ("digest_id") '
+        'REFERENCES "notifications_digest" ("id") DEFERRABLE INITIALLY DEFERRED NOT VALID;',
+        migrations.RunSQL.noop,  # dropped with the column
+    ),
+    migrations.RunSQL(
+        f'ALTER TABLE "notifications_notification" VALIDATE CONSTRAINT "{DIGEST_FK}";', migrations.RunSQL.noop
+    ),
+]
 PREFERENCE_OF_A_MEMBER = """
 ALTER TABLE notifications_notificationpreference ADD CONSTRAINT notification_preference_membership_fk
     FOREIGN KEY (tenant_id, user_id) REFERENCES compliance_membership (tenant_id, user_id)
@@ -25,6 +44,11 @@ ALTER TABLE notifications_notificationpreference ADD CONSTRAINT notification_pre
 
 
 class Migration(migrations.Migration):
+    # On the notifications and outbound emails tables (large, written all day) indexes are
+    # built CONCURRENTLY and constraints validated apart, each outside one big transaction
+    # (tests/test_migrations.py).
+    atomic = False
+
     dependencies = [
         ("compliance", "0003_tenant_notification_email_default"),
         ("notifications", "0003_email_delivery_unknown"),
@@ -149,13 +173,14 @@ class Migration(migrations.Migration):
                 max_length=16,
             ),
         ),
-        migrations.AddConstraint(
+        AddConstraintNotValid(
             model_name="outboundemail",
             constraint=models.CheckConstraint(
                 condition=models.Q(("status__in", ["queued", "sending", "sent", "failed", "suppressed"])),
                 name="outbound_status_valid",
             ),
         ),
+        ValidateConstraint(model_name="outboundemail", name="outbound_status_valid"),
         migrations.AddField(
             model_name="digest",
             name="outbound_email",
@@ -181,19 +206,24 @@ class Migration(migrations.Migration):
                 on_delete=django.db.models.deletion.CASCADE, related_name="digests", to="compliance.tenant"
             ),
         ),
-        migrations.AddField(
-            model_name="notification",
-            name="digest",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.RESTRICT,
-                related_name="items",
-                to="notifications.digest",
-            ),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AddField(
+                    model_name="notification",
+                    name="digest",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.RESTRICT,
+                        related_name="items",
+                        to="notifications.digest",
+                    ),
+                ),
+            ],
+            database_operations=DIGEST_COLUMN,
         ),
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="notification",
             index=models.Index(
                 condition=models.Q(("email_status", "digest_pending")),
@@ -201,13 +231,13 @@ class Migration(migrations.Migration):
                 name="notification_pending_idx",
             ),
         ),
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="notification",
             index=models.Index(
                 condition=models.Q(("digest__isnull", False)), fields=["digest"], name="notification_digest_idx"
             ),
         ),
-        migrations.AddConstraint(
+        AddConstraintNotValid(
             model_name="notification",
             constraint=models.CheckConstraint(
                 condition=models.Q(
@@ -229,7 +259,8 @@ class Migration(migrations.Migration):
                 name="notification_email_status_valid",
             ),
         ),
-        migrations.AddConstraint(
+        ValidateConstraint(model_name="notification", name="notification_email_status_valid"),
+        AddConstraintNotValid(
             model_name="notification",
             constraint=models.CheckConstraint(
                 condition=models.Q(
@@ -240,6 +271,7 @@ class Migration(migrations.Migration):
                 name="notification_digested_in_one_digest",
             ),
         ),
+        ValidateConstraint(model_name="notification", name="notification_digested_in_one_digest"),
         migrations.AddField(
             model_name="digestrun",
             name="tenant",
@@ -337,6 +369,10 @@ class Migration(migrations.Migration):
         migrations.RunSQL(
             DIGEST_SAME_TENANT,
             "ALTER TABLE notifications_notification DROP CONSTRAINT notification_digest_same_tenant_fk;",
+        ),
+        migrations.RunSQL(
+            "ALTER TABLE notifications_notification VALIDATE CONSTRAINT notification_digest_same_tenant_fk;",
+            migrations.RunSQL.noop,
         ),
         migrations.RunSQL(
             PREFERENCE_OF_A_MEMBER,

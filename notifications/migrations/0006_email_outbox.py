@@ -364,7 +364,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="outboundemail",
             name="priority",
-            field=models.PositiveSmallIntegerField(
+            field=models.SmallIntegerField(
                 choices=[(0, "Urgent"), (1, "High"), (2, "Normal"), (3, "Low")], db_default=2, default=2
             ),
         ),
@@ -393,7 +393,9 @@ class Migration(migrations.Migration):
         ),
         AddConstraintNotValid(
             model_name="outboundemail",
-            constraint=models.CheckConstraint(condition=models.Q(("priority__lte", 3)), name="outbound_priority_valid"),
+            constraint=models.CheckConstraint(
+                condition=models.Q(("priority__gte", 0), ("priority__lte", 3)), name="outbound_priority_valid"
+            ),
         ),
         migrations.RunSQL(FUNCTIONS, FUNCTIONS_DROP),
         migrations.RunSQL(MOVE, MOVE_BACK),

@@ -8,8 +8,10 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
+import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -135,6 +137,24 @@ def test_a_signal_stops_the_web_server_and_the_workers(start_dev, dev_env, signu
     assert http_get(f"http://127.0.0.1:{dev_env['PORT']}/healthz")[0] == 0  # nothing listens any more
 
 
+def test_the_banners_again_line_works_in_a_second_terminal(start_dev, dev_env):
+    """A terminal of its own: no DEBUG, no SECRET_KEY (make run sets DEBUG for its own processes only)."""
+    run = start_dev(dev_env)
+    fields = run.banner()
+    [again] = re.findall(r"^  Again +(.+)$", run.output, flags=re.MULTILINE)
+    second_terminal = {key: value for key, value in dev_env.items() if key not in ("DEBUG", "SECRET_KEY")}
+    shown = subprocess.run(  # noqa: S603 - the banner's own command line, as a person would paste it
+        shlex.split(again), cwd=ROOT, env=second_terminal, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"  Password   {fields['Password']}" in shown.stdout
+    listed = subprocess.run(
+        [sys.executable, "manage.py", "queue_stats"], cwd=ROOT, env=second_terminal, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+
+
 def test_the_banner_token_opens_the_api(start_dev, dev_env):
     run = start_dev(dev_env)
     token = run.banner()["token"]
@@ -145,12 +165,16 @@ def test_the_banner_token_opens_the_api(start_dev, dev_env):
         assert set(json.load(response)) == {"compliance", "expiry-notification", "filing-reminder", "email"}
 
 
-def test_the_embedded_postgresql_stops_with_the_rest(start_dev, dev_env):
+@pytest.mark.parametrize("users_list", ["kept", "damaged"])
+def test_the_embedded_postgresql_stops_with_the_rest(start_dev, dev_env, users_list):
+    """Also when the list of the server's users was left damaged (a process killed while writing it)."""
     env = {key: value for key, value in dev_env.items() if key != "DATABASE_URL"}
     run = start_dev(env, sigint_ignored=True)
     run.banner()
     pgdata = Path(env["KGC_DATA_DIR"]) / "pgdata"
     server = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    if users_list == "damaged":
+        (pgdata / ".handle_pids.json").write_text("")
     _stops_everything(run, signal.SIGTERM)
     server.wait(timeout=30)
     assert not (pgdata / "postmaster.pid").exists()

@@ -226,3 +226,22 @@ def test_through_pgbouncer_everything_goes_on_after_a_database_restart(cluster, 
     cluster.restart()
     recovers(database, fault_workers, [worker], time.time())
     assert "duty heartbeat failed" in fault_workers.log(worker) or "duty listener failed" in fault_workers.log(worker)
+
+
+def test_a_failover_during_shutdown_leaves_the_job_to_the_rescue_not_aborted(cluster, database, fault_workers):
+    """The put-back at the shutdown timeout meets a connection the restart cut: the job gets no
+    outcome from the stopping worker (before, its cancellation was written as ``aborted``)."""
+    stopping = fault_workers.start("--queues", "maintenance", KGC_SHUTDOWN_TIMEOUT="4")
+    wait_registered(database, stopping)
+    warm_up = database.defer("tests.noop_maintenance", "maintenance")  # outcomes' connection now open
+    wait_for(lambda: database.all_succeeded(warm_up), message="a first outcome")
+    [job] = database.defer("tests.wait_async", "maintenance", seconds=120, first_attempt_only=True)
+    wait_for(lambda: database.statuses([job]) == ["doing"], message="the job to start")
+    stopping.send_signal(signal.SIGTERM)
+    cluster.restart()  # within the shutdown timeout: the connections the worker holds are cut
+    assert stopping.wait(timeout=60) == 0, fault_workers.log(stopping)
+    assert database.statuses([job]) == ["doing"]
+    assert "left for the rescue" in fault_workers.log(stopping)
+    fault_workers.start("--queues", "maintenance")
+    wait_for(lambda: database.all_succeeded([job]), timeout=60, message="the rescued job")
+    assert database.value("SELECT exception_type FROM kgc_jobfailure WHERE job_id = %s", [job]) == "WorkerLost"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -29,6 +30,14 @@ def _declare(queue: str) -> None:
 
 for _queue in QUEUES:
     _declare(_queue)
+
+
+@jobs.task(queue="maintenance", name="tests.wait_async", pass_context=True)
+async def wait_async(context: JobContext, seconds: float, first_attempt_only: bool = False) -> int:
+    """An async task: the worker cancels it (rather than waits for it) when it gives up on it."""
+    if not (first_attempt_only and context.job.attempts > 0):
+        await asyncio.sleep(seconds)
+    return os.getpid()
 
 
 @jobs.task(queue="maintenance", name="tests.fail_permanently")

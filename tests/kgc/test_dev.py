@@ -7,6 +7,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from kgc import dev
 
@@ -38,8 +39,32 @@ def test_the_admin_gets_the_password_from_kgc_admin_password(store, settings):
 def test_the_password_stays_the_same_from_one_run_to_the_next(store):
     run()
     first = dev.dev_credentials_load(store=store)
-    assert run().strip() == f"Admin user reset: username admin  password {first.password}"
+    assert run().strip() == f"Admin user unchanged: username admin  password {first.password}"
     assert dev.dev_credentials_load(store=store) == first
+
+
+def test_a_run_with_nothing_changed_keeps_the_admin_logged_in(store):
+    """``make run`` again must not log the operator out: the user and its password hash stay."""
+    run()
+    credentials = dev.dev_credentials_load(store=store)
+    browser = Client()
+    assert browser.login(username=credentials.username, password=credentials.password)
+    before = get_user_model().objects.get(username="admin").password
+    run()
+    assert get_user_model().objects.get(username="admin").password == before
+    assert browser.get("/admin/").status_code == 200  # the session is still valid
+
+
+def test_an_admin_that_lost_its_rights_gets_them_back(store):
+    run()
+    get_user_model().objects.filter(username="admin").update(is_superuser=False)
+    assert run().startswith("Admin user reset")
+    assert get_user_model().objects.get(username="admin").is_superuser
+
+
+def test_ensure_admin_marks_the_checkout_for_development(store):
+    run()
+    assert (store / dev.DEVELOPMENT_MARK).is_file()
 
 
 def test_a_password_changed_in_the_admin_is_replaced_by_a_new_one(store):

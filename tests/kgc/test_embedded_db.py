@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 
+import psutil
 import psycopg
 import pytest
 
+from kgc.embedded_db import HANDLES_FILE, _forget_dead_processes, handles_read, handles_write
 from tests.helpers import ROOT, manage, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -88,3 +91,45 @@ def test_embedded_database_runs_a_job_through_a_worker(tmp_path):
     finally:
         worker.terminate()
         assert worker.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("damage", ["", "[4242, 42", "{}"], ids=["empty", "cut", "not-a-list"])
+def test_a_damaged_list_of_the_servers_users_never_stops_a_start(tmp_path, damage):
+    """A process killed while writing the list once left it empty: every start then crashed."""
+    run_embedded(tmp_path)
+    (tmp_path / "pgdata" / HANDLES_FILE).write_text(damage)
+    _, visits = run_embedded(tmp_path)
+    assert visits == 2
+
+
+@pytest.mark.parametrize("damage", ["", "[1, 2", "{}", '["1"]', "null"])
+def test_a_damaged_list_reads_as_no_process(tmp_path, damage):
+    path = tmp_path / HANDLES_FILE
+    path.write_text(damage)
+    assert handles_read(path) == []
+
+
+def test_the_list_is_replaced_whole_never_rewritten_in_place(tmp_path):
+    """Renamed over the old one: a reader (or a kill) never meets a half-written list."""
+    path = tmp_path / HANDLES_FILE
+    handles_write(path, [1, 2])
+    before = path.stat().st_ino
+    handles_write(path, [1, 2, 3])
+    assert path.stat().st_ino != before
+    assert handles_read(path) == [1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [HANDLES_FILE]
+
+
+def test_a_pid_reused_by_a_process_started_after_the_list_was_written_is_forgotten(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    registered = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # noqa: S603
+    try:
+        handles_write(pgdata / HANDLES_FILE, [registered.pid])
+        assert _forget_dead_processes(pgdata) == [registered.pid]  # started before it registered
+        started_since = psutil.Process(registered.pid).create_time() - 10
+        os.utime(pgdata / HANDLES_FILE, (started_since, started_since))  # as if written before it started
+        assert _forget_dead_processes(pgdata) == []
+    finally:
+        registered.kill()
+        registered.wait()

@@ -30,6 +30,9 @@ from tests.helpers import ROOT, manage, subprocess_env
         ({"KGC_APP_URL": "app.example.com"}, "KGC_APP_URL"),
         ({"KGC_APP_FILING_ROUTE": "/filings/{id}"}, "KGC_APP_FILING_ROUTE"),
         ({"KGC_ESCALATION_EVERY_DAYS": "0"}, "KGC_ESCALATION_EVERY_DAYS"),
+        ({"KGC_UNKNOWN_TASK_GRACE": "-5"}, "KGC_UNKNOWN_TASK_GRACE"),
+        # Outside DEBUG each process would otherwise start a private, empty PostgreSQL.
+        ({"DEBUG": "false", "SECRET_KEY": "k" * 60, "DATABASE_URL": None}, "DATABASE_URL"),
     ],
 )
 def test_bad_variable_stops_startup_with_one_line_naming_it(db, overrides, variable):
@@ -38,6 +41,25 @@ def test_bad_variable_stops_startup_with_one_line_naming_it(db, overrides, varia
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"kgc: configuration error: {variable}:")
+
+
+def test_a_checkout_marked_by_make_run_runs_commands_as_make_run_does(db, tmp_path):
+    """A second terminal: no DEBUG and no SECRET_KEY in its environment."""
+    from kgc.dev import dev_checkout_mark
+
+    env = subprocess_env(DEBUG=None, SECRET_KEY=None, KGC_DATA_DIR=str(tmp_path))
+    refused = manage("check", env=env)
+    assert refused.returncode == 2 and "SECRET_KEY: is required when DEBUG is off" in refused.stderr
+    dev_checkout_mark(store=tmp_path)
+    result = manage("check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert manage("check", env={**env, "DEBUG": "false"}).returncode == 2  # DEBUG set in the environment wins
+
+
+@pytest.mark.parametrize("ignore_file", [".dockerignore", ".gitignore"])
+def test_the_development_mark_never_reaches_an_image_or_a_deploy(ignore_file):
+    """The mark lives in .kgc, which neither the Docker build context nor git carries."""
+    assert any(line.strip().rstrip("/") == ".kgc" for line in (ROOT / ignore_file).read_text().splitlines())
 
 
 def test_redis_url_is_ignored_with_a_one_line_warning(db):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.test import Client
 
 from notifications.models import NotificationPreference
@@ -107,6 +109,31 @@ def test_after_unsubscribing_the_page_links_to_the_preferences(browser, tenant, 
     page = browser.post(unsubscribe_url(member, tenant)).content.decode()
     link = re.search(r'href="([^"]+)" id="preferences-link"', page).group(1)
     assert browser.get(link).status_code == 200
+
+
+def test_the_preferences_link_an_unsubscribe_answers_with_expires_in_minutes(browser, tenant, member):
+    """The unsubscribe address is also List-Unsubscribe, which mailbox providers POST and log:
+    its answer must not open every choice of the member for good."""
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        page = browser.post(unsubscribe_url(member, tenant), "List-Unsubscribe=One-Click", "text/plain")
+        link = re.search(r'href="([^"]+)" id="preferences-link"', page.content.decode()).group(1)
+        clock.shift(timedelta(minutes=14))
+        form = {"csrfmiddlewaretoken": _csrf(browser, link), "document_expiry": "off"}
+        form |= {"filing_reminder": "daily_digest", "compliance_alert": "default"}
+        assert browser.post(link, form).status_code == 200  # in time: it works
+        clock.shift(timedelta(minutes=2))
+        refused = browser.get(link)
+        assert refused.status_code == 400
+        assert "expired" in refused.content.decode()
+        assert browser.post(link, {**form, "document_expiry": "immediate"}).status_code == 400
+    assert chosen(member) == {"document_expiry": "off", "filing_reminder": "daily_digest"}
+
+
+def test_the_preferences_link_of_an_email_does_not_expire(browser, tenant, member):
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        url = preferences_url(member, tenant)
+        clock.shift(timedelta(days=400))
+        assert browser.get(url).status_code == 200
 
 
 # --- The preferences page ---------------------------------------------------------------------

@@ -48,13 +48,11 @@ class Command(ProjectCommand):
             )
             self.stdout.write(banner)
             return
-        credentials, created = dev.dev_admin_ensure(
+        credentials, done = dev.dev_admin_ensure(
             username=options["username"],
             email=options["email"],
             password=settings.KGC_ADMIN_PASSWORD,
             store=store,
         )
-        self.stdout.write(
-            f"Admin user {'created' if created else 'reset'}: username {credentials.username}  "
-            f"password {credentials.password}"
-        )
+        what = {"created": "created", "reset": "reset", "kept": "unchanged"}[done]
+        self.stdout.write(f"Admin user {what}: username {credentials.username}  password {credentials.password}")

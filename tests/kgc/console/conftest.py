@@ -191,14 +191,17 @@ def heartbeat(
         return cursor.fetchone()[0]
 
 
-def scheduler_ticked(*, age: timedelta = timedelta(0), worker_id: int = 1) -> None:
-    """Record a scheduler check ``age`` ago, as the leader's scheduler does."""
+def scheduler_ticked(
+    *, age: timedelta = timedelta(0), worker_id: int = 1, missed: dict[str, int] | None = None
+) -> None:
+    """Record a scheduler check ``age`` ago, as the leader's scheduler does, with the schedules
+    whose latest tick it skipped (``missed``: schedule → the tick's Unix time)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """INSERT INTO kgc_schedulertick (name, ticked_at, worker_id)
-               VALUES ('scheduler', now() - make_interval(secs => %s), %s)
-               ON CONFLICT (name) DO UPDATE SET ticked_at = excluded.ticked_at""",
-            [age.total_seconds(), worker_id],
+            """INSERT INTO kgc_schedulertick (name, ticked_at, worker_id, missed)
+               VALUES ('scheduler', now() - make_interval(secs => %s), %s, %s)
+               ON CONFLICT (name) DO UPDATE SET ticked_at = excluded.ticked_at, missed = excluded.missed""",
+            [age.total_seconds(), worker_id, json.dumps(missed or {})],
         )
 
 

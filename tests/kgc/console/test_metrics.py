@@ -21,7 +21,13 @@ from tests.kgc.console.conftest import defer, events_move, fail, heartbeat, sche
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    settings.KGC_METRICS_TOKEN = "scrape-token"
+
+
 def _scrape(client, **headers) -> dict[str, prometheus.Family]:
+    headers.setdefault("HTTP_AUTHORIZATION", "Bearer scrape-token")
     response = client.get(reverse("metrics"), REMOTE_ADDR="127.0.0.1", **headers)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -175,6 +181,11 @@ def test_the_leader_and_the_scheduler_are_reported(client):
     assert 8 <= prometheus.value(families, "kgc_scheduler_last_tick_age_seconds") < 60
 
 
+def test_schedules_that_missed_their_latest_tick_are_counted(client):
+    scheduler_ticked(missed={"compliance.refresh_all (nightly)": 1_780_000_000})
+    assert prometheus.value(_scrape(client), "kgc_scheduler_missed_ticks") == 1
+
+
 def test_no_leader_and_no_scheduler_run_are_reported(client):
     families = _scrape(client)
     assert families["kgc_leader_info"].samples == {}
@@ -185,7 +196,7 @@ def test_no_leader_and_no_scheduler_run_are_reported(client):
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
 def test_promtool_accepts_the_exposition(client):
     fail(defer("email"))
-    body = client.get(reverse("metrics"), REMOTE_ADDR="127.0.0.1").content
+    body = client.get(reverse("metrics"), REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer scrape-token").content
     result = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -193,7 +204,23 @@ def test_promtool_accepts_the_exposition(client):
 # --- Who may read it ------------------------------------------------------------------------
 
 
-def test_without_a_token_a_remote_address_is_refused(client):
+def test_without_a_token_a_remote_address_is_refused(client, settings):
+    settings.KGC_METRICS_TOKEN = ""
+    assert client.get(reverse("metrics"), REMOTE_ADDR="10.1.2.3").status_code == 403
+
+
+def test_without_a_token_outside_debug_localhost_is_refused_too(client, settings):
+    """Behind a reverse proxy on the same host every client comes from loopback."""
+    settings.KGC_METRICS_TOKEN = ""
+    response = client.get(reverse("metrics"), REMOTE_ADDR="127.0.0.1")
+    assert response.status_code == 403
+    assert b"KGC_METRICS_TOKEN" in response.content
+
+
+def test_without_a_token_in_debug_localhost_may_read(client, settings):
+    settings.KGC_METRICS_TOKEN = ""
+    settings.DEBUG = True
+    assert client.get(reverse("metrics"), REMOTE_ADDR="127.0.0.1").status_code == 200
     assert client.get(reverse("metrics"), REMOTE_ADDR="10.1.2.3").status_code == 403
 
 

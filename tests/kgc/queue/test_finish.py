@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from kgc.queue import sql as queue_sql
-from kgc.queue.completer import finish_params
+from kgc.queue.completer import Completer, finish_params
+from kgc.queue.db import Link, connection_params
 from kgc.queue.runner import Claim, Failure, Outcome
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -194,3 +196,100 @@ def test_an_outcome_the_database_refuses_is_written_simplified_and_the_others_as
     assert row(sql, bad.job.id)[0] == "failed"
     [(message,)] = sql("SELECT message FROM kgc_jobfailure WHERE job_id = %s", [bad.job.id])
     assert message.startswith("(the failure's text could not be stored")
+
+
+def test_an_old_and_a_new_attempts_retries_of_one_locked_job_in_one_batch(sql, link, worker_row, job_row):
+    """The old attempt's outcome waited (the database was out of reach) while the job was rescued
+    and claimed again: only the new attempt's retry is written, and the batch goes through."""
+    worker = worker_row()
+    old = claimed(sql, job_row(queueing_lock="refresh:7"), worker)
+    sql(
+        "UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL, attempts = attempts + 1 WHERE id = %s",
+        [old.job.id],
+    )
+    new = claimed(sql, old.job.id, worker)
+    retry = timedelta(seconds=30)
+    assert finish(link, [outcome(old, "todo", retry_in=retry), outcome(new, "todo", retry_in=retry)]) == {new.job.id}
+    assert row(sql, new.job.id) == ("todo", 2, None, "refresh:7")
+
+
+# A value the database refuses for one outcome only (a check of its own, as a constraint would).
+REFUSE_POISON = """
+CREATE FUNCTION test_refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.message = 'poison' THEN
+        RAISE EXCEPTION 'this record is refused';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER test_refuse_poison BEFORE INSERT ON kgc_jobfailure FOR EACH ROW EXECUTE FUNCTION test_refuse_poison();
+"""
+# Any write of one job's outcome is refused.
+REFUSE_JOB = """
+CREATE FUNCTION test_refuse_job() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status <> 'doing' AND NEW.id = {job_id} THEN
+        RAISE EXCEPTION 'this outcome is refused';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER test_refuse_job BEFORE UPDATE ON procrastinate_jobs FOR EACH ROW EXECUTE FUNCTION test_refuse_job();
+"""
+
+
+@pytest.fixture
+def refuse(sql):
+    """``refuse(statement)``: install one of the triggers above for this test only."""
+    installed: list[str] = []
+
+    def install(statement: str, name: str) -> None:
+        sql(statement)
+        installed.append(name)
+
+    yield install
+    for name in installed:
+        table = "kgc_jobfailure" if name == "test_refuse_poison" else "procrastinate_jobs"
+        sql(f"DROP TRIGGER {name} ON {table}; DROP FUNCTION {name}()")
+
+
+def flush(outcomes: list[Outcome]) -> Completer:
+    connection = Link("test", connection_params())
+    completer = Completer(connection, timeout=30, on_written=lambda outcomes: None)
+    for one in outcomes:
+        completer.add(one)
+
+    async def run() -> None:
+        try:
+            await completer.flush_all(timeout=30)
+        finally:
+            await connection.drop()
+
+    asyncio.run(run())
+    return completer
+
+
+def test_an_outcome_refused_by_any_sql_error_does_not_hold_up_the_others(sql, worker_row, job_row, refuse):
+    worker = worker_row()
+    refuse(REFUSE_POISON, "test_refuse_poison")
+    claims = [claimed(sql, job_row(), worker) for _ in range(5)]
+    outcomes = [outcome(claim) for claim in claims]
+    outcomes[3] = outcome(claims[3], "failed")
+    outcomes[3].failure = Failure(1, "ValueError", "poison", "Traceback...", NOW)
+    completer = flush(outcomes)
+    assert not completer.pending
+    assert [row(sql, claim.job.id)[0] for claim in claims] == ["succeeded"] * 3 + ["failed", "succeeded"]
+    [(message,)] = sql("SELECT message FROM kgc_jobfailure WHERE job_id = %s", [claims[3].job.id])
+    assert message.startswith("(the failure's text could not be stored")
+
+
+def test_an_outcome_refused_even_simplified_is_left_for_the_reconciliation(sql, worker_row, job_row, refuse, caplog):
+    worker = worker_row()
+    claims = [claimed(sql, job_row(), worker) for _ in range(3)]
+    refuse(REFUSE_JOB.format(job_id=claims[1].job.id), "test_refuse_job")
+    completer = flush([outcome(claim) for claim in claims])
+    assert not completer.pending
+    assert [row(sql, claim.job.id)[0] for claim in claims] == ["succeeded", "doing", "succeeded"]
+    assert "job_outcome_unwritable" in {getattr(record, "event", "") for record in caplog.records}
+    assert "job_outcome_refused" not in {getattr(record, "event", "") for record in caplog.records}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kgc.queue.scheduler import CATCH_UP_MAX, ticks_due
+from kgc.queue.scheduler import CATCH_UP_MAX, ticks_due, ticks_missed
 
 NIGHTLY = ("compliance.refresh_all", "nightly")
 HOURLY = ("kgc.retention", "hourly")
@@ -78,3 +78,48 @@ def test_several_schedules_come_out_oldest_first():
         catch_up=20 * 3600,
     )
     assert due == [(NIGHTLY, int(at("2026-12-01 02:00"))), (HOURLY, int(at("2026-12-01 02:17")))]
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "expected"),
+    [
+        # The current tick runs with catching up off, whether or not the schedule ran before.
+        ("2026-11-30 02:00", "2026-12-01 02:00:00", ["2026-12-01 02:00"]),
+        ("2026-11-30 02:00", "2026-12-01 02:00:20", ["2026-12-01 02:00"]),
+        (None, "2026-12-01 02:00:01", ["2026-12-01 02:00"]),
+        # A tick missed by more than a minute is not caught up.
+        ("2026-11-30 02:00", "2026-12-01 02:05", []),
+    ],
+)
+def test_with_catching_up_off_only_the_current_tick_runs(last, now, expected):
+    due = ticks_due(
+        crons={NIGHTLY: "0 2 * * *"}, last={NIGHTLY: int(at(last))} if last else {}, now=at(now), catch_up=0
+    )
+    assert [tick for _, tick in due] == ticks(expected)
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "catch_up", "expected"),
+    [
+        ("2026-11-30 02:00", "2026-12-01 02:05", 0, "2026-12-01 02:00"),  # catching up off
+        ("2026-11-28 02:00", "2026-12-01 23:00", 20 * 3600, "2026-12-01 02:00"),  # down for three days
+        ("2026-11-28 02:00", "2026-12-01 03:00", 20 * 3600, "2026-11-30 02:00"),  # today's ran; yesterday's lost
+        ("2026-11-30 02:00", "2026-12-01 03:00", 20 * 3600, None),  # caught up
+        (None, "2026-12-01 23:00", 20 * 3600, None),  # never ran: a new schedule misses nothing
+    ],
+)
+def test_the_newest_tick_skipped_for_good_is_reported(last, now, catch_up, expected):
+    missed = ticks_missed(
+        crons={NIGHTLY: "0 2 * * *"}, last={NIGHTLY: int(at(last))} if last else {}, now=at(now), catch_up=catch_up
+    )
+    assert missed == ({NIGHTLY: int(at(expected))} if expected else {})
+
+
+def test_ticks_past_the_catch_up_cap_are_reported_missed():
+    missed = ticks_missed(
+        crons={EVERY_2_S: "* * * * * */2"},
+        last={EVERY_2_S: int(at("2026-12-01 09:00"))},
+        now=at("2026-12-01 10:00"),
+        catch_up=7200,
+    )
+    assert missed == {EVERY_2_S: int(at("2026-12-01 10:00")) - 2 * CATCH_UP_MAX}

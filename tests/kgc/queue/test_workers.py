@@ -156,6 +156,39 @@ def test_tick_missed_while_no_worker_was_up_runs_when_a_worker_starts(workers):
     ]
 
 
+def test_with_catching_up_off_every_tick_still_runs(workers):
+    group = workers(KGC_TEST_CRON="* * * * * */2", KGC_SCHEDULER_CATCH_UP_HOURS="0")
+    group.start("--queues", "maintenance")
+    wait_for(
+        lambda: ProcrastinateJob.objects.filter(task_name="tests.tick", status="succeeded").count() >= 2,
+        timeout=60,
+        message="two ticks",
+    )
+
+
+def test_a_tick_too_late_to_catch_up_is_reported_by_the_health_checks(workers, sql):
+    from kgc.console.views import readiness_checks
+
+    missed = (datetime.now(tz=UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
+    yesterday = int((missed - timedelta(days=1)).timestamp())
+    sql(
+        "INSERT INTO procrastinate_periodic_defers (task_name, periodic_id, defer_timestamp) VALUES (%s, %s, %s)",
+        ["tests.tick", "test", yesterday],
+    )
+    group = workers(KGC_TEST_CRON=f"{missed.minute} {missed.hour} * * *", KGC_SCHEDULER_CATCH_UP_HOURS="0")
+    group.start("--queues", "maintenance")
+    verdict = wait_for(
+        lambda: "skipped" in readiness_checks()["scheduler"] and readiness_checks()["scheduler"],
+        timeout=60,
+        message="the scheduler's verdict",
+    )
+    assert verdict == (
+        "the scheduler skipped a tick too late to catch up (KGC_SCHEDULER_CATCH_UP_HOURS): "
+        f"tests.tick (test) at {missed:%Y-%m-%d %H:%M} UTC"
+    )
+    assert not ProcrastinateJob.objects.filter(task_name="tests.tick").exists()
+
+
 def test_priority_1_starts_before_waiting_default_priority_jobs(workers, sql):
     group = workers()
     backlog = [defer("tests.noop_maintenance") for _ in range(5)]
@@ -224,3 +257,137 @@ def test_job_draining_longer_than_the_dead_worker_cutoff_is_not_run_twice(worker
     stored = ProcrastinateJob.objects.get(id=job)
     assert (stored.status, stored.attempts) == ("succeeded", 1)
     assert not JobFailure.objects.filter(job_id=job).exists()
+
+
+# The put-back at the shutdown timeout fails as if the connection was cut (a failover): the
+# statement's own server process ends itself.
+CUT_THE_PUT_BACK = """
+CREATE FUNCTION test_cut_the_put_back() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'todo' AND NEW.id = {job_id} THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER test_cut_the_put_back BEFORE UPDATE ON procrastinate_jobs
+    FOR EACH ROW EXECUTE FUNCTION test_cut_the_put_back();
+"""
+UNCUT_THE_PUT_BACK = "DROP TRIGGER test_cut_the_put_back ON procrastinate_jobs; DROP FUNCTION test_cut_the_put_back()"
+
+
+def test_a_job_the_shutdown_cannot_put_back_gets_no_outcome_and_is_rescued(workers, sql):
+    """Not ``aborted``: nobody asked. The rescue puts it back once the worker is gone."""
+    group = workers(**FAST_FAULTS)
+    stopping = group.start("--queues", "maintenance", "--shutdown-timeout", "1")
+    job = defer("tests.wait_async", seconds=120, first_attempt_only=True)
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    sql(CUT_THE_PUT_BACK.format(job_id=job))
+    try:
+        stopping.send_signal(signal.SIGTERM)
+        assert stopping.wait(timeout=60) == 0
+    finally:
+        sql(UNCUT_THE_PUT_BACK)
+    assert sql("SELECT status::text, attempts FROM procrastinate_jobs WHERE id = %s", [job]) == [("doing", 0)]
+    assert not JobFailure.objects.filter(job_id=job).exists()
+    log = group.output(stopping)
+    assert "the rescue will, once this worker has stopped" in log
+    assert "1 job(s) left for the rescue" in log and "put back;" not in log and "1 job(s) put back" not in log
+    group.start("--queues", "maintenance")
+    wait_for(lambda: statuses([job]) == ["succeeded"], timeout=60, message="the rescued job")
+    assert JobFailure.objects.get(job_id=job).exception_type == "WorkerLost"
+
+
+def test_an_async_job_put_back_at_the_shutdown_timeout_leaves_no_refused_outcome(workers):
+    group = workers()
+    process = group.start("--queues", "maintenance", "--shutdown-timeout", "1")
+    job = defer("tests.wait_async", seconds=120)
+    wait_for(lambda: statuses([job]) == ["doing"], message="job start")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert statuses([job]) == ["todo"]
+    log = group.output(process)
+    assert "1 job(s) put back" in log
+    assert "job_outcome_refused" not in log and "job aborted" not in log
+
+
+def test_a_job_of_a_task_the_worker_does_not_know_waits_for_a_worker_that_knows_it(workers):
+    """A rolling deploy: an older worker, which does not declare the task, claims the job first."""
+    group = workers(KGC_UNKNOWN_TASK_GRACE="60")
+    group.env.pop("KGC_EXTRA_TASK_MODULES")  # this worker knows none of the tests' tasks
+    job = defer("tests.noop_email")
+    older = group.start("--queues", "email")
+    wait_for(lambda: JobFailure.objects.filter(job_id=job).exists(), message="the unknown task's record")
+    stored = ProcrastinateJob.objects.get(id=job)
+    assert (stored.status, stored.attempts) == ("todo", 0)  # back in its queue, no attempt used
+    assert stored.scheduled_at > datetime.now(tz=UTC)  # not claimed again at once
+    failure = JobFailure.objects.get(job_id=job)
+    assert (failure.exception_type, failure.will_retry) == ("TaskNotFound", True)
+    assert "no task named 'tests.noop_email' in this worker" in failure.message
+    older.send_signal(signal.SIGTERM)
+    assert older.wait(timeout=60) == 0
+    group.env["KGC_EXTRA_TASK_MODULES"] = "tests.kgc.sample_tasks"
+    group.start("--queues", "email")  # a worker of the new release
+    wait_for(lambda: statuses([job]) == ["succeeded"], timeout=60, message="the job on a worker that knows it")
+    assert ProcrastinateJob.objects.get(id=job).attempts == 1
+
+
+def test_a_job_no_worker_knows_fails_after_the_grace_saying_why(workers):
+    group = workers(KGC_UNKNOWN_TASK_GRACE="2")
+    group.env.pop("KGC_EXTRA_TASK_MODULES")
+    job = defer("tests.noop_email")
+    group.start("--queues", "email")
+    wait_for(lambda: statuses([job]) == ["failed"], timeout=60, message="the job to fail after the grace")
+    records = list(JobFailure.objects.filter(job_id=job).order_by("failed_at"))
+    assert [(record.exception_type, record.will_retry) for record in records] == [
+        ("TaskNotFound", True),  # first found unknown: put back
+        ("TaskNotFound", False),  # nobody knew it within the grace
+    ]
+    assert "within 2 s (KGC_UNKNOWN_TASK_GRACE)" in records[-1].message
+    assert ProcrastinateJob.objects.get(id=job).attempts == 1
+
+
+def test_health_worker_checks_the_worker_processes_running_here(workers):
+    """The worker container's health check: it passes while this host's worker beats, and fails once it stopped."""
+    from tests.helpers import manage
+
+    group = workers()
+    process = group.start("--queues", "email")
+    wait_for(lambda: manage("health", "--worker").returncode == 0, timeout=60, message="a healthy worker")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    result = manage("health", "--worker")
+    assert result.returncode == 1
+    assert "no worker process of this host" in result.stdout
+
+
+# The database refuses one job's failure record (as a constraint or a trigger of its own might).
+REFUSE_POISON = """
+CREATE FUNCTION test_refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.message = 'poison' THEN
+        RAISE EXCEPTION 'this record is refused';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER test_refuse_poison BEFORE INSERT ON kgc_jobfailure FOR EACH ROW EXECUTE FUNCTION test_refuse_poison();
+"""
+
+
+def test_an_outcome_the_database_refuses_does_not_stall_the_workers_other_outcomes(workers, sql):
+    """Before, the worker tried the same batch again until its recovery timeout, then exited,
+    and every job it had finished meanwhile ran again."""
+    sql(REFUSE_POISON)
+    try:
+        group = workers()
+        process = group.start("--queues", "maintenance")
+        poisoned = defer("tests.fail_permanently", reason="poison")
+        wait_for(lambda: statuses([poisoned]) != ["todo"], message="the poisoned job to start")
+        later = [defer("tests.noop_maintenance") for _ in range(3)]
+        wait_for(lambda: all_succeeded(later), timeout=60, message="the jobs after the refused outcome")
+        assert statuses([poisoned]) == ["failed"]
+        assert JobFailure.objects.get(job_id=poisoned).message.startswith("(the failure's text could not be stored")
+        assert process.poll() is None
+    finally:
+        sql("DROP TRIGGER test_refuse_poison ON kgc_jobfailure; DROP FUNCTION test_refuse_poison()")

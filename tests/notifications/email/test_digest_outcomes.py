@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from notifications.delivery import emails_resend
-from notifications.dispatcher import emails_send
 from notifications.digests import digests_send
+from notifications.dispatcher import emails_send
 from notifications.models import Digest, Notification, OutboundEmail, Suppression
 from tests.notifications.digests.conftest import document_draft, filing_draft
 
