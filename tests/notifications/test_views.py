@@ -119,7 +119,7 @@ def test_the_preferences_link_an_unsubscribe_answers_with_expires_in_minutes(bro
         link = re.search(r'href="([^"]+)" id="preferences-link"', page.content.decode()).group(1)
         clock.shift(timedelta(minutes=14))
         form = {"csrfmiddlewaretoken": _csrf(browser, link), "document_expiry": "off"}
-        form |= {"filing_reminder": "daily_digest", "compliance_alert": "default"}
+        form |= {"filing_reminder": "daily_digest", "compliance_alert": "default", "filing_escalation": "default"}
         assert browser.post(link, form).status_code == 200  # in time: it works
         clock.shift(timedelta(minutes=2))
         refused = browser.get(link)
