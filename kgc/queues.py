@@ -69,7 +69,7 @@ QUEUES: dict[str, Queue] = {
         # the network, not on a thread or a database connection (notifications/dispatcher.py).
         Queue(
             EMAIL,
-            concurrency=50,
+            concurrency=20,
             rate_limit=RateLimit(100),
             retry=Retry(max_attempts=6, backoff_base=timedelta(seconds=30)),
         ),

@@ -91,6 +91,7 @@ def mailbox(name: str, address: str) -> str:
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 
 
+@functools.lru_cache(maxsize=64)
 def sender_domain(from_email: str) -> str:
     """The domain of ``EMAIL_FROM`` (``Name <addr@domain>`` or ``addr@domain``)."""
     _, at, domain = parseaddr(from_email)[1].rpartition("@")

@@ -25,8 +25,9 @@ import base64
 import binascii
 import email
 import email.policy
+import functools
+import random
 import re
-import secrets
 import smtplib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -161,7 +162,8 @@ def mime_message(*, header_lines: Sequence[str], text: str, html: str, boundary:
     clients prefer to show); a text part alone when there is no HTML."""
     if not html:
         return CRLF.join([*header_lines, "MIME-Version: 1.0", _body(text, "plain"), ""]).encode("ascii")
-    boundary = boundary or f"=={secrets.token_hex(16)}=="
+    # Only unlikely to occur in the parts, not secret: no system call per message for it.
+    boundary = boundary or f"=={random.getrandbits(128):032x}=="  # noqa: S311
     parts = CRLF.join(
         [
             *header_lines,
@@ -216,6 +218,12 @@ class _Serialised:
         return name in self._message()
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(address: str) -> tuple[str, str]:
+    """``parseaddr``, once per sender: every message of a run has the same one."""
+    return parseaddr(address)
+
+
 class PreparedEmail(EmailMultiAlternatives):
     """A text + HTML email whose MIME form is written once by ``prepare`` (this module's
     functions), instead of twice through the email package's header machinery."""
@@ -225,7 +233,7 @@ class PreparedEmail(EmailMultiAlternatives):
 
     def prepare(self, *, to_name: str, to_email: str, now: datetime | None = None) -> None:
         """Write the message's bytes; raises ``MimeError`` for values no header can carry."""
-        from_name, from_addr = parseaddr(self.from_email)
+        from_name, from_addr = _parsed(self.from_email)
         html = next((content for content, mimetype in self.alternatives if mimetype == "text/html"), "")
         lines = [
             address_header("From", from_name, from_addr),

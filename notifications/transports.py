@@ -235,6 +235,8 @@ class SmtpTransport:
         )
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
         except BaseException:
             client.close()
             raise
@@ -246,16 +248,18 @@ class SmtpTransport:
     ) -> SendResult:  # fmt: skip
         client, timeout = session.client, self.config.timeout
         try:
-            await client.mail(sender, timeout=timeout)
+            # The envelope was checked when the message was built (ASCII, one address each):
+            # the commands are written as they are.
+            reply = await client.execute_command(b"MAIL", b"FROM:<" + sender.encode() + b">", timeout=timeout)
+            if reply.code != 250:
+                return await self._refused(client, reply.code, reply.message, stage="sender")
             for recipient in recipients:
-                await client.rcpt(recipient, timeout=timeout)
+                reply = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode() + b">", timeout=timeout)
+                if reply.code not in (250, 251):
+                    return await self._refused(client, reply.code, reply.message, stage="recipient")
             reply = await client.execute_command(b"DATA", timeout=timeout)
             if reply.code != 354:
                 return await self._refused(client, reply.code, reply.message, stage="data")
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            return await self._refused(client, exc.code, exc.message, stage="recipient")
-        except aiosmtplib.SMTPResponseException as exc:
-            return await self._refused(client, exc.code, exc.message, stage="sender")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Nothing of the message went out: safe to send again.
             return SendResult("retry", f"SMTP session failed before the message was sent: {type(exc).__name__}: "

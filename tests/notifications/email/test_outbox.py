@@ -307,7 +307,8 @@ def test_a_row_an_earlier_releases_send_job_holds_is_left_alone_until_its_lock_i
     with psycopg.connect(helpers.test_database_url(), autocommit=True) as other:  # the old send job's session
         other.execute("SELECT pg_advisory_lock(%s)", [key])
         assert sweep() == []
-    assert sweep() == [email_id]
+        other.execute("SELECT pg_advisory_unlock(%s)", [key])  # the old send job ended
+        assert sweep() == [email_id]
 
 
 def test_a_claim_whose_answer_was_lost_goes_back_unspent(db, unlimited, tenant):
