@@ -20,7 +20,13 @@ one that takes 20 ms and one that takes 200 ms per message. Then, in the same ru
 5. **urgency**: 2,000 normal emails queued, then one urgent one: how long until the server has it;
 6. **the rate limit** across three worker processes: 100 per 60 s with ``--full-minute`` (takes
    about 3 minutes), else the same rate scaled to 10 per 6 s; the most emails claimed in any
-   window, from the rows' claim times (the database's clock).
+   window, from the rows' claim times (the database's clock);
+7. **a long line** (``--waiting``, 100,000 by default): that many queued emails, half of them
+   one firm's and the rest spread over 999 firms; the cost of one claim of 20
+   (``notifications_emails_claim``, rolled back so the line stays as long), of queuing one more
+   email (its place in line and its row), and, as baselines on the same rows, a fair claim
+   that ranks each firm's rows with a window function and a plain first-in-first-out claim
+   (neither fair nor urgent-first).
 
 Everything runs with DEBUG off (as in production) and logs at WARNING. Figures, not assertions.
 """
@@ -421,6 +427,105 @@ def bench_limited(server: SmtpServer, env: dict[str, str], *, count: int, limit:
     )
 
 
+CLAIM_RANKED = """
+WITH ranked AS (
+    SELECT id, row_number() OVER (PARTITION BY tenant_id ORDER BY id) AS turn
+      FROM notifications_outboundemail WHERE status = 'queued'
+), picked AS (
+    SELECT email.id FROM notifications_outboundemail AS email JOIN ranked USING (id)
+     ORDER BY email.priority, ranked.turn, email.id LIMIT 20
+       FOR UPDATE OF email SKIP LOCKED
+)
+UPDATE notifications_outboundemail AS email SET status = 'sending', attempts = email.attempts + 1
+  FROM picked WHERE email.id = picked.id RETURNING email.id
+"""
+CLAIM_FIFO = """
+WITH picked AS (
+    SELECT id FROM notifications_outboundemail WHERE status = 'queued' ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications_outboundemail AS email SET status = 'sending', attempts = email.attempts + 1
+  FROM picked WHERE email.id = picked.id RETURNING email.id
+"""
+
+
+def bench_long_line(waiting: int, *, rounds: int = 200) -> dict[str, tuple[float, float]]:
+    """Milliseconds (median, p95) of each statement against ``waiting`` queued emails, each
+    in a transaction rolled back, so every round sees the same line."""
+    from django.db import connection, transaction
+
+    from notifications.outbox import CLAIM_SQL, claim_params
+
+    firms = tenants_make(1000, "Line")
+    whale, rest = waiting // 2, (waiting - waiting // 2) // 999
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE notifications_outboundemail CASCADE")
+        cursor.execute("DELETE FROM notifications_emailfairclock")
+        # Each firm's rows numbered 1, 2, 3... from the head of the line: the places
+        # notifications_email_places gives when every firm queues into an empty line.
+        cursor.execute(
+            """
+            INSERT INTO notifications_outboundemail
+                   (tenant_id, to_email, to_name, subject, template, context, status, attempts, last_error,
+                    delivery_unknown, message_id, idempotency_key, created_at, priority, fair_key)
+            SELECT firm.id, 'user' || n || '@example.com', '', 'Line ' || n, 'document-expiry', '{}', 'queued', 0,
+                   '', false, '', 'line:' || firm.id || ':' || n, now(), 2, n
+              FROM unnest(%s::bigint[], %s::integer[]) AS firm (id, emails), generate_series(1, firm.emails) AS n
+            """,
+            [[firm.pk for firm in firms], [whale] + [rest] * 999],
+        )
+        cursor.execute(
+            "INSERT INTO notifications_emailfairclock (tenant_id, priority, last_key) "
+            "SELECT tenant_id, 2, max(fair_key) FROM notifications_outboundemail GROUP BY tenant_id"
+        )
+        cursor.execute("VACUUM ANALYZE notifications_outboundemail")
+        cursor.execute("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
+        [worker_id] = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM notifications_outboundemail WHERE status = 'queued'")
+        [queued] = cursor.fetchone()
+    params = {**claim_params(worker_id=worker_id, want=20), "limit": None, "window": None}
+
+    def timed(statement: str, arguments: Any, *, expect: int | None = 20) -> tuple[float, float]:
+        took = []
+        for _ in range(rounds):
+            with transaction.atomic(), connection.cursor() as cursor:
+                started = time.perf_counter()
+                cursor.execute(statement, arguments)
+                rows = cursor.fetchall()
+                took.append((time.perf_counter() - started) * 1000)
+                if expect is not None and len(rows) != expect:
+                    raise RuntimeError(f"claimed {len(rows)} rows, expected {expect}")
+                transaction.set_rollback(True)
+        took.sort()
+        return statistics.median(took), took[int(len(took) * 0.95) - 1]
+
+    one_more = """
+        WITH place AS (SELECT notifications_email_places(%s, 2::smallint, 1) AS key)
+        INSERT INTO notifications_outboundemail
+               (tenant_id, to_email, to_name, subject, template, context, status, attempts, last_error,
+                delivery_unknown, message_id, idempotency_key, created_at, priority, fair_key)
+        SELECT %s, 'new@example.com', '', 'New', 'document-expiry', '{}', 'queued', 0, '', false, '',
+               'line:new', now(), 2, place.key FROM place RETURNING id
+    """
+    figures = {
+        "claim": timed(CLAIM_SQL, params),
+        "queue one": timed(one_more, [firms[7].pk, firms[7].pk], expect=1),
+        "ranked": timed(CLAIM_RANKED, None),
+        "fifo": timed(CLAIM_FIFO, None),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_workers WHERE id = %s", [worker_id])
+    print(f"a line of {queued:,} queued emails ({whale:,} of one firm, {rest} each of 999 others), {rounds} rounds:")
+    for name, label in (
+        ("claim", "the outbox's claim of 20 (fair, urgent first)"),
+        ("queue one", "queuing one more email (its place in line and its row)"),
+        ("ranked", "baseline: a fair claim of 20 ranking each firm's rows (row_number() over the line)"),
+        ("fifo", "baseline: a first-in-first-out claim of 20 (neither fair nor urgent first)"),
+    ):
+        median, p95 = figures[name]
+        print(f"  {label}: median {median:.2f} ms, p95 {p95:.2f} ms")
+    return figures
+
+
 class _Extra:
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
@@ -452,7 +557,8 @@ def main() -> None:
     parser.add_argument("--slow-concurrency", type=int, default=200, help="sends in flight against the slow server")
     parser.add_argument("--slow-delay", type=float, default=0.2, help="seconds the slow server takes per message")
     parser.add_argument("--full-minute", action="store_true", help="the real 100 per 60 s limit (takes ~3 min)")
-    parser.add_argument("--skip", default="", help="parts to leave out: throughput,slow,fair,urgent,limit")
+    parser.add_argument("--waiting", type=int, default=100_000, help="queued emails in the long line")
+    parser.add_argument("--skip", default="", help="parts to leave out: throughput,slow,fair,urgent,limit,line")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -526,6 +632,8 @@ def main() -> None:
                 bench_limited(fast, env, count=250, limit=100, window=60.0)
             else:
                 bench_limited(fast, env, count=40, limit=10, window=6.0)
+        if "line" not in skip:
+            bench_long_line(args.waiting)
         connection.close()
     finally:
         for server in (fast, medium, slow):

@@ -16,7 +16,7 @@ from django.db.models import Exists, OuterRef, Q
 from compliance.calendars import MAX_ROLL_DAYS, DueDate, calendar_of, effective_due_date
 from compliance.models import Document, Filing, FilingTask, Membership, Tenant
 from notifications.exceptions import UnknownMember
-from notifications.models import Notification, NotificationPreference
+from notifications.models import NotificationPreference
 from notifications.rules import (
     EXPIRY_THRESHOLDS,
     FILING_STATUSES_ESCALATED,
@@ -222,9 +222,14 @@ def dedupe_keys_sent(*, tenant: Tenant, keys: list[str]) -> frozenset[str]:
     """Which of ``keys`` the tenant's notifications already carry (one lookup in the unique index)."""
     if not keys:
         return frozenset()
-    return frozenset(
-        Notification.objects.filter(tenant=tenant, dedupe_key__in=keys).values_list("dedupe_key", flat=True)
-    )
+    # One array parameter, not an IN list of hundreds: the ORM would compile and send each
+    # key as a parameter of its own, which cost more than the lookup itself.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT dedupe_key FROM notifications_notification WHERE tenant_id = %s AND dedupe_key = ANY(%s::text[])",
+            [tenant.pk, keys],
+        )
+        return frozenset(key for (key,) in cursor.fetchall())
 
 
 # --- Preferences and suppressions ----------------------------------------------------------
