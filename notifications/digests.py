@@ -45,7 +45,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from compliance.calendars import long_day
-from compliance.models import Document, Filing, FilingStatus, Tenant
+from compliance.models import FilingStatus, Tenant
 from kgc.queue import jobs
 from notifications import rules
 from notifications.links import AppRoutes, app_routes, item_url
@@ -595,12 +595,14 @@ def _resolve(tenant: Tenant, day: date, cutoff: datetime) -> Counter[int]:
     document_ids = {i for _, _, _, data in pending if (i := _id(data, "documentId")) is not None}
     filing_ids = {i for _, _, _, data in pending if (i := _id(data, "filingId")) is not None}
     documents = _document_facts(tenant, document_ids)
-    filings = {
-        pk: FilingFacts(status, due)
-        for pk, status, due in Filing.objects.filter(tenant=tenant, pk__in=filing_ids).values_list(
-            "pk", "status", "due_date"
-        )
-    }
+    filings = {}
+    if filing_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, status, due_date FROM compliance_filing WHERE tenant_id = %s AND id = ANY(%s::bigint[])",
+                [tenant.pk, sorted(filing_ids)],
+            )
+            filings = {pk: FilingFacts(status, due) for pk, status, due in cursor.fetchall()}
     resolved = [
         (pk, recipient_id, reason)
         for pk, recipient_id, kind, data in pending
@@ -630,20 +632,28 @@ def _id(data: Any, key: str) -> int | None:
         return None
 
 
+_DOCUMENT_FACTS_SQL = """
+SELECT document.id, document.client_id, document.document_type_id, document.expires_on
+  FROM compliance_document AS document
+ WHERE document.tenant_id = %(tenant_id)s
+   AND (document.client_id, document.document_type_id) IN (
+        SELECT item.client_id, item.document_type_id
+          FROM compliance_document AS item
+         WHERE item.tenant_id = %(tenant_id)s AND item.id = ANY(%(ids)s::bigint[]))
+"""
+
+
 def _document_facts(tenant: Tenant, ids: set[int]) -> dict[int, DocumentFacts]:
     """Each document's expiry date, and whether another of its client and type outlasts it (the
     rule of ``selectors.documents_expiring``: no date beats any date, a later date an earlier
     one, equal dates the higher id)."""
     if not ids:
         return {}
-    items = Document.objects.filter(tenant=tenant, pk__in=ids)
-    rows = list(
-        Document.objects.filter(
-            tenant=tenant,
-            client_id__in=items.values("client_id"),
-            document_type_id__in=items.values("document_type_id"),
-        ).values_list("pk", "client_id", "document_type_id", "expires_on")
-    )
+    # The documents of each item's (client, type) pair, the ids as one array parameter: the
+    # ORM's two IN subqueries made a semi join that read the tenant's documents once per row.
+    with connection.cursor() as cursor:
+        cursor.execute(_DOCUMENT_FACTS_SQL, {"tenant_id": tenant.pk, "ids": sorted(ids)})
+        rows = cursor.fetchall()
     longest: dict[tuple[int, int], tuple[int, date, int]] = {}
     for pk, client_id, type_id, expires_on in rows:
         rank = (1, date.max, pk) if expires_on is None else (0, expires_on, pk)
