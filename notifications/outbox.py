@@ -38,7 +38,7 @@ from typing import Any
 
 from django.db import connection
 
-from kgc.queue.rows import RowActivity, RowCounts
+from kgc.queue.rows import RowActivity, RowCounts, RowTotals
 from kgc.queues import EMAIL, queue_get
 from notifications.models import EmailPriority, NotificationEmailStatus, NotificationUrgency, OutboundStatus
 from notifications.preferences import ALL_KINDS
@@ -320,6 +320,14 @@ SELECT date_bin(make_interval(secs => %(bucket)s), bucket, %(origin)s), state, c
 """
 
 
+# Every email that ever entered each state (``entered`` only grows; folding keeps its sums),
+# and how many are in each state now.
+TOTALS_SQL = """
+SELECT state, coalesce(sum(entered), 0)::bigint, coalesce(sum(delta), 0)::bigint
+  FROM notifications_emailcount GROUP BY 1
+"""
+
+
 def _activity(found: dict[str, int]) -> RowActivity:
     return RowActivity(
         completed=found.get("sent", 0) + found.get("suppressed", 0),
@@ -356,6 +364,19 @@ class EmailQueueReader:
         with connection.cursor() as cursor:
             cursor.execute(ACTIVITY_SQL, {"since": since.replace(second=0, microsecond=0), "now": now})
             return _activity({state: int(count) for state, count in cursor.fetchall()})
+
+    def totals(self) -> RowTotals:
+        entered = {state: int(count) for state, count, _ in self._tallies()}
+        ended = _activity(entered)
+        return RowTotals(completed=ended.completed, failed=ended.failed, retried=ended.retried, entered=entered)
+
+    def states(self) -> dict[str, int]:
+        return {state: max(int(now_in), 0) for state, _, now_in in self._tallies()}
+
+    def _tallies(self) -> list[tuple[str, int, int]]:
+        with connection.cursor() as cursor:
+            cursor.execute(TOTALS_SQL)
+            return list(cursor.fetchall())
 
     def finished_series(self, *, origin: datetime, now: datetime, bucket: timedelta) -> dict[datetime, RowActivity]:
         found: dict[datetime, dict[str, int]] = {}

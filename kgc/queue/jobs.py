@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -251,6 +251,74 @@ def get_all_queue_stats() -> dict[str, QueueStats]:
 def job_counts_compact() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT kgc_job_counts_compact()")
+
+
+# Upper bounds (seconds) of the run-time buckets of finished jobs; +Inf is implied. The
+# database counts each run into the first bound it fits (kgc_job_duration_bounds(), which
+# says the same).
+DURATION_BOUNDS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
+
+
+@dataclass(frozen=True)
+class OutcomeTotals:
+    """One queue's attempts that ended, since the counters began: counts that only grow.
+
+    ``durations`` holds, per bucket of ``DURATION_BOUNDS`` and one past the last, how many
+    succeeded or failed jobs ran that long (each counted in one bucket, not cumulatively),
+    and ``seconds`` their run time summed.
+    """
+
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    durations: tuple[int, ...] = (0,) * (len(DURATION_BOUNDS) + 1)
+    seconds: float = 0.0
+
+
+OUTCOME_TOTALS_SQL = """
+SELECT queue_name, outcome, le, sum(jobs)::bigint, sum(seconds)::float8
+  FROM kgc_joboutcomecount GROUP BY 1, 2, 3
+"""
+
+
+def duration_bucket(le: float) -> int:
+    """The index in ``DURATION_BOUNDS`` of a stored bucket bound (``len``: past the last); a bound
+    no longer declared goes to the first that holds it, so a count is never placed too low."""
+    return next((index for index, bound in enumerate(DURATION_BOUNDS) if le <= bound), len(DURATION_BOUNDS))
+
+
+def outcome_totals_fold(
+    rows: Iterable[tuple[str, str, float | None, int, float]], *, names: list[str]
+) -> dict[str, OutcomeTotals]:
+    """Each queue's totals from the counter rows ``(queue, outcome, le, jobs, seconds)``; rows of
+    other queues are left out."""
+    counts = {name: dict.fromkeys(("succeeded", "failed", "retried"), 0) for name in names}
+    durations = {name: [0] * (len(DURATION_BOUNDS) + 1) for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for queue_name, outcome, le, jobs_count, run_time in rows:
+        if queue_name not in counts:
+            continue
+        counts[queue_name][outcome] += int(jobs_count)
+        if le is not None:
+            durations[queue_name][duration_bucket(le)] += int(jobs_count)
+            seconds[queue_name] += float(run_time)
+    return {
+        name: OutcomeTotals(**counts[name], durations=tuple(durations[name]), seconds=seconds[name]) for name in names
+    }
+
+
+def job_outcome_totals(names: list[str]) -> dict[str, OutcomeTotals]:
+    """Each of these queues' attempts that ended, from the counters the jobs table's trigger
+    keeps (``JobOutcomeCount``): never lowered by retention or cleanup. A row queue answers
+    with its reader's totals of its items (its jobs, if any, are not counted)."""
+    with connection.cursor() as cursor:
+        cursor.execute(OUTCOME_TOTALS_SQL)
+        totals = outcome_totals_fold(cursor.fetchall(), names=names)
+    for name in names:
+        if (row_queue := row_queue_get(name)) is not None:
+            ended = row_queue.reader.totals()
+            totals[name] = OutcomeTotals(succeeded=ended.completed, failed=ended.failed, retried=ended.retried)
+    return totals
 
 
 # --- Cleanup ----------------------------------------------------------------------------

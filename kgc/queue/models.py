@@ -62,6 +62,35 @@ class JobCountDelta(models.Model):
         return f"{self.queue_name}/{self.status}: {self.delta:+d}"
 
 
+class JobOutcomeCount(models.Model):
+    """Attempts that ended, per queue, outcome and run time: the ``*_total`` counters of ``/metrics``.
+
+    Written by the jobs table's update trigger (migration 0009), one row per statement and
+    (queue, outcome, bucket), as each attempt ends: a job leaving ``doing`` as succeeded,
+    failed (or aborted), or back to ``todo`` with its attempt counted (a retry). Retention
+    and cleanup delete jobs, never these rows, so the sums only grow; compaction
+    (``kgc_job_counts_compact``) folds them into one row per (queue, outcome, bucket).
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # for good: out of attempts, a permanent error, or aborted
+        RETRIED = "retried"  # a failed attempt that goes back to its queue
+
+    queue_name = models.CharField(max_length=128)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    le = models.FloatField(
+        null=True,
+        help_text="Upper bound (seconds) of the run-time bucket of succeeded and failed jobs "
+        "(kgc_job_duration_bounds(), +Infinity past the last); null: not timed.",
+    )
+    jobs = models.BigIntegerField()
+    seconds = models.FloatField(default=0.0, help_text="Run time of the timed jobs, summed.")
+
+    def __str__(self) -> str:
+        return f"{self.queue_name}/{self.outcome}: {self.jobs}"
+
+
 class JobFailure(models.Model):
     """One failed attempt of a job: why it failed, so an operator can see it and act."""
 
