@@ -192,10 +192,11 @@ def outcome_decide(
 # sweep failed as "delivery unknown" meanwhile (its worker was cut off) is still taken:
 # the delivery is known after all. An attempt given up at shutdown before its message was
 # handed over goes back in line unspent ("queued", its attempt not counted). Committed
-# asynchronously: a crash that loses it leaves the rows in "sending", which the sweep
-# fails as "delivery unknown", never sends again.
+# durably, whatever the server's default, one flush for the whole batch: a record a crash
+# could lose would leave a sent email "sending" under a live worker, which would then take
+# it for a claim it never saw (the dispatcher's reconciliation) and send it again.
 RECORD_SQL = """
-WITH async_commit AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)),
+WITH durable AS MATERIALIZED (SELECT set_config('synchronous_commit', 'on', true)),
 outcome AS (
     SELECT *
       FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[], %(errors)s::text[],
@@ -213,7 +214,7 @@ outcome AS (
       FROM outcome AS o
      WHERE email.id = o.id AND email.claimed_by = %(worker_id)s AND email.attempts = o.attempts
        AND (email.status = 'sending' OR (o.status = 'sent' AND email.status = 'failed' AND email.delivery_unknown))
-       AND EXISTS (SELECT FROM async_commit)
+       AND EXISTS (SELECT FROM durable)
     RETURNING email.id, email.tenant_id, email.notification_id, email.to_email, o.mirror, o.gone, o.last_error
 ), mirrored AS (
     UPDATE notifications_notification AS notification SET email_status = email.mirror

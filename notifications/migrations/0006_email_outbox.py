@@ -80,6 +80,8 @@ DECLARE
     claimed integer;
     pace_seconds double precision;
 BEGIN
+    -- The claim must be on disk before anything is sent, whatever the server's default.
+    PERFORM set_config('synchronous_commit', 'on', true);
     PERFORM 1 FROM procrastinate_workers AS worker WHERE worker.id = p_worker_id FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'worker % is not registered (declared dead)', p_worker_id USING ERRCODE = 'KGC01';

@@ -86,6 +86,11 @@ class Cluster:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
 
+    def crash(self) -> None:
+        """Stop the server as a crash would (no checkpoint, unwritten WAL lost), then start it."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "60", "stop")
+        self.start()
+
     def restart(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "-t", "60", "restart")
 
