@@ -80,7 +80,7 @@ def email_places_take(*, tenant_id: int, priority: int, count: int = 1) -> int:
 
 CLAIM_SQL = """
 SELECT id, tenant_id, tenant_name, notification_id, to_email, to_name, subject, template, context, attempts,
-       priority, suppressed_as, member_id, kind
+       priority, suppressed_as, member_id, kind, trace_context
   FROM notifications_emails_claim(%(worker_id)s, %(want)s, %(queue)s, %(limit)s, %(window)s, %(all_kinds)s)
 """
 
@@ -103,6 +103,7 @@ class ClaimedEmail:
     suppressed_as: str | None
     member_id: int | None  # the person it is for: a notification's recipient, or a digest's
     kind: str | None  # a notification's kind; ALL_KINDS for a digest
+    trace_context: dict[str, str] | None = None  # of the span that queued it (kgc/queue/tracing.py)
 
 
 def claim_params(*, worker_id: int, want: int) -> dict[str, Any]:
@@ -136,6 +137,7 @@ def claimed_from_row(row: dict[str, Any]) -> ClaimedEmail:
         suppressed_as=row["suppressed_as"],
         member_id=row["member_id"],
         kind=row["kind"],
+        trace_context=row.get("trace_context"),
     )
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate.contrib.django import app
 
-from kgc.queue import signals
+from kgc.queue import signals, tracing
 from kgc.queue.models import JobFailure, QueuePause
 from kgc.queue.retry import QueueRetryStrategy
 from kgc.queue.rows import RowCounts, row_queue_get, row_queues
@@ -85,7 +85,27 @@ def job_defer(
     of a second one (``created`` is False), its priority raised to this one's if higher.
     The insert runs in a savepoint: procrastinate's AlreadyEnqueued is a unique
     violation, which would otherwise break the caller's transaction.
+
+    With tracing on, the defer has its span, whose context the job carries to its run
+    (``kgc/queue/tracing.py``).
     """
+    if not tracing.enabled() or (declared := app.tasks.get(task_name)) is None:
+        return _job_defer(task_name, kwargs, priority, queueing_lock, schedule_in)
+    with tracing.defer_span(queue=declared.queue, task_name=task_name, tenant_id=kwargs.get("tenant_id")) as deferral:
+        job_id, created = _job_defer(
+            task_name, {**kwargs, tracing.TRACE_CONTEXT_KEY: deferral.carrier}, priority, queueing_lock, schedule_in
+        )
+        deferral.deferred(job_id, created=created)
+        return job_id, created
+
+
+def _job_defer(
+    task_name: str,
+    kwargs: dict[str, Any],
+    priority: int | None,
+    queueing_lock: str | None,
+    schedule_in: timedelta | None,
+) -> tuple[int, bool]:
     configure: dict[str, Any] = {"priority": priority_to_stored(priority)}
     if queueing_lock:
         configure["queueing_lock"] = queueing_lock
@@ -109,13 +129,7 @@ def job_defer(
             )
             row = cursor.fetchone()
         if row is None:  # the waiting job started in between: this one is new after all
-            return job_defer(
-                task_name=task_name,
-                kwargs=kwargs,
-                priority=priority,
-                queueing_lock=queueing_lock,
-                schedule_in=schedule_in,
-            )
+            return _job_defer(task_name, kwargs, priority, queueing_lock, schedule_in)
         return row[0], False
 
 

@@ -81,10 +81,12 @@ def queue_emails(database: Database, count: int) -> None:
 
 def settled(database: Database) -> bool:
     return database.safely(
-        lambda: database.value(
-            "SELECT count(*) FROM notifications_outboundemail WHERE status IN ('queued', 'retrying', 'sending')"
+        lambda: (
+            database.value(
+                "SELECT count(*) FROM notifications_outboundemail WHERE status IN ('queued', 'retrying', 'sending')"
+            )
+            == 0
         )
-        == 0
     )
 
 
