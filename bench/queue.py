@@ -15,6 +15,7 @@ noisy, so every figure has its baselines from the same minutes):
   the OTEL_* variables unset.
 
 Then the cost of a defer (``jobs.job_defer``) with OpenTelemetry unset and configured.
+``--only-tracing`` measures only those two, in interleaved rounds.
 
 Throughput counts from the first job's start to the last one's end. Then pickup latency
 (defer to start, one job at a time, idle worker) and the stats query with a million jobs.
@@ -267,6 +268,31 @@ def defer_timing(url: str, count: int, **extra: str) -> list[float]:
     return found["us"]
 
 
+def defer_cost(url: str, *, rounds: int, count: int) -> None:
+    untraced_us: list[float] = []
+    traced_us: list[float] = []
+    for _ in range(rounds):  # interleaved, as the throughput rounds
+        untraced_us += defer_timing(url, count)
+        traced_us += defer_timing(url, count, **TRACED)
+    for label, values in (("unset     ", untraced_us), ("configured", traced_us)):
+        print(
+            f"job_defer, OpenTelemetry {label}: median {statistics.median(values):.0f} us, "
+            f"p95 {percentile(values, 95):.0f} us ({len(values):,} defers)"
+        )
+
+
+def tracing_cost(url: str, args: argparse.Namespace) -> None:
+    """``--only-tracing``: the worker (one process) and a defer, OpenTelemetry unset and configured."""
+    rates: dict[str, list[float]] = {"unset": [], "configured": []}
+    for _ in range(args.rounds):
+        rates["unset"].append(throughput(url, args.jobs, "bench.noop", ours(1, args.concurrency)))
+        rates["configured"].append(throughput(url, args.jobs, "bench.noop", ours(1, args.concurrency, **TRACED)))
+    for label, found in rates.items():
+        print(f"throughput, KGC worker, 1 process, OpenTelemetry {label:<10}  {rates_text(found)}")
+    print(f"configured / unset: {max(rates['configured']) / max(rates['unset']):.2f}x (best against best)")
+    defer_cost(url, rounds=args.rounds, count=args.defers)
+
+
 def rates_text(rates: list[float]) -> str:
     return f"{', '.join(f'{r:,.0f}' for r in rates)} jobs/s (best {max(rates):,.0f})"
 
@@ -281,6 +307,9 @@ def main() -> None:
     parser.add_argument("--stats-rows", type=int, default=1_000_000)
     parser.add_argument("--no-bullmq", action="store_true", help="skip the BullMQ peer (no Node)")
     parser.add_argument("--defers", type=int, default=2000, help="defers timed with and without OpenTelemetry")
+    parser.add_argument(
+        "--only-tracing", action="store_true", help="only the worker and a defer, OpenTelemetry unset and configured"
+    )
     parser.add_argument(
         "--database-prefix", default=OURS, help=f"names of the scratch databases (default {OURS}, {BARE})"
     )
@@ -306,6 +335,9 @@ def main() -> None:
             f"jobs per round: {args.jobs:,}, rounds: {args.rounds}, concurrency {args.concurrency} per process, "
             f"{os.cpu_count()} CPUs, load avg {os.getloadavg()}"
         )
+        if args.only_tracing:
+            tracing_cost(ours_url, args)
+            return
         contenders = {
             f"bare procrastinate (concurrency {args.concurrency})": lambda: throughput(
                 bare_url, args.jobs, "bench.noop", bare(args.concurrency)
@@ -339,16 +371,7 @@ def main() -> None:
             print(f"KGC, {args.processes} processes / {name}: {many / best[name]:.2f}x   (target >= 1.0x)")
         traced = best["KGC worker, 1 process, OpenTelemetry configured"]
         print(f"KGC, 1 process, OpenTelemetry configured / unset: {traced / one:.2f}x")
-
-        untraced_us, traced_us = [], []
-        for _ in range(args.rounds):  # interleaved too
-            untraced_us += defer_timing(ours_url, args.defers)
-            traced_us += defer_timing(ours_url, args.defers, **TRACED)
-        for label, values in (("unset     ", untraced_us), ("configured", traced_us)):
-            print(
-                f"job_defer, OpenTelemetry {label}: median {statistics.median(values):.0f} us, "
-                f"p95 {percentile(values, 95):.0f} us ({len(values):,} defers)"
-            )
+        defer_cost(ours_url, rounds=args.rounds, count=args.defers)
 
         latency = {
             "bare procrastinate": pickup_latency(bare_url, args.samples, "bench.noop", bare(args.concurrency)),
