@@ -337,3 +337,5 @@ KGC_METRICS_TOKEN = env.str("KGC_METRICS_TOKEN", default="")
 # reads the others itself (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS...).
 KGC_TRACE_EXPORTERS = trace_exporters_parse(env)
 KGC_TRACE_OTLP_PROTOCOL = otlp_protocol_parse(env)
+# Paths Django's instrumentation leaves out (probes and scrapes, every few seconds).
+KGC_TRACE_UNTRACED_URLS = env.str("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", default="healthz,readyz,metrics,favicon.ico")

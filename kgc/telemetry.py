@@ -37,8 +37,6 @@ from kgc.queue import tracing
 logger = logging.getLogger("kgc")
 
 DEFAULT_SERVICE_NAME = "kgc"
-# Probes and scrapes, every few seconds: not worth a trace each.
-UNTRACED_URLS = "healthz,readyz,metrics,favicon.ico"
 # OTLP protocol: (the exporter's module, its package)
 OTLP_EXPORTERS = {
     "http/protobuf": (
@@ -120,8 +118,9 @@ def tracing_on(provider: Any) -> None:
     except ImportError:
         pass
     else:
-        excluded = os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", UNTRACED_URLS)
-        _instrument(DjangoInstrumentor(), tracer_provider=provider, excluded_urls=excluded)
+        from django.conf import settings
+
+        _instrument(DjangoInstrumentor(), tracer_provider=provider, excluded_urls=settings.KGC_TRACE_UNTRACED_URLS)
     try:
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     except ImportError:

@@ -99,3 +99,10 @@ def test_without_the_otlp_package_the_provider_exports_nothing_over_otlp_and_say
     provider = telemetry.provider_build(("otlp",))
     provider.shutdown()
     assert "pip install opentelemetry-exporter-otlp-proto-http" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_request_has_its_server_span_and_probes_have_none(spans, client):
+    client.get("/healthz")
+    client.get("/api/v1/queues")  # refused without a token: a request all the same
+    assert [(span.name, span.kind.name) for span in spans.get_finished_spans()] == [("GET api/v1/queues", "SERVER")]
