@@ -7,8 +7,9 @@ scrape stays cheap on a jobs table of millions:
 
 * jobs per queue and state, paused flags, the oldest waiting job: ``metrics.queues_overview``;
 * jobs succeeded, failed and retried, and their run times: ``jobs.job_outcome_totals``, the
-  counters the jobs table's trigger keeps (``JobOutcomeCount``), which retention never
-  lowers, so the ``*_total`` series only grow (a row queue's from its reader's ``totals()``);
+  counters the jobs table's trigger and the worker's finish keep (``JobOutcomeCount``),
+  which retention never lowers, so the ``*_total`` series only grow (a row queue's from its
+  reader's ``totals()``);
 * emails sent (monotonic) and emails per state: the email queue's reader (the outbox's counts);
 * workers, duties, the leader and the scheduler: ``kgc.queue.health``.
 
@@ -105,7 +106,7 @@ class QueueCollector:
             yield family
         durations = HistogramMetricFamily(
             "kgc_job_duration_seconds",
-            f"Run time of jobs that succeeded or failed for good (from their start to their end), {SINCE}.",
+            f"Run time of jobs that succeeded or failed for good, as their worker measured it, {SINCE}.",
             labels=["queue"],
         )
         for queue, counted in totals.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -268,8 +269,8 @@ def job_counts_compact() -> None:
 
 
 # Upper bounds (seconds) of the run-time buckets of finished jobs; +Inf is implied. The
-# database counts each run into the first bound it fits (kgc_job_duration_bounds(), which
-# says the same).
+# worker's finish counts each run into the first bound it fits (kgc_job_duration_bounds(),
+# which says the same).
 DURATION_BOUNDS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
 
 
@@ -278,8 +279,8 @@ class OutcomeTotals:
     """One queue's attempts that ended, since the counters began: counts that only grow.
 
     ``durations`` holds, per bucket of ``DURATION_BOUNDS`` and one past the last, how many
-    succeeded or failed jobs ran that long (each counted in one bucket, not cumulatively),
-    and ``seconds`` their run time summed.
+    jobs that succeeded or failed for good ran that long as their worker measured it (each
+    counted in one bucket, not cumulatively), and ``seconds`` their run times summed.
     """
 
     succeeded: int = 0
@@ -312,10 +313,11 @@ def outcome_totals_fold(
     for queue_name, outcome, le, jobs_count, run_time in rows:
         if queue_name not in counts:
             continue
-        counts[queue_name][outcome] += int(jobs_count)
-        if le is not None:
-            durations[queue_name][duration_bucket(le)] += int(jobs_count)
+        if outcome == "timed":
+            durations[queue_name][duration_bucket(le if le is not None else math.inf)] += int(jobs_count)
             seconds[queue_name] += float(run_time)
+        elif outcome in counts[queue_name]:
+            counts[queue_name][outcome] += int(jobs_count)
     return {
         name: OutcomeTotals(**counts[name], durations=tuple(durations[name]), seconds=seconds[name]) for name in names
     }

@@ -3,6 +3,7 @@ nothing that deletes jobs lowers the counts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -25,28 +26,36 @@ def counters(sql) -> list[tuple]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_finish_counts_each_outcome_in_its_run_time_bucket(sql, link, worker_row, job_row):
+def test_a_batch_finish_counts_each_outcome_and_the_run_times_the_worker_measured(sql, link, worker_row, job_row):
     worker = worker_row()
     done, failed, retried, aborted = (claimed(sql, job_row(), worker) for _ in range(4))
-    # done ran for 3 seconds (its start, as procrastinate's trigger recorded it, moves back)
-    sql("UPDATE procrastinate_events SET at = at - interval '3 seconds' WHERE job_id = %s", [done.job.id])
     finish(
         link,
         [
-            outcome(done),
-            outcome(failed, "failed"),
-            outcome(retried, "todo", retry_in=timedelta(1)),
-            outcome(aborted, "aborted"),
+            replace(outcome(done), duration=3.2),
+            replace(outcome(failed, "failed"), duration=0.05),
+            replace(outcome(retried, "todo", retry_in=timedelta(1)), duration=0.2),
+            replace(outcome(aborted, "aborted"), duration=0.3),
         ],
     )
     assert counters(sql) == [
-        ("email", "failed", None, 1),  # the aborted one: not timed
-        ("email", "failed", 0.1, 1),
+        ("email", "failed", None, 2),  # failed for good, and aborted
         ("email", "retried", None, 1),
-        ("email", "succeeded", 5.0, 1),
+        ("email", "succeeded", None, 1),
+        ("email", "timed", 0.1, 1),  # the jobs that succeeded or failed for good, by run time
+        ("email", "timed", 5.0, 1),
     ]
     # One row per (queue, outcome, bucket) for the statement, not one per job.
-    assert sql("SELECT count(*) FROM kgc_joboutcomecount") == [(4,)]
+    assert sql("SELECT count(*) FROM kgc_joboutcomecount") == [(5,)]
+    assert sql("SELECT sum(seconds) FROM kgc_joboutcomecount WHERE outcome = 'timed'") == [(pytest.approx(3.25),)]
+
+
+@pytest.mark.django_db
+def test_a_statement_that_ends_no_attempt_counts_nothing(sql, job_row):
+    job_row()
+    sql("UPDATE procrastinate_jobs SET status = 'doing'")  # a claim
+    sql("UPDATE procrastinate_jobs SET status = 'cancelled' WHERE status = 'todo'")
+    assert counters(sql) == []
 
 
 @pytest.mark.django_db
@@ -135,12 +144,13 @@ def test_a_stored_bound_maps_to_the_first_bucket_that_holds_it(le, index):
 
 def test_totals_fold_counts_outcomes_and_places_timed_runs_in_buckets():
     rows = [
-        ("email", "succeeded", 0.1, 4, 0.2),
-        ("email", "succeeded", INF, 1, 4000.0),
-        ("email", "failed", None, 2, 0.0),
+        ("email", "succeeded", None, 5, 0.0),
+        ("email", "failed", None, 3, 0.0),
         ("email", "retried", None, 3, 0.0),
-        ("email", "failed", 5.0, 1, 3.0),
-        ("elsewhere", "succeeded", 0.1, 9, 0.1),
+        ("email", "timed", 0.1, 4, 0.2),
+        ("email", "timed", INF, 1, 4000.0),
+        ("email", "timed", 5.0, 1, 3.0),
+        ("elsewhere", "succeeded", None, 9, 0.0),
     ]
     totals = jobs.outcome_totals_fold(rows, names=["email", "compliance"])
     assert totals["email"] == jobs.OutcomeTotals(
