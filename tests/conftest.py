@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from tests.factories import MembershipFactory, TenantFactory
 
@@ -105,7 +105,13 @@ def spans():
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource({"service.name": "kgc-web"}))  # the web process's part
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    opened = {alias: connections[alias].connection for alias in connections}
     telemetry.tracing_on(provider)
     yield exporter
     telemetry.tracing_off()
+    for alias in connections:
+        # A connection opened while psycopg was instrumented would trace its queries for good.
+        conn = connections[alias]
+        if conn.connection is not None and conn.connection is not opened[alias] and not conn.in_atomic_block:
+            conn.close()
     provider.shutdown()
