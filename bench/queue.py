@@ -9,7 +9,13 @@ noisy, so every figure has its baselines from the same minutes):
 * this project's worker, one process (``runworkers --processes 1``, database ``kgc_qbench``);
 * this project's worker with ``--processes`` at the CPU count;
 * BullMQ 6 on its PostgreSQL backend, concurrency 4 and 10 (``bench/peers/bullmq``, its own
-  scratch database; needs Node and npm, ``--no-bullmq`` skips it).
+  scratch database; needs Node and npm, ``--no-bullmq`` skips it);
+* this project's worker, one process, with OpenTelemetry configured (``OTEL_TRACES_EXPORTER=console``,
+  its output thrown away): a span per run, built and exported, against the same worker with
+  the OTEL_* variables unset.
+
+Then the cost of a defer (``jobs.job_defer``) with OpenTelemetry unset and configured.
+``--only-tracing`` measures only those two, in interleaved rounds.
 
 Throughput counts from the first job's start to the last one's end. Then pickup latency
 (defer to start, one job at a time, idle worker) and the stats query with a million jobs.
@@ -57,9 +63,15 @@ def drop(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def env_for(url: str, concurrency: int = 10) -> dict[str, str]:
+# Traces, as an operator turns them on; the console exporter's output goes nowhere.
+TRACED = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "kgc-bench"}
+
+
+def env_for(url: str, concurrency: int = 10, **extra: str) -> dict[str, str]:
+    untraced = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     return {
-        **os.environ,
+        **untraced,
+        **extra,
         "DEBUG": "false",
         "SECRET_KEY": "bench",
         "DATABASE_URL": url,
@@ -79,11 +91,11 @@ def manage(url: str, *args: str) -> None:
 # --- Workers ------------------------------------------------------------------------------
 
 
-def ours(processes: int, concurrency: int):  # noqa: ANN201
+def ours(processes: int, concurrency: int, **extra: str):  # noqa: ANN201
     def start(url: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "manage.py", "runworkers", "--queues", "email", "--processes", str(processes)],
-            cwd=ROOT, env=env_for(url, concurrency), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=env_for(url, concurrency, **extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
     return start
@@ -226,6 +238,61 @@ def stats_timing(url: str, rows: int) -> tuple[list[float], list[float]]:
     return ours, naive
 
 
+DEFER_SCRIPT = """
+import json, time, django
+django.setup()
+import bench.tasks
+from kgc.queue import jobs, tracing
+times = []
+for _ in range({count}):
+    start = time.perf_counter()
+    jobs.job_defer(task_name="bench.noop", kwargs={{}})
+    times.append((time.perf_counter() - start) * 1e6)
+print("RESULT " + json.dumps({{"traced": tracing.enabled(), "us": times}}), flush=True)
+"""
+
+
+def defer_timing(url: str, count: int, **extra: str) -> list[float]:
+    """Microseconds per ``job_defer`` (each its own transaction), in a process of its own."""
+    out = subprocess.run(
+        [sys.executable, "-c", DEFER_SCRIPT.format(count=count)], cwd=ROOT,
+        env={**env_for(url, **extra), "DJANGO_SETTINGS_MODULE": "kgc.settings"}, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    # With the console exporter the spans share standard output (some written at exit, after this line).
+    found = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    if found["traced"] != bool(extra):
+        raise RuntimeError(f"tracing was {'on' if found['traced'] else 'off'}, not as asked")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE procrastinate_jobs, procrastinate_events CASCADE")
+    return found["us"]
+
+
+def defer_cost(url: str, *, rounds: int, count: int) -> None:
+    untraced_us: list[float] = []
+    traced_us: list[float] = []
+    for _ in range(rounds):  # interleaved, as the throughput rounds
+        untraced_us += defer_timing(url, count)
+        traced_us += defer_timing(url, count, **TRACED)
+    for label, values in (("unset     ", untraced_us), ("configured", traced_us)):
+        print(
+            f"job_defer, OpenTelemetry {label}: median {statistics.median(values):.0f} us, "
+            f"p95 {percentile(values, 95):.0f} us ({len(values):,} defers)"
+        )
+
+
+def tracing_cost(url: str, args: argparse.Namespace) -> None:
+    """``--only-tracing``: the worker (one process) and a defer, OpenTelemetry unset and configured."""
+    rates: dict[str, list[float]] = {"unset": [], "configured": []}
+    for _ in range(args.rounds):
+        rates["unset"].append(throughput(url, args.jobs, "bench.noop", ours(1, args.concurrency)))
+        rates["configured"].append(throughput(url, args.jobs, "bench.noop", ours(1, args.concurrency, **TRACED)))
+    for label, found in rates.items():
+        print(f"throughput, KGC worker, 1 process, OpenTelemetry {label:<10}  {rates_text(found)}")
+    print(f"configured / unset: {max(rates['configured']) / max(rates['unset']):.2f}x (best against best)")
+    defer_cost(url, rounds=args.rounds, count=args.defers)
+
+
 def rates_text(rates: list[float]) -> str:
     return f"{', '.join(f'{r:,.0f}' for r in rates)} jobs/s (best {max(rates):,.0f})"
 
@@ -239,13 +306,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="latency samples")
     parser.add_argument("--stats-rows", type=int, default=1_000_000)
     parser.add_argument("--no-bullmq", action="store_true", help="skip the BullMQ peer (no Node)")
+    parser.add_argument("--defers", type=int, default=2000, help="defers timed with and without OpenTelemetry")
+    parser.add_argument(
+        "--only-tracing", action="store_true", help="only the worker and a defer, OpenTelemetry unset and configured"
+    )
+    parser.add_argument(
+        "--database-prefix", default=OURS, help=f"names of the scratch databases (default {OURS}, {BARE})"
+    )
     args = parser.parse_args()
 
     base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     admin = database_url(base, "postgres")
-    ours_url, bare_url = database_url(base, OURS), database_url(base, BARE)
-    recreate(admin, OURS)
-    recreate(admin, BARE)
+    ours_name, bare_name = args.database_prefix, f"{args.database_prefix}_bare"
+    ours_url, bare_url = database_url(base, ours_name), database_url(base, bare_name)
+    recreate(admin, ours_name)
+    recreate(admin, bare_name)
     if not args.no_bullmq:
         from bench.peers.bullmq import npm_ci_if_needed
 
@@ -260,6 +335,9 @@ def main() -> None:
             f"jobs per round: {args.jobs:,}, rounds: {args.rounds}, concurrency {args.concurrency} per process, "
             f"{os.cpu_count()} CPUs, load avg {os.getloadavg()}"
         )
+        if args.only_tracing:
+            tracing_cost(ours_url, args)
+            return
         contenders = {
             f"bare procrastinate (concurrency {args.concurrency})": lambda: throughput(
                 bare_url, args.jobs, "bench.noop", bare(args.concurrency)
@@ -267,6 +345,9 @@ def main() -> None:
             "KGC worker, 1 process": lambda: throughput(ours_url, args.jobs, "bench.noop", ours(1, args.concurrency)),
             f"KGC worker, {args.processes} processes": lambda: throughput(
                 ours_url, args.jobs, "bench.noop", ours(args.processes, args.concurrency)
+            ),
+            "KGC worker, 1 process, OpenTelemetry configured": lambda: throughput(
+                ours_url, args.jobs, "bench.noop", ours(1, args.concurrency, **TRACED)
             ),
         }
         if not args.no_bullmq:
@@ -288,6 +369,9 @@ def main() -> None:
         print(f"KGC, 1 process / bare procrastinate: {one / best[next(iter(best))]:.2f}x   (target: 2,000 jobs/s)")
         for name in [n for n in best if n.startswith("BullMQ")]:
             print(f"KGC, {args.processes} processes / {name}: {many / best[name]:.2f}x   (target >= 1.0x)")
+        traced = best["KGC worker, 1 process, OpenTelemetry configured"]
+        print(f"KGC, 1 process, OpenTelemetry configured / unset: {traced / one:.2f}x")
+        defer_cost(ours_url, rounds=args.rounds, count=args.defers)
 
         latency = {
             "bare procrastinate": pickup_latency(bare_url, args.samples, "bench.noop", bare(args.concurrency)),
@@ -314,8 +398,8 @@ def main() -> None:
             f"a plain GROUP BY over the jobs table: median {statistics.median(naive_ms):.0f} ms"
         )
     finally:
-        drop(admin, OURS)
-        drop(admin, BARE)
+        drop(admin, ours_name)
+        drop(admin, bare_name)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ The project's own files:
   ``queue_stats``, ``pause_queue``, ``retry_failed``, ``cleanup_queue``, ``health`` ...) and
   what they share;
 * ``logs``: the log formatters (text, or JSON with ``LOG_FORMAT=json``);
+* ``telemetry``: traces with OpenTelemetry, off unless the ``OTEL_*`` variables ask for them
+  (the exporters, Django's and psycopg's instrumentations, the queue layer's spans);
 * ``mail``: the development email backend (one log line per email);
 * ``dev`` and ``embedded_db``: the development runner's set-up (``make run``) and the embedded
   PostgreSQL used when ``DATABASE_URL`` is unset.

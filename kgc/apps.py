@@ -11,9 +11,13 @@ class KgcConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from kgc.telemetry import telemetry_configure
+
         checks.register(check_rate_limits)
         checks.register(check_worker_settings)
+        checks.register(check_tracing)
         console_names()
+        telemetry_configure()  # traces, if the OTEL_* variables ask for them
 
 
 def console_names() -> None:
@@ -55,3 +59,21 @@ def check_worker_settings(app_configs: object = None, **kwargs: object) -> list[
     except ValueError as exc:
         errors.append(checks.Error(f"KGC_CONCURRENCY: {exc}", id="kgc.E003"))
     return errors
+
+
+def check_tracing(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    """OTLP traces asked for without the OTLP exporter's package (it is not a requirement)."""
+    from django.conf import settings
+
+    from kgc.telemetry import otlp_package_missing
+
+    missing = otlp_package_missing(settings.KGC_TRACE_EXPORTERS, settings.KGC_TRACE_OTLP_PROTOCOL)
+    if missing is None:
+        return []
+    return [
+        checks.Error(
+            f"OTEL_TRACES_EXPORTER (or an OTEL_EXPORTER_OTLP_*ENDPOINT) asks for OTLP traces, but {missing} "
+            f"is not installed: pip install {missing}",
+            id="kgc.E004",
+        )
+    ]

@@ -200,3 +200,39 @@ def origins_parse(origins: list[str], *, variable: str = "CSRF_TRUSTED_ORIGINS")
 def warn_once(message: str) -> None:
     """One line on standard error, before logging is configured."""
     sys.stderr.write(f"kgc: {message}\n")
+
+
+TRACE_EXPORTERS = ("otlp", "console")
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+
+
+def trace_exporters_parse(env: Env) -> tuple[str, ...]:
+    """The span exporters the standard ``OTEL_*`` variables ask for; none: tracing stays off.
+
+    ``OTEL_SDK_DISABLED=true`` keeps it off. ``OTEL_TRACES_EXPORTER`` names them (``otlp``,
+    ``console``; ``none``: off); unset, an OTLP endpoint (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) means ``otlp``, and nothing at all means off.
+    """
+    if env.bool("OTEL_SDK_DISABLED", default=False):
+        return ()
+    names = [name.lower() for name in env.list("OTEL_TRACES_EXPORTER", default=[])]
+    if not names:
+        endpoint = env.is_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.is_set("OTEL_EXPORTER_OTLP_ENDPOINT")
+        return ("otlp",) if endpoint else ()
+    for name in names:
+        if name not in (*TRACE_EXPORTERS, "none"):
+            raise ConfigError("OTEL_TRACES_EXPORTER", f"unknown exporter {name!r}: expected otlp, console or none")
+    if "none" in names and len(names) > 1:
+        raise ConfigError("OTEL_TRACES_EXPORTER", "none cannot be combined with an exporter")
+    return tuple(dict.fromkeys(name for name in names if name != "none"))
+
+
+def otlp_protocol_parse(env: Env) -> str:
+    """The OTLP exporter's protocol: ``http/protobuf`` (the default) or ``grpc``."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        raw = env.environ.get(name, "").strip()
+        if raw:
+            if raw.lower() not in OTLP_PROTOCOLS:
+                raise ConfigError(name, f"expected http/protobuf or grpc, got {raw!r}")
+            return raw.lower()
+    return "http/protobuf"

@@ -2,7 +2,8 @@
 
 Fields passed in ``extra`` (queue, task, job_id, tenant_id, attempt, duration_ms...)
 appear as ``key=value`` pairs in text and as keys in JSON, so the same call serves
-a developer's console and a log aggregator.
+a developer's console and a log aggregator. With tracing on, a JSON line written inside a
+span also carries its ``trace_id`` and ``span_id``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
+
+from kgc.queue import tracing
 
 # Attributes every LogRecord has; anything else was passed in ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -44,10 +49,19 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             **record_extras(record),
+            **_trace_ids(),
         }
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
+
+
+def _trace_ids() -> dict[str, str]:
+    """With tracing on, the current span's trace and span ids, so that a log line leads to its trace."""
+    if not tracing.enabled():
+        return {}
+    context = trace.get_current_span().get_span_context()
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"} if context.is_valid else {}
 
 
 def _is_scalar(value: object) -> bool:

@@ -3,6 +3,7 @@
 from kgc.queue.models import (
     JobCountDelta,
     JobFailure,
+    JobOutcomeCount,
     JobResult,
     Leadership,
     QueuePause,
@@ -14,6 +15,7 @@ from kgc.queue.models import (
 __all__ = [
     "JobCountDelta",
     "JobFailure",
+    "JobOutcomeCount",
     "JobResult",
     "Leadership",
     "QueuePause",

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy_ssl_header_parse, warn_once
+from kgc.config import (
+    ConfigError,
+    Env,
+    database_from_url,
+    origins_parse,
+    otlp_protocol_parse,
+    proxy_ssl_header_parse,
+    trace_exporters_parse,
+    warn_once,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -322,3 +331,11 @@ KGC_API_TOKENS = env.list("KGC_API_TOKENS", default=[])
 # Bearer token for /metrics and for /readyz's details; without one, /metrics refuses (in DEBUG it
 # answers loopback addresses) and /readyz names failing checks only.
 KGC_METRICS_TOKEN = env.str("KGC_METRICS_TOKEN", default="")
+
+# --- Traces (OpenTelemetry) -----------------------------------------------------------------
+# Off unless the standard OTEL_* variables ask for an exporter (kgc/telemetry.py); the SDK
+# reads the others itself (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS...).
+KGC_TRACE_EXPORTERS = trace_exporters_parse(env)
+KGC_TRACE_OTLP_PROTOCOL = otlp_protocol_parse(env)
+# Paths Django's instrumentation leaves out (probes and scrapes, every few seconds).
+KGC_TRACE_UNTRACED_URLS = env.str("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", default="healthz,readyz,metrics,favicon.ico")

@@ -46,7 +46,7 @@ from django.db.models import Q
 
 from compliance.calendars import long_day
 from compliance.models import FilingStatus, Tenant
-from kgc.queue import jobs
+from kgc.queue import jobs, tracing
 from notifications import rules
 from notifications.links import AppRoutes, app_routes, item_url
 from notifications.models import (
@@ -519,9 +519,9 @@ WITH rows AS (
 ), new_emails AS (
     INSERT INTO notifications_outboundemail
            (tenant_id, notification_id, to_email, to_name, subject, template, context, status, attempts,
-            last_error, message_id, idempotency_key, created_at, priority, fair_key)
+            last_error, message_id, idempotency_key, created_at, priority, fair_key, trace_context)
     SELECT %(tenant_id)s, NULL, to_email, to_name, subject, %(template)s, context, 'queued', 0, '', '',
-           'digest:' || digest_id, now(), %(priority)s, places.first + rows.nth
+           'digest:' || digest_id, now(), %(priority)s, places.first + rows.nth, %(trace_context)s::jsonb
       FROM rows CROSS JOIN places
     RETURNING id, idempotency_key
 ), linked AS (
@@ -572,6 +572,7 @@ def _queue(tenant: Tenant, rows: list[dict[str, Any]]) -> None:
                 "rows": json.dumps(rows),
                 "template": DIGEST_TEMPLATE,
                 "priority": EmailPriority.NORMAL,
+                "trace_context": tracing.context_json(),
             },
         )
         emails, linked = cursor.fetchone()

@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 from django.db import connection
 
+from kgc.queue import tracing
 from kgc.queue.config import MAINTENANCE_PERIOD, STATEMENT_TIMEOUT
 from kgc.queue.db import Link, severed_backends_end
 from kgc.queue.retry import backoff_seconds
@@ -60,6 +61,7 @@ from notifications.outbox import (
     outcome_decide,
     record_params,
 )
+from notifications.tracing import email_send_ended, email_send_span
 from notifications.transports import BackendTransport, SendResult, Transport, transport_for
 
 logger = logging.getLogger("notifications.email")
@@ -105,7 +107,17 @@ def _backoff(attempts: int) -> timedelta:
 
 
 async def attempt_email(email: ClaimedEmail, transport: Transport, send: _Send | None = None) -> EmailOutcome:
-    """Build one claimed email's message, hand it over, and decide the row's next state."""
+    """Build one claimed email's message, hand it over, and decide the row's next state; with
+    tracing on, in a span of its own (``notifications/tracing.py``)."""
+    if not tracing.enabled():
+        return await _attempt_email(email, transport, send)
+    with email_send_span(email) as span:
+        outcome = await _attempt_email(email, transport, send)
+        email_send_ended(span, outcome)
+        return outcome
+
+
+async def _attempt_email(email: ClaimedEmail, transport: Transport, send: _Send | None) -> EmailOutcome:
     if email.suppressed_as:
         return outcome_decide(email, kind="suppressed", now=_now(), backoff=timedelta(0),
                               reason=delivery.suppressed_reason(email.suppressed_as))  # fmt: skip

@@ -177,6 +177,10 @@ class OutboundEmail(models.Model):
     claimed_by = models.BigIntegerField(null=True, blank=True, help_text="The worker that took its last attempt.")
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When its last attempt began.")
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When it was sent, failed or suppressed.")
+    # Written only while tracing is on (kgc/queue/tracing.py): its send's span is the child of this one.
+    trace_context = models.JSONField(
+        null=True, blank=True, editable=False, help_text="The trace context of the span that queued it."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -38,7 +38,7 @@ from typing import Any
 
 from django.db import connection
 
-from kgc.queue.rows import RowActivity, RowCounts
+from kgc.queue.rows import RowActivity, RowCounts, RowTotals
 from kgc.queues import EMAIL, queue_get
 from notifications.models import EmailPriority, NotificationEmailStatus, NotificationUrgency, OutboundStatus
 from notifications.preferences import ALL_KINDS
@@ -80,7 +80,7 @@ def email_places_take(*, tenant_id: int, priority: int, count: int = 1) -> int:
 
 CLAIM_SQL = """
 SELECT id, tenant_id, tenant_name, notification_id, to_email, to_name, subject, template, context, attempts,
-       priority, suppressed_as, member_id, kind
+       priority, suppressed_as, member_id, kind, trace_context
   FROM notifications_emails_claim(%(worker_id)s, %(want)s, %(queue)s, %(limit)s, %(window)s, %(all_kinds)s)
 """
 
@@ -103,6 +103,7 @@ class ClaimedEmail:
     suppressed_as: str | None
     member_id: int | None  # the person it is for: a notification's recipient, or a digest's
     kind: str | None  # a notification's kind; ALL_KINDS for a digest
+    trace_context: dict[str, str] | None = None  # of the span that queued it (kgc/queue/tracing.py)
 
 
 def claim_params(*, worker_id: int, want: int) -> dict[str, Any]:
@@ -136,6 +137,7 @@ def claimed_from_row(row: dict[str, Any]) -> ClaimedEmail:
         suppressed_as=row["suppressed_as"],
         member_id=row["member_id"],
         kind=row["kind"],
+        trace_context=row.get("trace_context"),
     )
 
 
@@ -321,6 +323,14 @@ SELECT date_bin(make_interval(secs => %(bucket)s), bucket, %(origin)s), state, c
 """
 
 
+# Every email that ever entered each state (``entered`` only grows; folding keeps its sums),
+# and how many are in each state now.
+TOTALS_SQL = """
+SELECT state, coalesce(sum(entered), 0)::bigint, coalesce(sum(delta), 0)::bigint
+  FROM notifications_emailcount GROUP BY 1
+"""
+
+
 def _activity(found: dict[str, int]) -> RowActivity:
     return RowActivity(
         completed=found.get("sent", 0) + found.get("suppressed", 0),
@@ -357,6 +367,19 @@ class EmailQueueReader:
         with connection.cursor() as cursor:
             cursor.execute(ACTIVITY_SQL, {"since": since.replace(second=0, microsecond=0), "now": now})
             return _activity({state: int(count) for state, count in cursor.fetchall()})
+
+    def totals(self) -> RowTotals:
+        entered = {state: int(count) for state, count, _ in self._tallies()}
+        ended = _activity(entered)
+        return RowTotals(completed=ended.completed, failed=ended.failed, retried=ended.retried, entered=entered)
+
+    def states(self) -> dict[str, int]:
+        return {state: max(int(now_in), 0) for state, _, now_in in self._tallies()}
+
+    def _tallies(self) -> list[tuple[str, int, int]]:
+        with connection.cursor() as cursor:
+            cursor.execute(TOTALS_SQL)
+            return list(cursor.fetchall())
 
     def finished_series(self, *, origin: datetime, now: datetime, bucket: timedelta) -> dict[datetime, RowActivity]:
         found: dict[datetime, dict[str, int]] = {}

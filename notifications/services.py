@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from compliance.models import Tenant
 from compliance.selectors import tenant_get
+from kgc.queue import tracing
 from notifications import outbox, preferences, selectors
 from notifications.exceptions import InvalidEmailRequest, UnknownEmail
 from notifications.models import EmailPriority, Notification, NotificationEmailStatus, OutboundEmail
@@ -127,6 +128,7 @@ def email_enqueue(
             priority=rank,
             fair_key=outbox.email_places_take(tenant_id=tenant.pk, priority=rank),
             idempotency_key=idempotency_key or f"adhoc:{uuid.uuid4()}",
+            trace_context=tracing.context_carrier(),
         )
 
 
@@ -230,9 +232,10 @@ WITH drafts AS (
 ), new_emails AS (
     INSERT INTO notifications_outboundemail
            (tenant_id, notification_id, to_email, to_name, subject, template, context, status, attempts,
-            last_error, message_id, idempotency_key, created_at, priority, fair_key)
+            last_error, message_id, idempotency_key, created_at, priority, fair_key, trace_context)
     SELECT %(tenant_id)s, e.id, e.recipient_email, e.recipient_name, e.email_subject, e.email_template, e.data,
-           'queued', 0, '', '', 'notification:' || e.id, now(), e.email_priority, places.first + e.nth
+           'queued', 0, '', '', 'notification:' || e.id, now(), e.email_priority, places.first + e.nth,
+           %(trace_context)s::jsonb
       FROM to_email AS e
       JOIN places USING (email_priority)
     RETURNING id
@@ -361,6 +364,7 @@ def _deliver_rows(tenant: Tenant, rows: list[dict[str, Any]]) -> tuple[int, int,
                 # age of a waiting item are on the same clock as the runs that read them.
                 "created_at": timezone.now(),
                 "drafts": json.dumps(rows),
+                "trace_context": tracing.context_json(),
             },
         )
         notifications, emails, to_email, by_status = cursor.fetchone()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from tests.factories import MembershipFactory, TenantFactory
 
@@ -88,3 +88,30 @@ def failed_send_job(tenant, member_of):
         return job_id, email
 
     return make
+
+
+@pytest.fixture
+def spans():
+    """Tracing on in this process for one test, as ``kgc/telemetry.py`` turns it on (Django's and
+    psycopg's instrumentations too), with the finished spans kept in memory:
+    ``spans.get_finished_spans()``."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kgc import telemetry
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"service.name": "kgc-web"}))  # the web process's part
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    opened = {alias: connections[alias].connection for alias in connections}
+    telemetry.tracing_on(provider)
+    yield exporter
+    telemetry.tracing_off()
+    for alias in connections:
+        # A connection opened while psycopg was instrumented would trace its queries for good.
+        conn = connections[alias]
+        if conn.connection is not None and conn.connection is not opened[alias] and not conn.in_atomic_block:
+            conn.close()
+    provider.shutdown()

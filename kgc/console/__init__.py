@@ -21,8 +21,10 @@ The screens (``admin`` is what Django imports; it loads them):
 
 What they read and show:
 
-* ``metrics``: the counts, the oldest waiting job, jobs finished and failures, and the
-  Prometheus text served at ``/metrics``; ``queue_stats`` reads it too;
+* ``metrics``: the counts, the oldest waiting job and the chart's jobs finished, for the
+  screens and ``queue_stats``;
+* ``collector``: ``/metrics``, one prometheus_client collector reading the same tables at
+  scrape time (Prometheus text, or OpenMetrics when asked);
 * ``selectors``: what the dashboard reads beyond the counts: capacity, rate-limit use,
   throughput, workers and their running jobs, the chart's series;
 * ``display``: the rules for showing things (job states, attempts, tracebacks, durations,

@@ -10,9 +10,10 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from kgc.console import metrics
+from kgc.console import collector
 from kgc.queue import health
 from kgc.queues import product_queues
 
@@ -97,7 +98,8 @@ def _trusted(request: HttpRequest) -> bool:
 
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The queues, jobs, workers and emails in Prometheus' text format."""
+    """The queues, jobs, workers and emails, in Prometheus' text format or, when the ``Accept``
+    header asks for it, OpenMetrics (``kgc/console/collector.py``)."""
     if not _trusted(request):
         if getattr(settings, "KGC_METRICS_TOKEN", ""):
             response: Any = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
@@ -105,5 +107,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             return response
         refusal = "forbidden" if settings.DEBUG else "forbidden: set KGC_METRICS_TOKEN and send it as a bearer token"
         return HttpResponse(refusal + "\n", status=403, content_type="text/plain")
-    body = metrics.metrics_render(now=timezone.now())
-    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")
+    body, content_type = collector.metrics_exposition(accept=request.headers.get("Accept", ""), now=timezone.now())
+    response = HttpResponse(body, content_type=content_type)
+    patch_vary_headers(response, ["Accept"])
+    return response

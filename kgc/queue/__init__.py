@@ -15,6 +15,8 @@ Services and wiring:
 * ``retry``: which failures are retried and when (backoff with jitter), and which fail at once;
 * ``results``: a succeeded job's return value, as JSON the database can store;
 * ``signals``: ``jobs_retried``, sent when failed jobs go back to their queue;
+* ``tracing``: a span for each defer and each run (and each item of a row queue) when the
+  project turns OpenTelemetry on, the trace context carried in the job's arguments;
 * ``models``: the state kept next to procrastinate's tables (pause flags, rate-limit slots,
   job counts, failures, worker processes, the lease, scheduler ticks, results); the ``kgc``
   app's models, so their tables and migrations are ``kgc``'s;
@@ -38,10 +40,10 @@ is accepted only from the attempt that claimed the job; a defer inside
 leadership and the schedule live in PostgreSQL, so every process on every machine sees the
 same.
 
-What it may import: Django, procrastinate, psycopg and the standard library, itself, and of
-the project the queues' declarations (``kgc.queues``). Never the console (``kgc.console``),
-the API (``kgc.api``) or the apps (``compliance``, ``notifications``), directly or through
-another module: they read this layer, and an app reacts to it through its signals and hooks
-(``jobs.retry_hold_register``, ``signals.jobs_retried``). ``tests/kgc/test_layers.py``
-holds it to that.
+What it may import: Django, procrastinate, psycopg, OpenTelemetry's API and the standard
+library, itself, and of the project the queues' declarations (``kgc.queues``). Never the
+console (``kgc.console``), the API (``kgc.api``) or the apps (``compliance``,
+``notifications``), directly or through another module: they read this layer, and an app
+reacts to it through its signals and hooks (``jobs.retry_hold_register``,
+``signals.jobs_retried``). ``tests/kgc/test_layers.py`` holds it to that.
 """

@@ -53,6 +53,7 @@ def finish_params(batch: list[Outcome], *, keep_locks: bool) -> dict[str, Any]:
         "attempts": [outcome.claim.attempts for outcome in batch],
         "statuses": [outcome.status for outcome in batch],
         "retry_at": [outcome.retry_at for outcome in batch],
+        "durations": [outcome.duration for outcome in batch],
         "keep_locks": keep_locks,
         "failed_ids": [outcome.claim.job.id for outcome in failed],
         "failed_attempts": [outcome.failure.attempt for outcome in failed if outcome.failure],

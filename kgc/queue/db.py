@@ -102,6 +102,9 @@ class Link:
             await self.drop()
             async with asyncio.timeout(self.connect_timeout):
                 conn = await psycopg.AsyncConnection.connect(autocommit=True, row_factory=dict_row, **self.params)
+                # psycopg's OpenTelemetry instrumentation, where installed, would trace every claim,
+                # heartbeat and poll as a trace of its own: the worker's own statements opt out.
+                conn.cursor_factory = psycopg.AsyncCursor
                 await _server_notices_severing(conn)
             self._conn = conn
         return self._conn

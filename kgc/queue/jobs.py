@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from django.utils import timezone
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate.contrib.django import app
 
-from kgc.queue import signals
+from kgc.queue import signals, tracing
 from kgc.queue.models import JobFailure, QueuePause
 from kgc.queue.retry import QueueRetryStrategy
 from kgc.queue.rows import RowCounts, row_queue_get, row_queues
@@ -85,7 +86,27 @@ def job_defer(
     of a second one (``created`` is False), its priority raised to this one's if higher.
     The insert runs in a savepoint: procrastinate's AlreadyEnqueued is a unique
     violation, which would otherwise break the caller's transaction.
+
+    With tracing on, the defer has its span, whose context the job carries to its run
+    (``kgc/queue/tracing.py``).
     """
+    if not tracing.enabled() or (declared := app.tasks.get(task_name)) is None:
+        return _job_defer(task_name, kwargs, priority, queueing_lock, schedule_in)
+    with tracing.defer_span(queue=declared.queue, task_name=task_name, tenant_id=kwargs.get("tenant_id")) as deferral:
+        job_id, created = _job_defer(
+            task_name, {**kwargs, tracing.TRACE_CONTEXT_KEY: deferral.carrier}, priority, queueing_lock, schedule_in
+        )
+        deferral.deferred(job_id, created=created)
+        return job_id, created
+
+
+def _job_defer(
+    task_name: str,
+    kwargs: dict[str, Any],
+    priority: int | None,
+    queueing_lock: str | None,
+    schedule_in: timedelta | None,
+) -> tuple[int, bool]:
     configure: dict[str, Any] = {"priority": priority_to_stored(priority)}
     if queueing_lock:
         configure["queueing_lock"] = queueing_lock
@@ -109,13 +130,7 @@ def job_defer(
             )
             row = cursor.fetchone()
         if row is None:  # the waiting job started in between: this one is new after all
-            return job_defer(
-                task_name=task_name,
-                kwargs=kwargs,
-                priority=priority,
-                queueing_lock=queueing_lock,
-                schedule_in=schedule_in,
-            )
+            return _job_defer(task_name, kwargs, priority, queueing_lock, schedule_in)
         return row[0], False
 
 
@@ -251,6 +266,75 @@ def get_all_queue_stats() -> dict[str, QueueStats]:
 def job_counts_compact() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT kgc_job_counts_compact()")
+
+
+# Upper bounds (seconds) of the run-time buckets of finished jobs; +Inf is implied. The
+# worker's finish counts each run into the first bound it fits (kgc_job_duration_bounds(),
+# which says the same).
+DURATION_BOUNDS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
+
+
+@dataclass(frozen=True)
+class OutcomeTotals:
+    """One queue's attempts that ended, since the counters began: counts that only grow.
+
+    ``durations`` holds, per bucket of ``DURATION_BOUNDS`` and one past the last, how many
+    jobs that succeeded or failed for good ran that long as their worker measured it (each
+    counted in one bucket, not cumulatively), and ``seconds`` their run times summed.
+    """
+
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    durations: tuple[int, ...] = (0,) * (len(DURATION_BOUNDS) + 1)
+    seconds: float = 0.0
+
+
+OUTCOME_TOTALS_SQL = """
+SELECT queue_name, outcome, le, sum(jobs)::bigint, sum(seconds)::float8
+  FROM kgc_joboutcomecount GROUP BY 1, 2, 3
+"""
+
+
+def duration_bucket(le: float) -> int:
+    """The index in ``DURATION_BOUNDS`` of a stored bucket bound (``len``: past the last); a bound
+    no longer declared goes to the first that holds it, so a count is never placed too low."""
+    return next((index for index, bound in enumerate(DURATION_BOUNDS) if le <= bound), len(DURATION_BOUNDS))
+
+
+def outcome_totals_fold(
+    rows: Iterable[tuple[str, str, float | None, int, float]], *, names: list[str]
+) -> dict[str, OutcomeTotals]:
+    """Each queue's totals from the counter rows ``(queue, outcome, le, jobs, seconds)``; rows of
+    other queues are left out."""
+    counts = {name: dict.fromkeys(("succeeded", "failed", "retried"), 0) for name in names}
+    durations = {name: [0] * (len(DURATION_BOUNDS) + 1) for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for queue_name, outcome, le, jobs_count, run_time in rows:
+        if queue_name not in counts:
+            continue
+        if outcome == "timed":
+            durations[queue_name][duration_bucket(le if le is not None else math.inf)] += int(jobs_count)
+            seconds[queue_name] += float(run_time)
+        elif outcome in counts[queue_name]:
+            counts[queue_name][outcome] += int(jobs_count)
+    return {
+        name: OutcomeTotals(**counts[name], durations=tuple(durations[name]), seconds=seconds[name]) for name in names
+    }
+
+
+def job_outcome_totals(names: list[str]) -> dict[str, OutcomeTotals]:
+    """Each of these queues' attempts that ended, from the counters the jobs table's trigger
+    keeps (``JobOutcomeCount``): never lowered by retention or cleanup. A row queue answers
+    with its reader's totals of its items (its jobs, if any, are not counted)."""
+    with connection.cursor() as cursor:
+        cursor.execute(OUTCOME_TOTALS_SQL)
+        totals = outcome_totals_fold(cursor.fetchall(), names=names)
+    for name in names:
+        if (row_queue := row_queue_get(name)) is not None:
+            ended = row_queue.reader.totals()
+            totals[name] = OutcomeTotals(succeeded=ended.completed, failed=ended.failed, retried=ended.retried)
+    return totals
 
 
 # --- Cleanup ----------------------------------------------------------------------------

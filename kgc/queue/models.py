@@ -62,6 +62,38 @@ class JobCountDelta(models.Model):
         return f"{self.queue_name}/{self.status}: {self.delta:+d}"
 
 
+class JobOutcomeCount(models.Model):
+    """Attempts that ended, per queue and outcome, and run times: the ``*_total`` series of ``/metrics``.
+
+    The jobs table's update trigger (migration 0009) counts each attempt as it ends, one row
+    per statement and (queue, outcome): a job leaving ``doing`` as succeeded, failed (or
+    aborted), or back to ``todo`` with its attempt counted (a retry). The worker's batch
+    finish (``sql.FINISH``) adds ``timed`` rows: the jobs that succeeded or failed for good,
+    per run-time bucket, with the run time the worker measured. Retention and cleanup delete
+    jobs, never these rows, so the sums only grow; compaction (``kgc_job_counts_compact``)
+    folds them into one row per (queue, outcome, bucket).
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # for good: out of attempts, a permanent error, or aborted
+        RETRIED = "retried"  # a failed attempt that goes back to its queue
+        TIMED = "timed"  # runs that succeeded or failed for good, per run-time bucket
+
+    queue_name = models.CharField(max_length=128)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    le = models.FloatField(
+        null=True,
+        help_text="Timed rows: the upper bound (seconds) of their run-time bucket "
+        "(kgc_job_duration_bounds(), +Infinity past the last).",
+    )
+    jobs = models.BigIntegerField()
+    seconds = models.FloatField(default=0.0, help_text="Timed rows: their run times, summed.")
+
+    def __str__(self) -> str:
+        return f"{self.queue_name}/{self.outcome}: {self.jobs}"
+
+
 class JobFailure(models.Model):
     """One failed attempt of a job: why it failed, so an operator can see it and act."""
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from procrastinate import App
 
+from kgc.queue import tracing
 from kgc.queue.config import WorkerConfig
 from kgc.queue.supervisor import backoff_delay
 from kgc.queue.worker import EXIT_UNRECOVERABLE, Worker
@@ -61,6 +62,7 @@ async def worker_serve(app: App, config: WorkerConfig, *, handle_signals: bool =
     if worker.abandoned:
         # Put-back jobs may still be running in pool threads, which cannot be stopped and
         # which the interpreter would wait for at exit: exit now (they run again elsewhere).
+        tracing.flush()
         logging.shutdown()
         os._exit(code)
     return code

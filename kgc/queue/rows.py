@@ -7,9 +7,9 @@ An app registers such a queue from its ``AppConfig.ready()`` with ``row_queue_re
   it is woken by the notifications on its channels, and it is given the shutdown timeout
   to finish what it holds;
 * a **reader**, which answers for the queue wherever the queue layer reports on queues
-  (the counts in BullMQ's shape, the oldest waiting item, what finished lately, bulk
-  retries of failed items), so that the dashboard, the API, ``queue_stats`` and
-  ``/metrics`` speak of the queue's real work.
+  (the counts in BullMQ's shape, the oldest waiting item, what finished lately, totals
+  that only grow, bulk retries of failed items), so that the dashboard, the API,
+  ``queue_stats`` and ``/metrics`` speak of the queue's real work.
 
 The queue keeps its declaration in ``kgc/queues.py`` (concurrency, rate limit, retry
 policy, retention): the consumer applies them to its rows. The queue layer imports no
@@ -19,7 +19,7 @@ app: apps import this module.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -75,8 +75,28 @@ class RowActivity:
     retried: int = 0
 
 
+@dataclass(frozen=True)
+class RowTotals:
+    """What ended since the queue began, in counts that only grow (the ``*_total`` series of
+    ``/metrics``): items completed, failed for good, and failed attempts that will be retried;
+    and how many items entered each of the app's own states (the outbox's ``sent``...)."""
+
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    entered: Mapping[str, int] = field(default_factory=dict)
+
+
 class RowQueueReader(Protocol):
     def counts(self, *, now: datetime) -> RowCounts: ...
+
+    def totals(self) -> RowTotals:
+        """Monotonic counts: retention, cleanup and the folding of old counts never lower them."""
+        ...
+
+    def states(self) -> dict[str, int]:
+        """How many items are in each of the app's own states now (all of them, whatever their age)."""
+        ...
 
     def oldest_waiting_seconds(self, *, now: datetime) -> float | None: ...
 

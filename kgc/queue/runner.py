@@ -1,7 +1,8 @@
 """Running one claimed job and turning what happened into its outcome.
 
 A task declared ``async def`` runs on the worker's event loop; any other runs in the
-worker's thread pool, on Django's database connection of that thread. The outcome
+worker's thread pool, on Django's database connection of that thread. With tracing on,
+each run has its span (``kgc/queue/tracing.py``), current while the task runs. The outcome
 (succeeded, failed, back to the queue for a retry, aborted) is not written here: it
 goes to the completer, which writes many in one statement (``kgc/queue/completer.py``).
 """
@@ -9,6 +10,8 @@ goes to the completer, which writes many in one statement (``kgc/queue/completer
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 import os
@@ -27,6 +30,7 @@ from django.db import connections
 from procrastinate import App, exceptions, job_context
 from procrastinate import jobs as jobs_module
 
+from kgc.queue import tracing
 from kgc.queue.results import text_storable
 
 logger = logging.getLogger("kgc.jobs")
@@ -73,6 +77,10 @@ class Outcome:
     failure: Failure | None = None
     result: Any = None
     duration: float = 0.0
+
+
+# A run's outcome as its span names it (messaging.procrastinate.job.outcome).
+OUTCOME_NAMES = {"todo": "retry", "unknown": "unknown_task"}
 
 
 def failure_describe(exc: BaseException, *, attempt: int, now: datetime) -> Failure:
@@ -138,6 +146,25 @@ class JobRunner:
 
     async def run(self, claim: Claim) -> Outcome:
         job = claim.job
+        carrier = None
+        if tracing.TRACE_CONTEXT_KEY in job.task_kwargs:  # the task never sees it
+            kwargs, carrier = tracing.kwargs_split(job.task_kwargs)
+            job = job.evolve(task_kwargs=kwargs)
+        if not tracing.enabled():
+            return await self._run(claim, job)
+        with tracing.run_span(
+            queue=job.queue,
+            task_name=job.task_name,
+            job_id=job.id,
+            attempt=job.attempts + 1,
+            carrier=carrier,
+            tenant_id=job.task_kwargs.get("tenant_id"),
+        ) as span:
+            outcome = await self._run(claim, job)
+            tracing.run_ended(span, outcome=OUTCOME_NAMES.get(outcome.status, outcome.status), failure=outcome.failure)
+            return outcome
+
+    async def _run(self, claim: Claim, job: jobs_module.Job) -> Outcome:
         fields = log_fields(job)
         verbose = logger.isEnabledFor(logging.INFO)  # two log lines a job: skip building them when off
         if verbose:
@@ -152,7 +179,10 @@ class JobRunner:
                 result = await self._run_async(job, task, args)
             else:
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self.executor, _call_sync, task, args, job.task_kwargs)
+                call = functools.partial(_call_sync, task, args, job.task_kwargs)
+                if tracing.enabled():  # the run's span is the parent of what the task does in its thread
+                    call = functools.partial(contextvars.copy_context().run, call)
+                result = await loop.run_in_executor(self.executor, call)
         except BaseException as exc:  # the task's failure, whatever it is, becomes the job's outcome
             if job.id in self.abandoning:
                 return self._abandoned(claim, exc, fields)

@@ -25,7 +25,7 @@ from croniter import croniter
 from procrastinate import App
 from psycopg.types.json import Jsonb
 
-from kgc.queue import sql
+from kgc.queue import sql, tracing
 from kgc.queue.config import SCHEDULER_PERIOD
 from kgc.queue.db import Link
 from kgc.queue.supervisor import DutyHandle
@@ -166,8 +166,24 @@ class Scheduler:
 
     async def _defer(self, key: ScheduleKey, tick: int) -> None:
         periodic = self.app.periodic_registry.periodic_tasks[key]
+        if not tracing.enabled():
+            await self._defer_tick(periodic, tick, carrier=None)
+            return
+        # Each tick starts a trace of its own: the tick's job, and whatever its run fans out.
+        with tracing.defer_span(
+            queue=periodic.task.queue,
+            task_name=periodic.task.name,
+            **{"messaging.procrastinate.periodic_id": periodic.periodic_id, "kgc.schedule.tick": tick},
+        ) as deferral:
+            job_id = await self._defer_tick(periodic, tick, carrier=deferral.carrier)
+            if job_id is not None:
+                deferral.deferred(job_id, created=True)
+
+    async def _defer_tick(self, periodic: Any, tick: int, *, carrier: dict[str, str] | None) -> int | None:
         options: dict[str, Any] = dict(periodic.configure_kwargs)
         options["task_kwargs"] = {**(options.get("task_kwargs") or {}), "timestamp": tick}
+        if carrier is not None:
+            options["task_kwargs"][tracing.TRACE_CONTEXT_KEY] = carrier
         job = periodic.task.configure(**options).job
         try:
             rows = await self._defer_statement(job, periodic.periodic_id, tick)
@@ -178,13 +194,14 @@ class Scheduler:
                 f"{job.task_name}: tick at {tick} skipped, a job under its queueing lock still waits",
                 extra={"event": "tick_skipped", "task": job.task_name, "tick": tick},
             )
-            return
+            return None
         job_id = rows[0]["id"] if rows else None
         if job_id is not None:
             logger.info(
                 f"scheduled {job.task_name} for the tick at {tick}",
                 extra={"event": "tick_deferred", "task": job.task_name, "job_id": job_id, "tick": tick},
             )
+        return job_id
 
     async def _defer_statement(self, job: Any, periodic_id: str, tick: int) -> list[dict[str, Any]]:
         return await self.link.execute(

@@ -45,7 +45,8 @@ SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
 # declared dead and nobody rescued the job yet). A job rescued meanwhile is a new
 # attempt (its ``attempts`` went up), so the old attempt's late outcome matches nothing
 # and is refused. Failure records are written for accepted outcomes only, in the same
-# statement, and so are the return values of succeeded jobs (kgc/results.py). A job going
+# statement, and so are the return values of succeeded jobs (kgc/results.py) and the run
+# times of jobs that succeeded or failed for good (the metrics' histogram). A job going
 # back for a retry keeps its queueing lock only when no other
 # waiting job holds it (and only the first of several in one batch); with
 # ``keep_locks`` false it goes back without (the fallback after a conflict with a job
@@ -54,8 +55,8 @@ FINISH = """
 WITH outcome AS (
     SELECT *
       FROM unnest(%(ids)s::bigint[], %(workers)s::bigint[], %(attempts)s::int[],
-                  %(statuses)s::procrastinate_job_status[], %(retry_at)s::timestamptz[])
-           AS o(id, worker_id, attempts, status, retry_at)
+                  %(statuses)s::procrastinate_job_status[], %(retry_at)s::timestamptz[], %(durations)s::float8[])
+           AS o(id, worker_id, attempts, status, retry_at, seconds)
 ), retrying AS (
     -- The attempt that holds the job, matched as in ``finished``: an old attempt's outcome
     -- of the same job in the same batch must not add a second row for it.
@@ -98,6 +99,18 @@ WITH outcome AS (
                   %(failed_messages)s::text[], %(failed_tracebacks)s::text[], %(failed_at)s::timestamptz[])
            AS failure(job_id, attempt, exception_type, message, traceback, failed_at)
       JOIN finished ON finished.id = failure.job_id AND finished.attempts = failure.attempt
+), timed AS (
+    -- The run times the worker measured, per queue and bucket (kgc_joboutcomecount's timed
+    -- rows); the outcomes themselves are counted by the jobs table's trigger.
+    INSERT INTO kgc_joboutcomecount (queue_name, outcome, le, jobs, seconds)
+    SELECT finished.queue_name, 'timed',
+           coalesce((SELECT min(bound) FROM unnest(kgc_job_duration_bounds()) AS bound WHERE bound >= run.seconds),
+                    'Infinity'),
+           count(*), sum(run.seconds)
+      FROM outcome AS run
+      JOIN finished ON finished.id = run.id AND finished.attempts = run.attempts + 1
+     WHERE finished.status IN ('succeeded', 'failed')
+     GROUP BY 1, 3
 ), results AS (
     INSERT INTO kgc_jobresult (job_id, value, recorded_at)
     SELECT result.job_id, result.value, now()

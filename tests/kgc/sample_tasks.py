@@ -70,3 +70,9 @@ def defer_then_fail() -> None:
 def summarise(clients: int = 3) -> dict[str, object]:
     """Returns what it did, as the product's tasks do (the console shows it)."""
     return {"clients_scored": clients, "levels": {"green": clients}}
+
+
+@jobs.task(queue="maintenance", name="tests.kwargs_seen", pass_context=True)
+def kwargs_seen(context: JobContext, **kwargs: object) -> dict[str, list[str]]:
+    """The arguments the task is given, and those of the job its context holds."""
+    return {"kwargs": sorted(kwargs), "context": sorted(context.job.task_kwargs)}

@@ -103,7 +103,8 @@ def test_the_graph_sees_the_imports_the_rules_are_about(graph):
     # Were the parser blind, the rules above would pass on an empty graph.
     assert "kgc.queue.jobs" in graph["kgc.console.dashboard"]
     assert "kgc.queue.jobs" in graph["kgc.api.views"]
-    assert "kgc.queue.health" in graph["kgc.console.metrics"]  # an import inside a function
+    assert "kgc.queue.health" in graph["kgc.console.collector"]
+    assert "kgc.queue.process" in graph["kgc.queue.app"]  # an import inside a function
     assert "kgc.queues" in graph["kgc.queue.worker"]
 
 

@@ -45,3 +45,25 @@ def test_a_worker_logs_each_job_start_and_end_as_json():
     assert succeeded["duration_ms"] >= 0
     failed = next(r for r in records if r["job_id"] == broken and r["event"] == "job_failed")
     assert (failed["level"], failed["error"]) == ("ERROR", "ValueError")
+
+
+def _json_line(message: str = "hello") -> dict:
+    import logging
+
+    from kgc.logs import JsonFormatter
+
+    record = logging.LogRecord("kgc.jobs", logging.INFO, __file__, 1, message, None, None)
+    return json.loads(JsonFormatter().format(record))
+
+
+def test_a_json_line_inside_a_span_names_its_trace(spans):
+    from kgc.queue import tracing
+
+    with tracing.tracer("tests").start_as_current_span("run") as span:
+        line = _json_line()
+    context = span.get_span_context()
+    assert (line["trace_id"], line["span_id"]) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+
+
+def test_without_tracing_a_json_line_has_no_trace_ids():
+    assert "trace_id" not in _json_line()

@@ -115,6 +115,13 @@ def succeed(job_id: int) -> None:
     _set_status(job_id, "succeeded")
 
 
+def retry(job_id: int) -> None:
+    """A failed attempt that goes back to the queue: doing, then waiting with the attempt counted."""
+    start(job_id)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE procrastinate_jobs SET status = 'todo', attempts = attempts + 1 WHERE id = %s", [job_id])
+
+
 def _failure_of(message: str) -> tuple[str, str]:
     try:
         raise ValueError(message)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from kgc.console import metrics
+from kgc.console import collector
 from tests.kgc.console import prometheus
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (requirements-dev.txt)")
@@ -46,6 +46,6 @@ def test_backlog_alert_fires_past_15_minutes():
 
 @pytest.mark.django_db
 def test_every_series_the_rules_use_is_exposed():
-    exposed = set(prometheus.parse(metrics.metrics_render(now=timezone.now())))
+    exposed = set(prometheus.parse(collector.metrics_render(now=timezone.now())))
     used = {name for rule in _rules() for name in re.findall(r"\bkgc_[a-z_]+", rule["expr"])}
     assert used and used <= exposed

@@ -1,4 +1,4 @@
-"""The console's pure rules: formatting, chart buckets, histogram, cleanup form."""
+"""The console's pure rules: formatting, chart buckets, histogram buckets, cleanup form."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kgc.console import dashboard, metrics
+from kgc.console import collector, dashboard, metrics
 
 
 @pytest.mark.parametrize(
@@ -36,14 +36,6 @@ def test_text_table_aligns_columns_under_a_rule():
     ]
 
 
-@pytest.mark.parametrize(
-    ("value", "escaped"),
-    [("email", "email"), ('a"b', 'a\\"b'), ("a\\b", "a\\\\b"), ("a\nb", "a\\nb")],
-)
-def test_label_values_are_escaped_for_the_text_format(value, escaped):
-    assert metrics.label_escape(value) == escaped
-
-
 def test_chart_origin_ends_the_window_with_the_bucket_holding_now():
     now = datetime(2026, 11, 29, 14, 52, 30, tzinfo=UTC)
     assert metrics.chart_origin(now) == datetime(2026, 11, 28, 14, 55, tzinfo=UTC)
@@ -57,14 +49,23 @@ def test_buckets_fill_puts_counts_in_their_bucket_and_zeros_elsewhere():
 
 
 @pytest.mark.parametrize(
-    ("bucket_index", "expected"),
-    [(0, [2, 2, 2]), (1, [0, 2, 2]), (2, [0, 0, 2])],
+    ("bound", "text"),
+    [(0.1, "0.1"), (0.5, "0.5"), (1.0, "1"), (1800.0, "1800"), (float("inf"), "+Inf")],
 )
-def test_histogram_buckets_are_cumulative(bucket_index, expected):
-    histogram = metrics.Histogram(bounds=(1.0, 5.0))
-    histogram.add(bucket_index, 2, 3.0)
-    assert histogram.counts == expected
-    assert histogram.count == 2
+def test_bucket_bounds_are_written_as_they_always_were(bound, text):
+    assert collector.bound_text(bound) == text
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ((2, 0, 0), [("1", 2.0), ("5", 2.0), ("+Inf", 2.0)]),
+        ((0, 2, 0), [("1", 0.0), ("5", 2.0), ("+Inf", 2.0)]),
+        ((1, 0, 3), [("1", 1.0), ("5", 1.0), ("+Inf", 4.0)]),
+    ],
+)
+def test_histogram_buckets_are_cumulative(counts, expected):
+    assert collector.buckets_cumulative(counts, (1.0, 5.0)) == expected
 
 
 def test_chart_bars_scale_to_the_busiest_bucket_and_stack_failures_on_top():

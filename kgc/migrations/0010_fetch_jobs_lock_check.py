@@ -56,7 +56,7 @@ NEW_FETCH_JOBS = OLD_FETCH_JOBS.replace(_OLD_CHECK, _NEW_CHECK).replace(_OLD_CLO
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("kgc", "0008_scheduler_missed_ticks"),
+        ("kgc", "0009_job_outcome_counts"),
     ]
 
     operations = [
