@@ -29,6 +29,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from kgc.console.display import date_cell, truncated
+from kgc.texts import counted
 from notifications.delivery import emails_resend
 from notifications.models import (
     Digest,
@@ -260,7 +261,7 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         if result.resent:
             self.message_user(
                 request,
-                f"Queued {len(result.resent)} failed email(s) again; the email workers will send them."
+                f"Queued {counted(len(result.resent), 'failed email')} again; the email workers will send them."
                 + (
                     f" {result.skipped} left alone (not failed, or bounced/rejected/complained)."
                     if result.skipped

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.urls import reverse
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
@@ -192,8 +192,8 @@ def test_pause_all_pauses_every_product_queue_and_logs_each(staff_client, superu
     response = staff_client.post(reverse("admin:kgc_queue_pause_all"), follow=True)
     assert all(jobs.is_paused(name) for name in PRODUCT_QUEUES)
     assert not jobs.is_paused("maintenance")
-    assert "Paused 3 queue(s): compliance, expiry-notification, filing-reminder." in _messages(response)
-    assert LogEntry.objects.filter(user=superuser, action_flag=ADDITION).count() == 3
+    assert "Paused 3 queues: compliance, expiry-notification, filing-reminder." in _messages(response)
+    assert LogEntry.objects.filter(user=superuser, action_flag=CHANGE).count() == 3
 
 
 def test_resume_all_resumes_every_paused_queue(staff_client):
@@ -201,7 +201,7 @@ def test_resume_all_resumes_every_paused_queue(staff_client):
         jobs.pause_queue(name)
     response = staff_client.post(reverse("admin:kgc_queue_resume_all"), follow=True)
     assert not any(jobs.is_paused(name) for name in PRODUCT_QUEUES)
-    assert "Resumed 4 queue(s): compliance, expiry-notification, filing-reminder, email." in _messages(response)
+    assert "Resumed 4 queues: compliance, expiry-notification, filing-reminder, email." in _messages(response)
 
 
 def test_viewer_cannot_pause_all(admin_client_for, staff_viewer):
@@ -232,7 +232,7 @@ def test_pause_pauses_says_so_and_is_logged_with_the_user(staff_client, superuse
     assert jobs.is_paused("email")
     assert "Paused the email queue." in _messages(response)
     entry = LogEntry.objects.get()
-    assert (entry.user, entry.action_flag, entry.object_id) == (superuser, ADDITION, "email")
+    assert (entry.user, entry.action_flag, entry.object_id) == (superuser, CHANGE, "email")
 
 
 def test_resume_resumes_says_so_and_is_logged(staff_client, superuser):
@@ -240,7 +240,29 @@ def test_resume_resumes_says_so_and_is_logged(staff_client, superuser):
     response = staff_client.post(reverse("admin:kgc_queue_resume", args=["email"]), follow=True)
     assert not jobs.is_paused("email")
     assert "Resumed the email queue." in _messages(response)
-    assert LogEntry.objects.get().action_flag == DELETION
+    assert LogEntry.objects.get().action_flag == CHANGE
+
+
+def test_recent_actions_show_a_pause_and_a_resume_as_changes_leading_to_the_dashboard(staff_client):
+    staff_client.post(reverse("admin:kgc_queue_pause", args=["email"]))
+    staff_client.post(reverse("admin:kgc_queue_resume", args=["email"]))
+    index = staff_client.get(reverse("admin:index")).content.decode()
+    recent = index[index.index('id="recent-actions-module"') :]
+    # The admin marks a deletion with a red cross ("deletelink"): resuming a queue deletes nothing.
+    assert recent.count('class="changelink"') == 2 and "deletelink" not in recent and "addlink" not in recent
+    assert "email queue: resumed" in recent and "email queue: paused" in recent
+    link = reverse("admin:kgc_queuepause_change", args=["email"])
+    assert link in recent
+    assert staff_client.get(link)["Location"] == reverse(DASHBOARD)
+
+
+@pytest.mark.parametrize(("app_url", "shown"), [("", False), ("https://app.example.com", True)])
+def test_view_site_leads_to_the_web_app_or_is_not_offered(staff_client, settings, app_url, shown):
+    settings.KGC_APP_URL = app_url
+    page = staff_client.get(reverse("admin:index")).content.decode()
+    assert ("View site" in page) is shown
+    if shown:
+        assert 'href="https://app.example.com"' in page
 
 
 def test_pause_of_an_unknown_queue_is_not_found(staff_client):
@@ -253,14 +275,14 @@ def test_retry_failed_of_a_queue_puts_its_failed_jobs_back(staff_client):
     fail(other)
     response = staff_client.post(reverse("admin:kgc_queue_retry_failed", args=["filing-reminder"]), follow=True)
     assert (status_of(failed), status_of(other)) == ("todo", "failed")
-    assert "Put 1 failed job(s) of the filing-reminder queue back in the queue." in _messages(response)
+    assert "Put 1 failed job of the filing-reminder queue back in the queue." in _messages(response)
 
 
 def test_retry_failed_confirmation_counts_the_emails_left_out_for_unknown_delivery(staff_client, failed_send_job):
     failed_send_job(delivery_unknown=True)
     failed_send_job(delivery_unknown=False)
     page = staff_client.get(reverse("admin:kgc_queue_retry_failed", args=["email"])).content.decode()
-    assert "1 failed job(s) go back to waiting" in page
+    assert "1 failed job goes back to waiting" in page
     assert "1 left out: emails whose delivery is unknown" in page
 
 
@@ -272,7 +294,7 @@ def test_retry_failed_of_the_email_queue_leaves_out_emails_whose_delivery_is_unk
     other.refresh_from_db()
     assert (unknown.status, other.status) == ("failed", "queued")
     [message] = _messages(response)
-    assert message.startswith("Put 1 failed job(s) of the email queue back in the queue. 1 left out: emails whose")
+    assert message.startswith("Put 1 failed job of the email queue back in the queue. 1 left out: emails whose")
 
 
 def test_cleanup_asks_for_confirmation_then_deletes_old_finished_jobs(staff_client):
@@ -285,7 +307,7 @@ def test_cleanup_asks_for_confirmation_then_deletes_old_finished_jobs(staff_clie
     assert ProcrastinateJob.objects.filter(pk=old).exists()
     response = staff_client.post(reverse("admin:kgc_queue_cleanup"), {**form, "confirm": "yes"}, follow=True)
     assert list(ProcrastinateJob.objects.values_list("pk", flat=True)) == [recent]
-    assert any(m.startswith("Deleted 1 completed and 0 failed job(s)") for m in _messages(response))
+    assert any(m.startswith("Deleted 1 finished job of the email queue (1 completed, 0 failed)") for m in _messages(response))
     assert LogEntry.objects.get().action_flag == DELETION
 
 
@@ -378,7 +400,7 @@ def test_retry_action_retries_only_failed_jobs_and_logs_each(staff_client, super
         follow=True,
     )
     assert (status_of(failed), status_of(done)) == ("todo", "succeeded")
-    assert f"Retried 1 failed job(s): {failed}." in _messages(response)
+    assert f"Retried 1 failed job: {failed}." in _messages(response)
     entry = LogEntry.objects.get()
     assert (entry.object_id, entry.user, entry.action_flag) == (str(failed), superuser, CHANGE)
 
@@ -392,7 +414,7 @@ def test_cancel_action_cancels_only_waiting_jobs(staff_client):
         follow=True,
     )
     assert (status_of(waiting), status_of(failed)) == ("cancelled", "failed")
-    assert f"Cancelled 1 waiting job(s): {waiting}." in _messages(response)
+    assert f"Cancelled 1 waiting job: {waiting}." in _messages(response)
     assert LogEntry.objects.get().object_id == str(waiting)
 
 

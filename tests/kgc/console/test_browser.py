@@ -228,7 +228,7 @@ def test_operator_sees_a_backlog_pauses_the_queue_and_retries_a_failed_job(open_
 
     page.click("#retry-job")
     page.click("#confirm-button")
-    expect(page.locator("ul.messagelist")).to_contain_text(f"Retried 1 failed job(s): {failed}.")
+    expect(page.locator("ul.messagelist")).to_contain_text(f"Retried 1 failed job: {failed}.")
     expect(page.locator("#job-status")).to_have_text("waiting")
     assert status_of(failed) == "todo"
 
@@ -274,11 +274,11 @@ def test_operator_pauses_and_resumes_every_queue(open_page, operator, expect):
     page.goto("/admin/kgc/queuepause/")
     page.click("#pause-all")
     page.click("#confirm-button")
-    expect(page.locator("ul.messagelist")).to_contain_text("Paused 4 queue(s)")
+    expect(page.locator("ul.messagelist")).to_contain_text("Paused 4 queues")
     assert all(jobs.is_paused(name) for name in ("compliance", "expiry-notification", "filing-reminder", "email"))
     page.click("#resume-all")
     page.click("#confirm-button")
-    expect(page.locator("ul.messagelist")).to_contain_text("Resumed 4 queue(s)")
+    expect(page.locator("ul.messagelist")).to_contain_text("Resumed 4 queues")
     assert not jobs.is_paused("email")
 
 
@@ -297,7 +297,7 @@ def test_operator_retries_selected_failed_jobs_in_bulk(open_page, operator, expe
     page.click('button[name="index"]')
     shot(page, "jobs-retry-confirm-light")
     page.click("#confirm-button")
-    expect(page.locator("ul.messagelist")).to_contain_text("Retried 2 failed job(s)")
+    expect(page.locator("ul.messagelist")).to_contain_text("Retried 2 failed jobs")
     assert [status_of(job_id) for job_id in (*failed, untouched)] == ["todo", "todo", "failed"]
 
 

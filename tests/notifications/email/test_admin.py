@@ -75,7 +75,7 @@ def test_confirmed_resend_puts_the_email_back_in_line(admin_client, failed_email
 
 def test_confirmed_resend_says_what_it_did_and_logs_it(admin_client, failed_email):
     response = resend(admin_client, failed_email, confirm=True)
-    assert "Queued 1 failed email(s) again" in response.content.decode()
+    assert "Queued 1 failed email again" in response.content.decode()
     entry = LogEntry.objects.get(object_id=str(failed_email.pk))
     assert entry.change_message.startswith("Resent")
 
