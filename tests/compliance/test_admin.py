@@ -224,7 +224,8 @@ def test_an_inactive_tenant_is_skipped_and_the_others_still_go(admin_client):
     response = _act(admin_client, "tenant", "check_expiries_now", [active.pk, inactive.pk], confirm="yes")
     assert [job.args["tenant_id"] for job in ProcrastinateJob.objects.all()] == [active.pk]
     messages = [str(m) for m in response.context["messages"]]
-    assert any(m.startswith("Check expiries now: tenant closed-firm skipped: no active tenant") for m in messages)
+    skipped = f"Check expiries now: tenant closed-firm skipped: tenant {inactive.pk} is inactive"
+    assert any(m.startswith(skipped) for m in messages)
 
 
 def test_refresh_on_clients_refreshes_their_tenants_once_each(admin_client):

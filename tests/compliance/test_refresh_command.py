@@ -88,7 +88,7 @@ def test_as_of_queues_one_job_per_active_tenant_for_that_day():
 def test_unknown_tenant_is_one_line_and_exit_code_2():
     result = manage("refresh_compliance", "--tenant", "no-such-firm")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["CommandError: no active tenant with id or slug 'no-such-firm'"]
+    assert result.stderr.strip().splitlines() == ["CommandError: no tenant with slug 'no-such-firm'"]
 
 
 def test_bad_date_exits_with_code_2():

@@ -307,7 +307,9 @@ def test_cleanup_asks_for_confirmation_then_deletes_old_finished_jobs(staff_clie
     assert ProcrastinateJob.objects.filter(pk=old).exists()
     response = staff_client.post(reverse("admin:kgc_queue_cleanup"), {**form, "confirm": "yes"}, follow=True)
     assert list(ProcrastinateJob.objects.values_list("pk", flat=True)) == [recent]
-    assert any(m.startswith("Deleted 1 finished job of the email queue (1 completed, 0 failed)") for m in _messages(response))
+    assert any(
+        m.startswith("Deleted 1 finished job of the email queue (1 completed, 0 failed)") for m in _messages(response)
+    )
     assert LogEntry.objects.get().action_flag == DELETION
 
 

@@ -68,7 +68,7 @@ def test_a_run_says_which_items_wait_for_members_who_get_no_digest(tenant, reade
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tenant", "no-such-firm"], "no active tenant with id or slug 'no-such-firm'"),
+        (["--tenant", "no-such-firm"], "no tenant with slug 'no-such-firm'"),
         (["--as-of", "2026-02-30"], "expected a date as YYYY-MM-DD, got '2026-02-30'"),
     ],
 )

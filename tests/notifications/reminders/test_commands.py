@@ -65,7 +65,7 @@ def test_without_tenant_every_active_tenant_is_run(member_of, document_expiring)
 @pytest.mark.parametrize(
     ("command", "args", "message"),
     [
-        ("check_expiry", ["--tenant", "no-such-firm"], "no active tenant with id or slug 'no-such-firm'"),
+        ("check_expiry", ["--tenant", "no-such-firm"], "no tenant with slug 'no-such-firm'"),
         ("send_filing_reminders", ["--as-of", "2026-02-30"], "expected a date as YYYY-MM-DD, got '2026-02-30'"),
     ],
 )
