@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy_ssl_header_parse, warn_once
+from kgc.config import (
+    ConfigError,
+    Env,
+    database_from_url,
+    origins_parse,
+    proxy_ssl_header_parse,
+    sender_address,
+    warn_once,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -143,7 +151,12 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # email; the whole message, like the seed's MVP, with EMAIL_CONSOLE_FULL=true), smtp (the
 # default when SMTP_HOST is set; also SendGrid's SMTP relay), or an email provider through
 # anymail: ses, postmark, mailgun.
-DEFAULT_FROM_EMAIL = env.str("EMAIL_FROM", default="noreply@kgc-compliance.com")
+# The sender: EMAIL_FROM's address, under EMAIL_FROM_NAME unless EMAIL_FROM has a name of its own
+# ("Kestrel Tax <noreply@kestrel.example>"); mail clients show the name, not a bare address.
+DEFAULT_FROM_EMAIL = sender_address(
+    env.str("EMAIL_FROM", default="noreply@kgc-compliance.com"),
+    name=env.str("EMAIL_FROM_NAME", default="KGC Compliance Cloud"),
+)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_PROVIDER = env.choice(
     "EMAIL_PROVIDER",
