@@ -46,6 +46,7 @@ from compliance.models import (
 from compliance.scoring import OVERDUE_STATUSES, UPCOMING_STATUSES, DeductionReason
 from kgc.console import triggers
 from kgc.console.display import date_cell, truncated
+from kgc.console.filters import TenantFilter
 from notifications.models import NotificationPreference
 
 COUNT_CAP = 10_000
@@ -125,7 +126,8 @@ class MembershipInline(admin.TabularInline):
             return "—"
         choices = getattr(membership, "email_choices", None) or []
         text = "; ".join(choice.replace("_", " ") for choice in choices) or "the tenant's default for every kind"
-        url = reverse("admin:auth_user_change", args=[membership.user_id])
+        # Straight to the preferences on the user's page (the inline's own id), not its top.
+        url = reverse("admin:auth_user_change", args=[membership.user_id]) + "#notification_preferences-group"
         return format_html('{} (<a href="{}">change</a>)', text, url)
 
 
@@ -195,7 +197,7 @@ def _latest_score() -> QuerySet[ComplianceScore]:
 @admin.register(Client)
 class ClientAdmin(BigTableAdmin):
     list_display = ("client_name", "tenant_name", "is_active", "latest_score", "latest_level", "latest_on")
-    list_filter = ("is_active",)
+    list_filter = ("is_active", TenantFilter)
     actions = ("refresh_compliance_now",)
     list_select_related = ("tenant",)
     search_fields = ("name",)
@@ -383,7 +385,7 @@ class ExpiringSoonFilter(admin.SimpleListFilter):
 @admin.register(Document)
 class DocumentAdmin(BigTableAdmin):
     list_display = ("document_title", "client_name", "tenant_name", "document_type", "expires", "uploaded")
-    list_filter = (ExpiringSoonFilter, "document_type")
+    list_filter = (ExpiringSoonFilter, "document_type", TenantFilter)
     list_select_related = ("client", "tenant", "document_type")
     raw_id_fields = ("tenant", "client")
     search_fields = ("title",)
@@ -442,7 +444,7 @@ class FilingTaskInline(admin.TabularInline):
 @admin.register(Filing)
 class FilingAdmin(BigTableAdmin):
     list_display = ("filing_type", "period", "client_name", "tenant_name", "due", "status")
-    list_filter = (DueSoonFilter, "status")
+    list_filter = (DueSoonFilter, "status", TenantFilter)
     list_select_related = ("client", "tenant")
     raw_id_fields = ("tenant", "client")
     search_fields = ("filing_type", "period")
@@ -503,7 +505,7 @@ class ComplianceScoreAdmin(BigTableAdmin):
     """Scores are computed by the refresh: read-only here (deleting one is allowed)."""
 
     list_display = ("client_name", "tenant_name", "scored_on", "score", "level_display", "deductions", "triggered_by")
-    list_filter = ("level", "calculated_on")
+    list_filter = ("level", "calculated_on", TenantFilter)
     list_select_related = ("client", "tenant")
     raw_id_fields = ("tenant", "client")
     ordering = ("-pk",)

@@ -28,7 +28,9 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from compliance.models import Tenant
 from kgc.console.display import date_cell, truncated
+from kgc.console.filters import TenantFilter
 from kgc.texts import counted
 from notifications.delivery import emails_resend
 from notifications.models import (
@@ -93,7 +95,7 @@ class NotificationAdmin(admin.ModelAdmin):
         "created",
         "read",
     )
-    list_filter = ("email_status", "kind", "urgency")
+    list_filter = ("email_status", "kind", "urgency", TenantFilter)
     search_fields = ("=id", "title", "dedupe_key", "recipient__email")
     list_select_related = ("tenant", "recipient")
     raw_id_fields = ("tenant", "recipient")
@@ -154,7 +156,7 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         "sent",
         "tenant_name",
     )
-    list_filter = ("status", "delivery_unknown", "template")
+    list_filter = ("status", "delivery_unknown", "template", TenantFilter)
     search_fields = ("=id", "=to_email", "subject", "=message_id", "idempotency_key")
     list_select_related = ("tenant",)
     raw_id_fields = ("tenant", "notification")
@@ -302,10 +304,11 @@ class OutboundEmailAdmin(admin.ModelAdmin):
 @admin.register(NotificationPreference)
 class NotificationPreferenceAdmin(admin.ModelAdmin):
     list_display = ("user", "tenant", "kind", "email", "updated_at")
-    list_filter = ("kind", "email")
+    list_filter = ("kind", "email", TenantFilter)
     search_fields = ("user__email", "user__username", "tenant__slug", "tenant__name")
     list_select_related = ("tenant", "user")
-    raw_id_fields = ("tenant", "user")
+    # Found by name as they are typed (the tenant and user screens' own searches), never by id.
+    autocomplete_fields = ("tenant", "user")
     show_full_result_count = False
     paginator = CappedCountPaginator
 
@@ -315,14 +318,25 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
 
 
 class NotificationPreferenceInline(admin.TabularInline):
-    """A user's choices in each tenant they belong to (without a row: the tenant's default)."""
+    """A user's choices in each tenant they belong to (without a row: the tenant's default).
+
+    The tenant is chosen by name among the user's own tenants (a person belongs to a few),
+    never typed in as an id. The tenant's page links here (``PREFERENCES_ANCHOR``)."""
 
     model = NotificationPreference
     fields = ("tenant", "kind", "email", "updated_at")
     readonly_fields = ("updated_at",)
-    raw_id_fields = ("tenant",)
     extra = 0
     verbose_name_plural = "notification email preferences (kinds without one follow the tenant's default)"
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        tenant = formset.form.base_fields.get("tenant")
+        if tenant is not None:
+            # The form class is made for this request: narrowing its field touches no other.
+            members_of = Tenant.objects.filter(memberships__user=obj) if obj is not None else Tenant.objects.none()
+            tenant.queryset = members_of.order_by("name")  # type: ignore[attr-defined]
+        return formset
 
 
 def user_admin_with_preferences() -> None:
@@ -363,7 +377,7 @@ class DigestAdmin(admin.ModelAdmin):
     """Each person's daily digest: its day, what it carried and the email that carried it."""
 
     list_display = ("local_date", "recipient", "tenant", "items_count", "email_status", "created_at")
-    list_filter = ("local_date",)
+    list_filter = ("local_date", TenantFilter)
     search_fields = ("recipient__email", "recipient__username", "tenant__slug")
     list_select_related = ("tenant", "recipient", "outbound_email")
     raw_id_fields = ("tenant", "recipient", "outbound_email")

@@ -24,7 +24,7 @@ from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc.console import display
-from kgc.console.filters import FinishedFilter, QueueFilter, StateFilter, TaskFilter, TenantFilter
+from kgc.console.filters import FinishedFilter, JobTenantFilter, QueueFilter, StateFilter, TaskFilter
 from kgc.console.job_page import JobPage
 from kgc.console.job_rows import _moment, _state_of, _times, jobs_annotated
 
@@ -111,7 +111,7 @@ class JobAdmin(JobPage):
     list_display_links = ["id", "task"]
     # Always newest first: sorting a table of millions by another column would scan it all.
     sortable_by = ()
-    list_filter = [QueueFilter, StateFilter, TaskFilter, TenantFilter, FinishedFilter]
+    list_filter = [QueueFilter, StateFilter, TaskFilter, JobTenantFilter, FinishedFilter]
     search_fields = ["task_name"]
     search_help_text = "A job id, or part of a task name."
     ordering = ["-id"]

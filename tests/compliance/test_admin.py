@@ -275,3 +275,25 @@ def test_dates_in_lists_are_short_and_never_wrap(admin_client):
     FilingFactory(due_date=date(2026, 6, 8))
     page = admin_client.get(changelist("filing")).content.decode()
     assert '<span class="kgc-nowrap">2026-06-08</span>' in page
+
+
+@pytest.mark.parametrize("model", ["client", "document", "filing", "compliancescore"])
+@pytest.mark.parametrize("by", ["slug", "pk"])
+def test_domain_lists_filter_by_a_tenant_typed_by_id_or_slug(admin_client, model, by):
+    ours, theirs = TenantFactory(slug="kestrel-tax"), TenantFactory(slug="granite-audit")
+    for tenant in (ours, theirs):
+        client = ClientFactory(tenant=tenant)
+        DocumentFactory(client=client)
+        FilingFactory(client=client)
+        refresh_tenant_compliance(tenant=tenant, as_of=timezone.localdate(), triggered_by="test")
+    response = admin_client.get(changelist(model), {"tenant": getattr(ours, by)})
+    rows = list(response.context["cl"].result_list)
+    assert rows and {row.tenant_id for row in rows} == {ours.pk}
+    assert 'placeholder="id or slug"' in response.text
+
+
+def test_a_tenant_filter_naming_no_tenant_says_so_and_lists_nothing(admin_client):
+    ClientFactory()
+    response = admin_client.get(changelist("client"), {"tenant": "no-such-firm"})
+    assert list(response.context["cl"].result_list) == []
+    assert "No tenant with id or slug &#x27;no-such-firm&#x27;." in response.text

@@ -15,6 +15,7 @@ from kgc.console import display
 from kgc.console import jobs_list as console_admin
 from kgc.queue import jobs
 from kgc.queue.models import JobFailure, JobResult, RateLimitSlot
+from tests.factories import TenantFactory
 from tests.kgc.console.conftest import (
     defer,
     events_move,
@@ -348,10 +349,12 @@ def test_job_detail_shows_its_event_timeline(staff_client):
         ({"queue_name": "compliance"}, ["compliance-7"]),
         ({"status": "failed"}, ["email-9"]),
         ({"tenant": "7"}, ["compliance-7"]),
+        ({"tenant": "firm-seven"}, ["compliance-7"]),
         ({"task_name": "tests.noop_email"}, ["email-9", "email-None"]),
     ],
 )
 def test_job_list_filters(staff_client, query, expected):
+    TenantFactory(pk=7, slug="firm-seven")
     defer("email")
     defer("compliance", tenant_id=7)
     fail(defer("email", tenant_id=9))
