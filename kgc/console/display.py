@@ -89,6 +89,29 @@ def range_bound_parse(raw: str, *, end: bool) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def moment_text(at: datetime, *, now: datetime) -> str:
+    """A time in a list's column, always with its day: "5 Dec 14:03:07"; another year's with the
+    year instead of the seconds, "5 Dec 2025 14:03" (the exact time is on hover)."""
+    if at.year == now.year:
+        return f"{at.day} {at:%b %H:%M:%S}"
+    return f"{at.day} {at:%b %Y %H:%M}"
+
+
+def priority_text(stored: int) -> str:
+    """A job's stored priority on BullMQ's scale (1 is the highest).
+
+    procrastinate stores the highest first, so kgc stores the negated number. A stored 0 or
+    more was not given by kgc: a job deferred with procrastinate's own ``defer()`` and a
+    priority of procrastinate's (its scale: higher first), which runs before priority 1.
+    """
+    if stored < 0:
+        return str(-stored)
+    return (
+        f"above 1: procrastinate's own priority {stored}, given without the job helpers; "
+        "it runs before every job deferred with a priority of 1 or lower"
+    )
+
+
 # --- Attempts -----------------------------------------------------------------------------
 
 

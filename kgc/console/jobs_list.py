@@ -26,7 +26,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from kgc.console import display
 from kgc.console.filters import FinishedFilter, JobTenantFilter, QueueFilter, StateFilter, TaskFilter
 from kgc.console.job_page import JobPage
-from kgc.console.job_rows import _moment, _state_of, _times, jobs_annotated
+from kgc.console.job_rows import _moment, _state_of, _times, jobs_annotated, jobs_described, tenant_cell, worker_text
 
 # --- Jobs -------------------------------------------------------------------------------------
 
@@ -91,7 +91,9 @@ class JobChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         page_ids = list(self.result_list.values_list("pk", flat=True))
-        self.result_list = jobs_annotated(self.model._default_manager.filter(pk__in=page_ids)).order_by("-pk")
+        rows = list(jobs_annotated(self.model._default_manager.filter(pk__in=page_ids)).order_by("-pk"))
+        jobs_described(rows)  # tenants' names, workers' hosts: two queries for the page
+        self.result_list = rows
 
 
 @admin.register(ProcrastinateJob)
@@ -154,10 +156,21 @@ class JobAdmin(JobPage):
 
     # --- Columns --------------------------------------------------------------------------
 
-    @admin.display(description="state")
+    @admin.display(description="state and worker")
     def state(self, job: ProcrastinateJob) -> SafeString:
+        # The worker that runs or ran it under its state, on a second line (no column more).
         state = _state_of(job)
-        return format_html('<span class="kgc-state kgc-state-{}">{}</span>', state, state)
+        worker = getattr(job, "worker_shown", None)
+        if worker is None:
+            return format_html('<span class="kgc-state kgc-state-{}">{}</span>', state, state)
+        return format_html(
+            '<span class="kgc-state kgc-state-{}">{}</span><br>'
+            '<span class="kgc-muted kgc-small kgc-nowrap" title="{}">worker {}</span>',
+            state,
+            state,
+            worker_text(worker),
+            worker.id,
+        )
 
     @admin.display(description="task and queue")
     def task(self, job: ProcrastinateJob) -> SafeString:
@@ -167,8 +180,8 @@ class JobAdmin(JobPage):
         )
 
     @admin.display(description="tenant")
-    def tenant(self, job: ProcrastinateJob) -> Any:
-        return (job.args or {}).get("tenant_id", "-")
+    def tenant(self, job: ProcrastinateJob) -> SafeString | str:
+        return tenant_cell(getattr(job, "tenant_shown", None), width=22)
 
     @admin.display(description="queued")
     def queued(self, job: ProcrastinateJob) -> SafeString | str:

@@ -54,8 +54,13 @@ class JobNotRetryable(JobError):
 
 
 def task(*, queue: str, name: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """Declare a task on one of ``kgc/queues.py``'s queues, with that queue's retry policy."""
+    """Declare a task on one of ``kgc/queues.py``'s queues, with that queue's retry policy.
+
+    A job deferred with procrastinate's own ``defer()`` (the scheduler's ticks too) gets the
+    default priority on BullMQ's scale, like one deferred without a priority here:
+    procrastinate's own default, 0, would run it before every job of priority 1."""
     declared = queue_get(queue)
+    options.setdefault("priority", priority_to_stored(None))
     return app.task(queue=declared.name, name=name, retry=QueueRetryStrategy(declared.retry), **options)
 
 

@@ -524,7 +524,9 @@ def test_job_list_shows_tenant_times_duration_and_the_last_error_shortened(staff
     )
     page = staff_client.get(reverse(JOBS)).content.decode()
     row = page[page.index(f">{job_id}</a>") :].split("</tr>")[0]
-    assert '<td class="field-tenant">31</td>' in row
+    assert "31 (gone)" in row  # no tenant 31: the id, said to be gone
+    queued = timezone.localtime(job.queued_at)
+    assert f">{queued.day} {queued:%b %H:%M:%S}</span>" in row  # today's times too carry their day
     text = "ValueError: the SMTP server refused the recipient " + "x" * 80
     assert f'title="{text}">{display.text_shorten(text, 28)}</span>' in row
 
@@ -628,3 +630,67 @@ def test_an_unknown_state_shows_no_jobs_and_names_the_known_ones(staff_client):
     assert _messages(response) == [
         "Unknown state 'todo': one of waiting, active, delayed, completed, failed, paused, cancelled."
     ]
+
+
+# --- Who and for whom: tenants by name, the worker of finished jobs, priorities ---------------------
+
+
+def _ran_on(job_id: int, worker_id: int) -> None:
+    """The job's latest attempt ended on that worker, as the finish statement records it."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE procrastinate_jobs SET kgc_worker_id = %s WHERE id = %s", [worker_id, job_id])
+
+
+def test_the_job_list_names_each_tenant_and_links_to_it(staff_client):
+    tenant = TenantFactory(name="Kestrel Tax Advisors")
+    defer("compliance", tenant_id=tenant.pk)
+    defer("compliance", tenant_id=987654)  # a tenant deleted since
+    page = staff_client.get(reverse(JOBS)).content.decode()
+    link = reverse("admin:compliance_tenant_change", args=[tenant.pk])
+    assert f'<a href="{link}" title="Kestrel Tax Advisors (tenant {tenant.pk})">Kestrel Tax Advisors</a>' in page
+    assert "987654 (gone)" in page
+
+
+def test_a_jobs_page_names_its_tenant_and_links_to_it(staff_client):
+    tenant = TenantFactory(name="Kestrel Tax Advisors")
+    job_id = defer("compliance", tenant_id=tenant.pk)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert reverse("admin:compliance_tenant_change", args=[tenant.pk]) in page and "Kestrel Tax Advisors" in page
+
+
+def test_finished_jobs_show_the_worker_that_ran_them(staff_client):
+    worker = worker_process(host="jobs-1", pid=4107)
+    done, failed = defer("email"), defer("email")
+    succeed(done)
+    fail(failed)
+    _ran_on(done, worker)
+    _ran_on(failed, worker)
+    listing = staff_client.get(reverse(JOBS)).content.decode()
+    assert listing.count(f'title="worker {worker} on jobs-1, pid 4107">worker {worker}</span>') == 2
+    page = staff_client.get(reverse(CHANGE_URL, args=[done])).content.decode()
+    assert f"worker {worker} on jobs-1, pid 4107" in page and "(ran its latest attempt)" in page
+    from procrastinate.contrib.django.models import ProcrastinateWorker
+
+    ProcrastinateWorker.objects.filter(pk=worker).delete()  # stopped: its process row goes with it
+    page = staff_client.get(reverse(CHANGE_URL, args=[done])).content.decode()
+    assert f"worker {worker} (no longer running)" in page
+
+
+def test_a_job_deferred_with_procrastinates_own_defer_has_the_default_priority(staff_client):
+    from procrastinate.contrib.django import app as procrastinate_app
+
+    import tests.kgc.sample_tasks  # noqa: F401
+
+    job_id = procrastinate_app.tasks["tests.noop_email"].defer()
+    assert ProcrastinateJob.objects.get(pk=job_id).priority == jobs.priority_to_stored(None)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert '<td id="job-priority">100 <span' in page
+
+
+def test_a_job_with_a_priority_of_procrastinates_scale_says_where_it_stands(staff_client):
+    job_id = defer("email")
+    ProcrastinateJob.objects.filter(pk=job_id).update(priority=0)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert "above 1: procrastinate&#x27;s own priority 0" in page
