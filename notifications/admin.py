@@ -219,7 +219,7 @@ class NotificationAdmin(RecordAdmin):
 
     @admin.display(description="title", ordering="title")
     def short_title(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.title, 40)
+        return truncated(obj.title, 34)
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: Notification) -> SafeString | str:
@@ -227,7 +227,7 @@ class NotificationAdmin(RecordAdmin):
 
     @admin.display(description="recipient")
     def recipient_name(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.recipient.email or obj.recipient.get_username(), 26)
+        return truncated(obj.recipient.email or obj.recipient.get_username(), 24)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj: Notification) -> SafeString | str:
@@ -261,14 +261,13 @@ class OutboundEmailAdmin(RecordAdmin):
     failed ones (the confirmation warns about those whose delivery is unknown) and brings
     forward the retry of those waiting for one."""
 
+    # Fits a 1280-pixel screen beside the filters: the recipient under the subject, the attempts
+    # and the provider's latest word under the status.
     list_display = (
         "id",
-        "short_subject",
-        "recipient",
+        "subject_and_recipient",
         "template",
         "status_cell",
-        "delivery",
-        "attempts",
         "error",
         "sent",
         "tenant_name",
@@ -357,11 +356,26 @@ class OutboundEmailAdmin(RecordAdmin):
         latest = EmailEvent.objects.filter(outbound_email=OuterRef("pk")).order_by("-received_at", "-pk")
         return super().get_queryset(request).annotate(latest_event=Subquery(latest.values("event_type")[:1]))
 
+    @admin.display(description="subject and recipient", ordering="subject")
+    def subject_and_recipient(self, obj: OutboundEmail) -> SafeString:
+        return format_html(
+            '{}<br><span class="kgc-muted kgc-small kgc-nowrap">to {}</span>',
+            truncated(obj.subject, 46),
+            truncated(obj.to_email, 46),
+        )
+
     @admin.display(description="status", ordering="status")
     def status_cell(self, obj: OutboundEmail) -> SafeString:
         full = self.state(obj)
         short = email_status_short(status=obj.status, delivery_unknown=obj.delivery_unknown)
-        return format_html('<span class="kgc-nowrap" title="{}">{}</span>', full, short)
+        event = getattr(obj, "latest_event", None)
+        details = counted(obj.attempts, "attempt") + (f" · {event}" if event else "")
+        return format_html(
+            '<span class="kgc-nowrap" title="{}">{}</span><br><span class="kgc-muted kgc-small">{}</span>',
+            full,
+            short,
+            details,
+        )
 
     @admin.display(description="status")
     def state(self, obj: OutboundEmail) -> str:
@@ -379,21 +393,9 @@ class OutboundEmailAdmin(RecordAdmin):
             return "yes: the message may have reached the recipient; check before resending it"
         return "no"
 
-    @admin.display(description="delivery")
-    def delivery(self, obj: OutboundEmail) -> str:
-        return getattr(obj, "latest_event", None) or "—"
-
     @admin.display(description="last error")
     def error(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.last_error, 24)
-
-    @admin.display(description="subject", ordering="subject")
-    def short_subject(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.subject, 40)
-
-    @admin.display(description="to", ordering="to_email")
-    def recipient(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.to_email, 30)
+        return truncated(obj.last_error, 22)
 
     @admin.display(description="sent", ordering="sent_at")
     def sent(self, obj: OutboundEmail) -> SafeString | str:
@@ -492,7 +494,7 @@ class OutboundEmailAdmin(RecordAdmin):
 
 @admin.register(NotificationPreference)
 class NotificationPreferenceAdmin(admin.ModelAdmin):
-    list_display = ("user", "tenant", "kind", "email", "updated_at")
+    list_display = ("user_name", "tenant_name", "kind", "email", "updated")
     list_filter = ("kind", "email", TenantFilter)
     search_fields = ("user__email", "user__username", "tenant__slug", "tenant__name")
     list_select_related = ("tenant", "user")
@@ -504,6 +506,18 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         public_url_warn(request)
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description="user", ordering="user__username")
+    def user_name(self, obj: NotificationPreference) -> SafeString | str:
+        return truncated(obj.user.get_username(), 36)
+
+    @admin.display(description="tenant", ordering="tenant__name")
+    def tenant_name(self, obj: NotificationPreference) -> SafeString | str:
+        return truncated(obj.tenant.name, 36)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: NotificationPreference) -> SafeString | str:
+        return date_cell(obj.updated_at)
 
 
 class NotificationPreferenceInline(admin.TabularInline):
@@ -566,7 +580,7 @@ class DigestAdmin(RecordAdmin):
     """Each person's daily digest: its day, what it carried and the email that carried it (made
     by the digest run only; resent, if need be, from that email's page)."""
 
-    list_display = ("local_date", "recipient", "tenant", "items_count", "email_status", "created_at")
+    list_display = ("local_date", "recipient_name", "tenant_name", "items_count", "email_status", "created")
     list_filter = ("local_date", TenantFilter)
     search_fields = ("recipient__email", "recipient__username", "tenant__slug")
     list_select_related = ("tenant", "recipient", "outbound_email")
@@ -575,6 +589,18 @@ class DigestAdmin(RecordAdmin):
     inlines = (DigestItemInline,)
     show_full_result_count = False
     paginator = CappedCountPaginator
+
+    @admin.display(description="recipient", ordering="recipient__username")
+    def recipient_name(self, obj: Digest) -> SafeString | str:
+        return truncated(obj.recipient.email or obj.recipient.get_username(), 36)
+
+    @admin.display(description="tenant", ordering="tenant__name")
+    def tenant_name(self, obj: Digest) -> SafeString | str:
+        return truncated(obj.tenant.name, 36)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Digest) -> SafeString | str:
+        return date_cell(obj.created_at)
 
     @admin.display(description="email")
     def email_status(self, obj: Digest) -> str:

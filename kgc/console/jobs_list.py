@@ -27,6 +27,7 @@ from kgc.console import display
 from kgc.console.filters import FinishedFilter, JobTenantFilter, QueueFilter, StateFilter, TaskFilter
 from kgc.console.job_page import JobPage
 from kgc.console.job_rows import _moment, _state_of, _times, jobs_annotated, jobs_described, tenant_cell, worker_text
+from kgc.texts import counted
 
 # --- Jobs -------------------------------------------------------------------------------------
 
@@ -98,6 +99,8 @@ class JobChangeList(ChangeList):
 
 @admin.register(ProcrastinateJob)
 class JobAdmin(JobPage):
+    # Fits a 1280-pixel screen beside the filters: the queue (and attempts past the first)
+    # under the task, the worker under the state, the run's duration under its start.
     list_display = [
         "id",
         "task",
@@ -106,8 +109,6 @@ class JobAdmin(JobPage):
         "queued",
         "started",
         "finished",
-        "duration",
-        "attempts",
         "last_error",
     ]
     list_display_links = ["id", "task"]
@@ -174,9 +175,9 @@ class JobAdmin(JobPage):
 
     @admin.display(description="task and queue")
     def task(self, job: ProcrastinateJob) -> SafeString:
-        # The queue under the task, on a second line: one column fewer keeps the list within 1280 px.
+        queue = job.queue_name if job.attempts < 2 else f"{job.queue_name} · {counted(job.attempts, 'attempt')}"
         return format_html(
-            '{}<br><span class="kgc-muted kgc-small">{}</span>', display.truncated(job.task_name, 28), job.queue_name
+            '{}<br><span class="kgc-muted kgc-small">{}</span>', display.truncated(job.task_name, 28), queue
         )
 
     @admin.display(description="tenant")
@@ -189,22 +190,22 @@ class JobAdmin(JobPage):
 
     @admin.display(description="started")
     def started(self, job: ProcrastinateJob) -> SafeString | str:
-        return _moment(_times(job).started_at)
+        times = _times(job)
+        if times.duration_seconds is None:
+            return _moment(times.started_at)
+        took = display.duration_format(times.duration_seconds)
+        return format_html('{}<br><span class="kgc-muted kgc-small">ran {}</span>', _moment(times.started_at), took)
 
     @admin.display(description="finished")
     def finished(self, job: ProcrastinateJob) -> SafeString | str:
         return _moment(_times(job).finished_at)
-
-    @admin.display(description="duration")
-    def duration(self, job: ProcrastinateJob) -> str:
-        return display.duration_format(_times(job).duration_seconds)
 
     @admin.display(description="last error")
     def last_error(self, job: ProcrastinateJob) -> SafeString | str:
         kind = getattr(job, "last_error_type", None)
         if not kind:
             return "-"
-        return display.truncated(f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}", 28)
+        return display.truncated(f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}", 26)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
