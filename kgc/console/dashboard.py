@@ -83,6 +83,22 @@ def chart_ticks(buckets: Sequence[metrics.FinishedBucket], *, width: int, every:
     return [(index * step, f"{bucket.start:%H:%M}") for index, bucket in enumerate(buckets) if index % every == 0]
 
 
+def backlog_as_dict(queue: metrics.QueueOverview, activity: selectors.QueueActivity) -> dict[str, Any]:
+    """How the oldest waiting job shows: in time, held back by the rate limit, or late."""
+    limit = activity.rate_limit
+    state = display.backlog_state(
+        oldest_waiting_seconds=queue.oldest_waiting_seconds,
+        window_used_ratio=activity.window_used_ratio if limit else None,
+    )
+    note = ""
+    if state == "paced" and limit is not None:
+        note = display.drain_note(waiting=queue.stats.waiting, limit=limit.limit, per_seconds=limit.per.total_seconds())
+    elif state == "late":
+        held = " (not held back by its rate limit)" if limit is not None else ""
+        note = f"waiting longer than 15 minutes{held}: is the queue paused, stuck or short of workers?"
+    return {"backlog": state, "backlog_note": note}
+
+
 def activity_as_dict(activity: selectors.QueueActivity) -> dict[str, Any]:
     """A queue's capacity and throughput as the dashboard shows them (the poll's fields)."""
     return {
@@ -105,6 +121,7 @@ def dashboard_data(*, now: datetime) -> dict[str, Any]:
                 **metrics.overview_as_dict(queue),
                 "oldest_waiting": metrics.age_format(queue.oldest_waiting_seconds),
                 **activity_as_dict(activity[queue.name]),
+                **backlog_as_dict(queue, activity[queue.name]),
             }
             for queue in metrics.queues_overview(now=now)
         },
@@ -163,7 +180,14 @@ class QueueDashboardAdmin(admin.ModelAdmin):
             "title": "Queue dashboard",
             "opts": self.opts,
             "now": now,
-            "queues": [(queue, activity[queue.name], activity_as_dict(activity[queue.name])) for queue in overview],
+            "queues": [
+                (
+                    queue,
+                    activity[queue.name],
+                    {**activity_as_dict(activity[queue.name]), **backlog_as_dict(queue, activity[queue.name])},
+                )
+                for queue in overview
+            ],
             "all_paused": all(queue.is_paused for queue in overview),
             "none_paused": not any(queue.is_paused for queue in overview),
             "may_operate": self._may_operate(request),

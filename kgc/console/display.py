@@ -240,6 +240,41 @@ def percent_format(ratio: float | None) -> str:
     return f"{ratio * 100:.1f} %" if ratio < 0.1 else f"{ratio * 100:.0f} %"
 
 
+# --- Backlogs ------------------------------------------------------------------------------
+
+BACKLOG_LATE_AFTER = 900.0  # seconds the first job in line may wait before the dashboard says so
+# The share of its rate limit's window a queue uses while its limit holds it back: the email
+# queue's claim paces its limit (a tenth in any tenth of the window), so a busy window counts
+# some 85 to 90 starts of 100, not 100.
+PACED_FROM = 0.8
+
+
+def backlog_state(
+    *, oldest_waiting_seconds: float | None, window_used_ratio: float | None, late_after: float = BACKLOG_LATE_AFTER
+) -> str:
+    """How the dashboard marks a queue's oldest waiting job: "" (in time), "paced" (waiting longer
+    than ``late_after`` because the queue's rate limit holds it back, as designed: it starts jobs
+    as fast as the limit allows) or "late" (waiting longer while the queue does not use its limit:
+    stuck, paused, or short of workers). ``window_used_ratio`` is None for a queue without a limit."""
+    if oldest_waiting_seconds is None or oldest_waiting_seconds <= late_after:
+        return ""
+    if window_used_ratio is not None and window_used_ratio >= PACED_FROM:
+        return "paced"
+    return "late"
+
+
+def drain_note(*, waiting: int, limit: int | None, per_seconds: float | None) -> str:
+    """How long a rate-limited queue takes to start what waits, at its limit ("" without one)."""
+    if not limit or not per_seconds or waiting <= 0:
+        return ""
+    minutes = waiting / (limit * 60 / per_seconds)
+    spent = "under a minute" if minutes < 1 else f"about {round(minutes)} min"
+    return (
+        f"held back by its rate limit ({limit} / {per_seconds:g} s), as designed: "
+        f"the {waiting:,} waiting start within {spent}"
+    )
+
+
 # --- Workers ------------------------------------------------------------------------------
 
 DUTY_STATES = ("running", "failing", "standby", "stopped")

@@ -694,3 +694,30 @@ def test_a_job_with_a_priority_of_procrastinates_scale_says_where_it_stands(staf
     ProcrastinateJob.objects.filter(pk=job_id).update(priority=0)
     page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
     assert "above 1: procrastinate&#x27;s own priority 0" in page
+
+
+def _oldest_waiting_cell(page: str, queue: str) -> str:
+    row = page[page.index(f'<tr data-queue="{queue}">') :].split("</tr>")[0]
+    return row[row.index('data-field="oldest_waiting"') :].split("</td>")[0]
+
+
+def test_a_backlog_held_back_by_the_rate_limit_is_amber_and_says_why(staff_client):
+    waiting = [defer("compliance") for _ in range(3)]
+    events_move(waiting[0], by=timedelta(minutes=40))
+    RateLimitSlot.objects.create(queue_name="compliance", slot=timezone.now(), starts=5)  # its 5 a minute, all used
+    page = staff_client.get(reverse(DASHBOARD)).content.decode()
+    cell = _oldest_waiting_cell(page, "compliance")
+    assert "kgc-paced" in cell and "kgc-backlog" not in cell
+    assert "held back by its rate limit (5 / 60 s), as designed: the 3 waiting start within under a minute" in cell
+    data = staff_client.get(reverse("admin:kgc_dashboard_data")).json()["queues"]["compliance"]
+    assert data["backlog"] == "paced"
+
+
+def test_a_backlog_the_rate_limit_does_not_explain_is_red(staff_client):
+    waiting = [defer("compliance") for _ in range(3)]
+    events_move(waiting[0], by=timedelta(minutes=40))
+    page = staff_client.get(reverse(DASHBOARD)).content.decode()
+    cell = _oldest_waiting_cell(page, "compliance")
+    assert "kgc-backlog" in cell and "kgc-paced" not in cell
+    assert "not held back by its rate limit" in cell
+    assert staff_client.get(reverse("admin:kgc_dashboard_data")).json()["queues"]["compliance"]["backlog"] == "late"
