@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -475,7 +475,7 @@ class OutboundEmailAdmin(RecordAdmin):
             retried = emails_retry_now(email_ids=list(waiting.values_list("pk", flat=True)))
             if retried:
                 LogEntry.objects.log_actions(
-                    user_id=request.user.pk,
+                    user_id=cast(int, request.user.pk),  # admin views run for a logged-in staff user only
                     queryset=OutboundEmail.objects.filter(pk__in=retried),
                     action_flag=CHANGE,
                     change_message="Retried now: status waiting to retry → queued",

@@ -197,26 +197,28 @@ def _finished_over_the_day() -> None:
 
 
 def test_operator_sees_a_backlog_pauses_the_queue_and_retries_a_failed_job(open_page, operator, expect):
-    waiting = [defer("email") for _ in range(5)]
+    # The compliance queue: its jobs are procrastinate's (the email queue's are the outbox's rows).
+    waiting = [defer("compliance") for _ in range(5)]
     events_move(waiting[0], by=timedelta(minutes=40))
     failed = _failed_by_a_real_worker("client 42 has no tax id")
 
     page = open_page()
     _log_in(page, operator)
     page.click("text=Queue dashboard")
-    email = page.locator('#kgc-queues tr[data-queue="email"]')
-    expect(email.locator('[data-field="waiting"]')).to_have_text("5")
-    expect(email.locator('[data-show="paused"].kgc-badge')).to_be_hidden()
-    expect(email.locator('[data-field="oldest_waiting"]')).to_have_class(re.compile("kgc-backlog"))
-    expect(email.locator('[data-field="oldest_waiting"]')).to_have_text(re.compile(r"^40m"))
+    queue = page.locator('#kgc-queues tr[data-queue="compliance"]')
+    expect(queue.locator('[data-field="waiting"]')).to_have_text("5")
+    expect(queue.locator('[data-show="paused"].kgc-badge')).to_be_hidden()
+    # Waiting 40 minutes with its rate limit unused: not held back as designed, so red.
+    expect(queue.locator('[data-field="oldest_waiting"]')).to_have_class(re.compile("kgc-backlog"))
+    expect(queue.locator('[data-field="oldest_waiting"]')).to_have_text(re.compile(r"^40m"))
 
-    email.get_by_role("button", name="Pause", exact=True).click()
+    queue.get_by_role("button", name="Pause", exact=True).click()
     page.click("#confirm-button")
-    expect(page.locator("ul.messagelist")).to_contain_text("Paused the email queue.")
-    expect(email.locator('[data-show="paused"].kgc-badge')).to_be_visible()
-    expect(email.locator('[data-show="running"].kgc-badge')).to_be_hidden()
-    expect(email.get_by_role("button", name="Resume", exact=True)).to_be_visible()
-    assert jobs.is_paused("email")
+    expect(page.locator("ul.messagelist")).to_contain_text("Paused the compliance queue.")
+    expect(queue.locator('[data-show="paused"].kgc-badge')).to_be_visible()
+    expect(queue.locator('[data-show="running"].kgc-badge')).to_be_hidden()
+    expect(queue.get_by_role("button", name="Resume", exact=True)).to_be_visible()
+    assert jobs.is_paused("compliance")
 
     page.click("text=all failed jobs")
     page.click(f"table#result_list >> text={failed}")
@@ -239,12 +241,20 @@ def test_dashboard_refreshes_on_its_own(open_page, operator, expect):
     row = page.locator('#kgc-queues tr[data-queue="compliance"]')
     expect(row.locator('[data-field="waiting"]')).to_have_text("0")
     expect(row.locator('[data-show="paused"].kgc-badge')).to_be_hidden()
-    defer("compliance")
+    first = defer("compliance")
     jobs.pause_queue("compliance")
     # No reload: the page's poll brings the new count and the pause flag.
     expect(row.locator('[data-field="paused"]')).to_have_text("1")
     expect(row.locator('[data-show="paused"].kgc-badge')).to_be_visible()
     expect(row.get_by_role("button", name="Resume", exact=True)).to_be_visible()
+    # A backlog its rate limit holds back (its 5 starts a minute all used) turns amber, not red.
+    from kgc.queue.models import RateLimitSlot
+
+    jobs.resume_queue("compliance")
+    events_move(first, by=timedelta(minutes=40))
+    RateLimitSlot.objects.create(queue_name="compliance", slot=timezone.now(), starts=5)
+    expect(row.locator('[data-field="oldest_waiting"]')).to_have_class(re.compile("kgc-paced"))
+    expect(row.locator('[data-field="oldest_waiting"]')).not_to_have_class(re.compile("kgc-backlog"))
 
 
 def test_dashboard_shows_capacity_workers_and_a_full_width_chart(open_page, operator, expect):
