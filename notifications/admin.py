@@ -1,6 +1,10 @@
-"""Notifications and outbound emails in the admin: find failed ones, read why, resend; people's
-email preferences (also on the user screen), the daily digests with their items, and the
-suppressed addresses, which operators add and lift.
+"""Notifications and outbound emails in the admin: find failed ones, read why, resend them or
+retry them now; people's email preferences (also on the user screen), the daily digests with
+their items, and the suppressed addresses, which operators add and lift.
+
+Notifications, outbound emails, their provider events and digests are records of what
+happened: read-only here (``RecordAdmin``), never added, edited or deleted; what an operator
+may do to them is an action, confirmed and logged.
 
 Built for big tables: no full-table counts (a capped paginator, no full result
 count), related rows selected in the same query, raw id widgets for foreign keys.
