@@ -223,7 +223,7 @@ class NotificationAdmin(RecordAdmin):
 
     @admin.display(description="title", ordering="title")
     def short_title(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.title, 34)
+        return truncated(obj.title, 28)
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: Notification) -> SafeString | str:
@@ -231,7 +231,7 @@ class NotificationAdmin(RecordAdmin):
 
     @admin.display(description="recipient")
     def recipient_name(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.recipient.email or obj.recipient.get_username(), 24)
+        return truncated(obj.recipient.email or obj.recipient.get_username(), 22)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj: Notification) -> SafeString | str:
@@ -399,7 +399,7 @@ class OutboundEmailAdmin(RecordAdmin):
 
     @admin.display(description="last error")
     def error(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.last_error, 22)
+        return truncated(obj.last_error, 16)
 
     @admin.display(description="sent", ordering="sent_at")
     def sent(self, obj: OutboundEmail) -> SafeString | str:
@@ -407,7 +407,7 @@ class OutboundEmailAdmin(RecordAdmin):
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.tenant.name, 16)
+        return truncated(obj.tenant.name, 14)
 
     @admin.display(description="context (template data)")
     def readable_context(self, obj: OutboundEmail) -> SafeString:

@@ -402,9 +402,20 @@ LONG_ADDRESS = "compliance.officer.with.a.long.address@kilimanjaro-holdings.exam
 LONG_SUBJECT = f"Tax Compliance Certificate of {LONG_NAME} expires in 14 days"
 
 
+# A big table's ids: the lists must fit with them too.
+BIG_IDS = """
+SELECT setval(pg_get_serial_sequence(name, 'id'), greatest(12345678, nextval(pg_get_serial_sequence(name, 'id'))))
+  FROM unnest(ARRAY['procrastinate_jobs', 'notifications_notification', 'notifications_outboundemail']) AS name
+"""
+
+
 def _domain_rows() -> None:
     """Something long in every column of every list: names, addresses, slugs, errors, states."""
     from django.contrib.auth.models import Group
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(BIG_IDS)
 
     from compliance.services import refresh_tenant_compliance
     from notifications.models import Digest, EmailEvent, NotificationPreference, OutboundEmail, Suppression
