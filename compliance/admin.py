@@ -46,6 +46,7 @@ from compliance.models import (
 from compliance.scoring import OVERDUE_STATUSES, UPCOMING_STATUSES, DeductionReason
 from kgc.console import triggers
 from kgc.console.display import date_cell, truncated
+from kgc.console.filters import TenantFilter
 from notifications.models import NotificationPreference
 
 COUNT_CAP = 10_000
@@ -125,13 +126,14 @@ class MembershipInline(admin.TabularInline):
             return "—"
         choices = getattr(membership, "email_choices", None) or []
         text = "; ".join(choice.replace("_", " ") for choice in choices) or "the tenant's default for every kind"
-        url = reverse("admin:auth_user_change", args=[membership.user_id])
+        # Straight to the preferences on the user's page (the inline's own id), not its top.
+        url = reverse("admin:auth_user_change", args=[membership.user_id]) + "#notification_preferences-group"
         return format_html('{} (<a href="{}">change</a>)', text, url)
 
 
 @admin.register(Tenant)
 class TenantAdmin(BigTableAdmin):
-    list_display = ("name", "slug", "timezone", "calendar", "notification_email_default", "is_active", "created_at")
+    list_display = ("name", "short_slug", "zone", "calendar", "notification_email_default", "is_active", "created")
     list_filter = ("is_active", "notification_email_default")
     fieldsets = (
         (None, {"fields": ("name", "slug", "timezone", "is_active", "notification_email_default")}),
@@ -146,6 +148,18 @@ class TenantAdmin(BigTableAdmin):
             },
         ),
     )
+
+    @admin.display(description="slug", ordering="slug")
+    def short_slug(self, obj: Tenant) -> SafeString | str:
+        return truncated(obj.slug, 24)
+
+    @admin.display(description="time zone", ordering="timezone")
+    def zone(self, obj: Tenant) -> SafeString | str:
+        return truncated(obj.timezone, 20)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Tenant) -> SafeString | str:
+        return date_cell(obj.created_at)
 
     @admin.display(description="holiday calendar")
     def calendar(self, obj: Tenant) -> str:
@@ -195,7 +209,7 @@ def _latest_score() -> QuerySet[ComplianceScore]:
 @admin.register(Client)
 class ClientAdmin(BigTableAdmin):
     list_display = ("client_name", "tenant_name", "is_active", "latest_score", "latest_level", "latest_on")
-    list_filter = ("is_active",)
+    list_filter = ("is_active", TenantFilter)
     actions = ("refresh_compliance_now",)
     list_select_related = ("tenant",)
     search_fields = ("name",)
@@ -382,8 +396,8 @@ class ExpiringSoonFilter(admin.SimpleListFilter):
 
 @admin.register(Document)
 class DocumentAdmin(BigTableAdmin):
-    list_display = ("document_title", "client_name", "tenant_name", "document_type", "expires", "uploaded")
-    list_filter = (ExpiringSoonFilter, "document_type")
+    list_display = ("document_title", "client_name", "tenant_name", "type_name", "expires", "uploaded")
+    list_filter = (ExpiringSoonFilter, "document_type", TenantFilter)
     list_select_related = ("client", "tenant", "document_type")
     raw_id_fields = ("tenant", "client")
     search_fields = ("title",)
@@ -400,6 +414,10 @@ class DocumentAdmin(BigTableAdmin):
     @admin.display(description="tenant")
     def tenant_name(self, obj: Document) -> SafeString | str:
         return truncated(obj.tenant.name, 20)
+
+    @admin.display(description="document type", ordering="document_type__name")
+    def type_name(self, obj: Document) -> SafeString | str:
+        return truncated(obj.document_type.name, 20)
 
     @admin.display(description="expires on", ordering="expires_on")
     def expires(self, obj: Document) -> SafeString | str:
@@ -442,7 +460,7 @@ class FilingTaskInline(admin.TabularInline):
 @admin.register(Filing)
 class FilingAdmin(BigTableAdmin):
     list_display = ("filing_type", "period", "client_name", "tenant_name", "due", "status")
-    list_filter = (DueSoonFilter, "status")
+    list_filter = (DueSoonFilter, "status", TenantFilter)
     list_select_related = ("client", "tenant")
     raw_id_fields = ("tenant", "client")
     search_fields = ("filing_type", "period")
@@ -472,12 +490,24 @@ class FilingAdmin(BigTableAdmin):
 
 @admin.register(FilingTask)
 class FilingTaskAdmin(BigTableAdmin):
-    list_display = ("title", "filing", "assignee", "is_done")
+    list_display = ("task_title", "filing_name", "assignee_name", "is_done")
     list_filter = ("is_done",)
     list_select_related = ("filing", "filing__client", "assignee")
     raw_id_fields = ("filing", "assignee")
     search_fields = ("title",)
     ordering = ("-pk",)
+
+    @admin.display(description="title", ordering="title")
+    def task_title(self, obj: FilingTask) -> SafeString | str:
+        return truncated(obj.title, 40)
+
+    @admin.display(description="filing")
+    def filing_name(self, obj: FilingTask) -> SafeString | str:
+        return truncated(str(obj.filing), 48)
+
+    @admin.display(description="assignee")
+    def assignee_name(self, obj: FilingTask) -> SafeString | str:
+        return truncated(obj.assignee.get_username() if obj.assignee else "", 30)
 
 
 @admin.register(DocumentType)
@@ -502,8 +532,8 @@ class RequirementAdmin(BigTableAdmin):
 class ComplianceScoreAdmin(BigTableAdmin):
     """Scores are computed by the refresh: read-only here (deleting one is allowed)."""
 
-    list_display = ("client_name", "tenant_name", "scored_on", "score", "level_display", "deductions", "triggered_by")
-    list_filter = ("level", "calculated_on")
+    list_display = ("client_name", "tenant_name", "scored_on", "score", "level_display", "deductions", "trigger")
+    list_filter = ("level", "calculated_on", TenantFilter)
     list_select_related = ("client", "tenant")
     raw_id_fields = ("tenant", "client")
     ordering = ("-pk",)
@@ -518,11 +548,11 @@ class ComplianceScoreAdmin(BigTableAdmin):
 
     @admin.display(description="client")
     def client_name(self, obj: ComplianceScore) -> SafeString | str:
-        return truncated(obj.client.name, 36)
+        return truncated(obj.client.name, 34)
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: ComplianceScore) -> SafeString | str:
-        return truncated(obj.tenant.name, 28)
+        return truncated(obj.tenant.name, 24)
 
     @admin.display(description="scored on", ordering="calculated_on")
     def scored_on(self, obj: ComplianceScore) -> SafeString | str:
@@ -531,6 +561,10 @@ class ComplianceScoreAdmin(BigTableAdmin):
     @admin.display(description="level", ordering="level")
     def level_display(self, obj: ComplianceScore) -> SafeString | str:
         return level_badge(obj.level)
+
+    @admin.display(description="triggered by", ordering="triggered_by")
+    def trigger(self, obj: ComplianceScore) -> SafeString | str:
+        return truncated(obj.triggered_by, 24)
 
     @admin.display(description="deductions")
     def deductions(self, obj: ComplianceScore) -> int:

@@ -137,10 +137,9 @@ def _tenant_create(
         name=f"{rng.choice(FIRM_WORDS)} {rng.choice(FIRM_KINDS)} {number}",
         slug=slug,
         timezone=zone,
-        # Every third firm reads daily digests.
-        notification_email_default=(
-            NotificationEmailDefault.DAILY_DIGEST if number % 3 == 0 else NotificationEmailDefault.IMMEDIATE
-        ),
+        # Daily digests: the first morning then queues the urgent emails and one digest per member,
+        # not thousands of reminders (see _preferences_create and the README's "The first run").
+        notification_email_default=NotificationEmailDefault.DAILY_DIGEST,
         holiday_country=country,
         holiday_subdivision=subdivision,
         expiry_reminder_days=[60, 30, 7] if number % 5 == 0 else None,
@@ -207,7 +206,28 @@ def _staff_create(rng: random.Random, tenant: Tenant) -> list[tuple[Any, str]]:
     Membership.objects.bulk_create(
         [Membership(tenant=tenant, user=user, role=role) for user, role in zip(users, STAFF_ROLES, strict=True)]
     )
+    _preferences_create(tenant, users)
     return list(zip(users, STAFF_ROLES, strict=True))
+
+
+# Members who chose otherwise than their firm's default (the daily digest), by their place in
+# STAFF_ROLES: the admin hears of compliance alerts at once, the manager leaves expiring documents
+# to the compliance officer. (Urgent reminders and escalations go at once whatever one chose.)
+DEMO_PREFERENCES = (
+    (0, "compliance_alert", "immediate"),
+    (1, "document_expiry", "off"),
+)
+
+
+def _preferences_create(tenant: Tenant, users: list[Any]) -> None:
+    from notifications.models import NotificationPreference
+
+    NotificationPreference.objects.bulk_create(
+        [
+            NotificationPreference(tenant=tenant, user=users[at], kind=kind, email=email)
+            for at, kind, email in DEMO_PREFERENCES
+        ]
+    )
 
 
 def _expiry(rng: random.Random, as_of: date) -> date | None:
@@ -247,14 +267,22 @@ def _documents_for(
     ]
 
 
+def _status_weights(days_left: int) -> list[int]:
+    """How likely each status is (draft, prepared, submitted, accepted, rejected) for a filing due
+    in ``days_left`` days: a well-run practice files on time, so few filings are open past their
+    date (each is escalated on the first morning), and most due within a week are prepared or filed."""
+    if days_left < 0:
+        return [1, 1, 12, 24, 1]
+    if days_left <= 7:
+        return [2, 4, 4, 1, 0]
+    return [6, 3, 1, 1, 1]
+
+
 def _filings_for(rng: random.Random, tenant: Tenant, client: Client, as_of: date) -> list[Filing]:
     filings = []
     for filing_type in rng.sample(FILING_TYPES, k=rng.randint(2, 5)):
         due = as_of + timedelta(days=rng.randint(-60, 60))
-        if due < as_of:
-            status = rng.choices(FilingStatus.values, weights=[1, 1, 4, 6, 1])[0]
-        else:
-            status = rng.choices(FilingStatus.values, weights=[6, 3, 1, 1, 1])[0]
+        status = rng.choices(FilingStatus.values, weights=_status_weights((due - as_of).days))[0]
         filings.append(
             Filing(
                 tenant=tenant,

@@ -7,6 +7,20 @@ class ComplianceError(Exception):
 
 
 class UnknownTenant(ComplianceError, LookupError, ValueError):
-    def __init__(self, tenant: object) -> None:
+    """No tenant answers to this id or slug, or the one that does is inactive (``inactive``)."""
+
+    def __init__(self, tenant: object, *, inactive: bool = False) -> None:
         self.tenant = tenant
-        super().__init__(f"no active tenant with id or slug {tenant!r}")
+        self.inactive = inactive
+        super().__init__(unknown_tenant_text(tenant, inactive=inactive))
+
+
+def unknown_tenant_text(tenant: object, *, inactive: bool) -> str:
+    """What is wrong with a tenant reference, in its own terms (an id, a slug or either)."""
+    if inactive:
+        return f"tenant {tenant!r} is inactive"
+    if isinstance(tenant, int) and not isinstance(tenant, bool):
+        return f"no tenant with id {tenant}"
+    if isinstance(tenant, str):
+        return f"no tenant with slug or id {tenant!r}" if tenant.isdigit() else f"no tenant with slug {tenant!r}"
+    return f"no tenant {tenant!r}"

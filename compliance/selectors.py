@@ -46,8 +46,20 @@ def tenant_get(reference: int | str, *, active_only: bool = True) -> Tenant:
     else:
         found = None
     if found is None:
-        raise UnknownTenant(reference)
+        inactive = active_only and _tenant_exists(reference)
+        raise UnknownTenant(reference, inactive=inactive)
     return found
+
+
+def _tenant_exists(reference: int | str) -> bool:
+    """Whether a tenant, active or not, answers to this id or slug (to say why it was refused)."""
+    if isinstance(reference, int):
+        return Tenant.objects.filter(pk=reference).exists()
+    if not isinstance(reference, str):
+        return False
+    return Tenant.objects.filter(slug=reference).exists() or (
+        reference.isdigit() and Tenant.objects.filter(pk=int(reference)).exists()
+    )
 
 
 def tenant_local_date(tenant: Tenant, at: datetime) -> date:

@@ -197,6 +197,26 @@ def origins_parse(origins: list[str], *, variable: str = "CSRF_TRUSTED_ORIGINS")
     return [origin.rstrip("/") for origin in origins]
 
 
+_SPECIALS = frozenset('()<>[]:;@\\,."')
+
+
+def sender_address(raw: str, *, name: str, variable: str = "EMAIL_FROM") -> str:
+    """The From of every email: ``raw`` as it is when it names its sender (``Name <addr>``), else
+    ``name <addr>`` (``name`` empty: the bare address). Refuses a value that is no address."""
+    from email.utils import parseaddr
+
+    own_name, address = parseaddr(raw.strip())
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ConfigError(variable, f"expected an address such as noreply@example.com, got {raw!r}")
+    shown = own_name or name.strip()
+    if not shown:
+        return address
+    if any(char in _SPECIALS for char in shown):
+        shown = '"' + shown.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{shown} <{address}>"
+
+
 def warn_once(message: str) -> None:
     """One line on standard error, before logging is configured."""
     sys.stderr.write(f"kgc: {message}\n")

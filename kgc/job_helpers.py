@@ -8,6 +8,7 @@ what is wrong, and nothing is enqueued.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from compliance import services as compliance_services
@@ -34,10 +35,51 @@ __all__ = [
 ]
 
 TRIGGERED_BY_MAX = 64
+# Why a refresh was asked for (kept on every score it writes): one of these sources,
+# optionally followed by a colon and who or what ("manual:ana@firm.example",
+# "document_upload:4711"). "schedule" is the nightly run's, "admin" the admin's buttons',
+# "command" manage.py refresh_compliance's.
+TRIGGER_SOURCES = (
+    "manual",
+    "schedule",
+    "document_upload",
+    "document_update",
+    "filing_update",
+    "client_update",
+    "admin",
+    "command",
+)
+TRIGGER_PATTERN = rf"^({'|'.join(TRIGGER_SOURCES)})(:[\s\S]*)?$"
 
 
 class InvalidTrigger(jobs.JobError):
     pass
+
+
+class InvalidRefreshRequest(jobs.JobError):
+    """A refresh request with several bad arguments; ``errors`` names each (Python names)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+
+
+def triggered_by_problem(triggered_by: object) -> str | None:
+    """What is wrong with a refresh's ``triggered_by`` (None: nothing)."""
+    if not isinstance(triggered_by, str) or not triggered_by.strip() or len(triggered_by) > TRIGGERED_BY_MAX:
+        return f"must be a non-empty string of at most {TRIGGERED_BY_MAX} characters"
+    if not re.match(TRIGGER_PATTERN, triggered_by):
+        return (
+            f"must be one of {', '.join(TRIGGER_SOURCES)}, optionally followed by ':' and who or what "
+            f"(manual:ana@firm.example), got {triggered_by!r}"
+        )
+    return None
+
+
+def compliance_refresh_problems(*, triggered_by: object, priority: object) -> dict[str, str]:
+    """Every bad argument of a refresh request at once, by name (empty: none)."""
+    problems = {"triggered_by": triggered_by_problem(triggered_by), "priority": jobs.priority_problem(priority)}
+    return {name: problem for name, problem in problems.items() if problem is not None}
 
 
 def _fan_out_job(task_name: str) -> int:
@@ -61,8 +103,11 @@ def compliance_refresh_defer(
     tenant_id: int | str | None = None, *, triggered_by: str = "manual", priority: int | None = None
 ) -> tuple[int, bool]:
     """``enqueue_compliance_refresh``, also saying whether the job is new (False: one was waiting)."""
-    if not isinstance(triggered_by, str) or not triggered_by.strip() or len(triggered_by) > TRIGGERED_BY_MAX:
-        raise InvalidTrigger(f"triggered_by must be a non-empty string of at most {TRIGGERED_BY_MAX} characters")
+    problems = compliance_refresh_problems(triggered_by=triggered_by, priority=priority)
+    if len(problems) > 1:
+        raise InvalidRefreshRequest(problems)
+    if "triggered_by" in problems:
+        raise InvalidTrigger(f"triggered_by {problems['triggered_by']}")
     jobs.priority_to_stored(priority)  # validate before touching the database
     if tenant_id is None:
         # The all-tenants fan-out has no queueing lock: each call is a new job.

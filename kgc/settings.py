@@ -15,6 +15,7 @@ from kgc.config import (
     origins_parse,
     otlp_protocol_parse,
     proxy_ssl_header_parse,
+    sender_address,
     trace_exporters_parse,
     warn_once,
 )
@@ -152,7 +153,12 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # email; the whole message, like the seed's MVP, with EMAIL_CONSOLE_FULL=true), smtp (the
 # default when SMTP_HOST is set; also SendGrid's SMTP relay), or an email provider through
 # anymail: ses, postmark, mailgun.
-DEFAULT_FROM_EMAIL = env.str("EMAIL_FROM", default="noreply@kgc-compliance.com")
+# The sender: EMAIL_FROM's address, under EMAIL_FROM_NAME unless EMAIL_FROM has a name of its own
+# ("Kestrel Tax <noreply@kestrel.example>"); mail clients show the name, not a bare address.
+DEFAULT_FROM_EMAIL = sender_address(
+    env.str("EMAIL_FROM", default="noreply@kgc-compliance.com"),
+    name=env.str("EMAIL_FROM_NAME", default="KGC Compliance Cloud"),
+)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_PROVIDER = env.choice(
     "EMAIL_PROVIDER",

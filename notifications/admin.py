@@ -1,6 +1,10 @@
-"""Notifications and outbound emails in the admin: find failed ones, read why, resend; people's
-email preferences (also on the user screen), the daily digests with their items, and the
-suppressed addresses, which operators add and lift.
+"""Notifications and outbound emails in the admin: find failed ones, read why, resend them or
+retry them now; people's email preferences (also on the user screen), the daily digests with
+their items, and the suppressed addresses, which operators add and lift.
+
+Notifications, outbound emails, their provider events and digests are records of what
+happened: read-only here (``RecordAdmin``), never added, edited or deleted; what an operator
+may do to them is an action, confirmed and logged.
 
 Built for big tables: no full-table counts (a capped paginator, no full result
 count), related rows selected in the same query, raw id widgets for foreign keys.
@@ -10,35 +14,44 @@ Lists fit a 1280-pixel screen: long text is cut, with the whole of it on hover.
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import ActionLocation
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from compliance.models import Tenant
 from kgc.console.display import date_cell, truncated
+from kgc.console.filters import TenantFilter
+from kgc.queues import EMAIL, queue_get
+from kgc.texts import counted
 from notifications.delivery import emails_resend
 from notifications.models import (
     Digest,
     EmailEvent,
     Notification,
+    NotificationEmailStatus,
     NotificationPreference,
     OutboundEmail,
     OutboundStatus,
     Suppression,
 )
+from notifications.outbox import emails_retry_now
 from notifications.tracking import DO_NOT_RESEND
 
 COUNT_CAP = 10_000
@@ -79,28 +92,130 @@ def pretty_json(value: Any) -> SafeString:
     return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A record of what happened: shown, never added, edited or deleted in the admin.
+
+    What an operator may do to one is an action of its own (``has_resend_permission``:
+    the model's change permission), each asking for confirmation and logged."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+
+# --- What an email's state means to an operator (pure) ------------------------------------------
+
+
+def email_status_text(
+    *, status: str, attempts: int, max_attempts: int, delivery_unknown: bool, available_at: datetime | None = None
+) -> str:
+    """An outbound email's state in words: a retry says so, with the attempt that comes next and
+    when; a failure says whether the message may have reached the recipient."""
+    next_attempt = f"attempt {attempts + 1} of {max_attempts}"
+    if status == OutboundStatus.RETRYING:
+        due = f", due {available_at:%Y-%m-%d %H:%M} UTC" if available_at else ""
+        return f"Waiting to retry ({next_attempt}{due})"
+    if status == OutboundStatus.QUEUED and attempts:
+        return f"Queued to retry ({next_attempt})"
+    if status == OutboundStatus.SENDING:
+        return f"Sending (attempt {attempts} of {max_attempts})"
+    if status == OutboundStatus.FAILED and delivery_unknown:
+        return "Failed: delivery unknown (it may have reached the recipient)"
+    return OutboundStatus(status).label
+
+
+def email_status_short(*, status: str, delivery_unknown: bool) -> str:
+    """The same in a list cell's few words."""
+    if status == OutboundStatus.FAILED and delivery_unknown:
+        return "failed: unknown"
+    if status == OutboundStatus.SUPPRESSED:
+        return "suppressed"
+    return OutboundStatus(status).label.lower()
+
+
+def notification_email_text(*, email_status: str, email_of_it: str | None) -> str:
+    """A notification's email status, told by its email while that email is still on its way
+    (the notification says "queued" until its email ends: retried, being sent...)."""
+    if email_status == NotificationEmailStatus.QUEUED and email_of_it in (
+        OutboundStatus.RETRYING,
+        OutboundStatus.SENDING,
+    ):
+        return OutboundStatus(email_of_it).label
+    return NotificationEmailStatus(email_status).label
+
+
+def _max_attempts() -> int:
+    return queue_get(EMAIL).retry.max_attempts
+
+
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(RecordAdmin):
+    """In-app notifications, as they were made; their email is an outbound email's record."""
+
     list_display = (
         "id",
         "short_title",
         "kind",
         "urgency",
-        "email_status",
+        "email_state",
         "tenant_name",
         "recipient_name",
         "created",
         "read",
     )
-    list_filter = ("email_status", "kind", "urgency")
+    list_filter = ("email_status", "kind", "urgency", TenantFilter)
     search_fields = ("=id", "title", "dedupe_key", "recipient__email")
     list_select_related = ("tenant", "recipient")
-    raw_id_fields = ("tenant", "recipient")
-    readonly_fields = ("readable_data", "dedupe_key", "created_at", "digest")
-    exclude = ("data",)
+    fields = (
+        "tenant",
+        "recipient",
+        "kind",
+        "urgency",
+        "title",
+        "body",
+        "email_state",
+        "emails",
+        "digest",
+        "readable_data",
+        "dedupe_key",
+        "created_at",
+        "read_at",
+    )
+    readonly_fields = fields
     show_full_result_count = False
     paginator = CappedCountPaginator
     date_hierarchy = None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
+        # Its email's own state, in the list's query (no query per row).
+        latest = OutboundEmail.objects.filter(notification=OuterRef("pk")).order_by("-pk")
+        return super().get_queryset(request).annotate(email_of_it=Subquery(latest.values("status")[:1]))
+
+    @admin.display(description="email", ordering="email_status")
+    def email_state(self, obj: Notification) -> str:
+        return notification_email_text(email_status=obj.email_status, email_of_it=getattr(obj, "email_of_it", None))
+
+    @admin.display(description="its emails")
+    def emails(self, obj: Notification) -> SafeString | str:
+        links = [
+            format_html(
+                '<a href="{}">#{} {}</a>',
+                reverse("admin:notifications_outboundemail_change", args=[email.pk]),
+                email.pk,
+                email_status_short(status=email.status, delivery_unknown=email.delivery_unknown),
+            )
+            for email in obj.emails.order_by("pk")
+        ]
+        return format_html_join(", ", "{}", ((link,) for link in links)) if links else "—"
 
     @admin.display(description="data")
     def readable_data(self, obj: Notification) -> SafeString:
@@ -108,15 +223,15 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="title", ordering="title")
     def short_title(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.title, 26)
+        return truncated(obj.title, 28)
 
     @admin.display(description="tenant")
     def tenant_name(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.tenant.name, 14)
+        return truncated(obj.tenant.name, 16)
 
     @admin.display(description="recipient")
     def recipient_name(self, obj: Notification) -> SafeString | str:
-        return truncated(obj.recipient.email or obj.recipient.get_username(), 18)
+        return truncated(obj.recipient.email or obj.recipient.get_username(), 22)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj: Notification) -> SafeString | str:
@@ -128,6 +243,8 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 class EmailEventInline(admin.TabularInline):
+    """The provider's events about an email, as they came: a record, never edited."""
+
     model = EmailEvent
     fields = ("event_type", "provider", "recipient", "description", "occurred_at", "received_at")
     readonly_fields = fields
@@ -138,39 +255,53 @@ class EmailEventInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(admin.ModelAdmin):
+class OutboundEmailAdmin(RecordAdmin):
+    """Outbound emails, the outbox's rows: records of what was (to be) sent. An operator resends
+    failed ones (the confirmation warns about those whose delivery is unknown) and brings
+    forward the retry of those waiting for one."""
+
+    # Fits a 1280-pixel screen beside the filters: the recipient under the subject, the attempts
+    # and the provider's latest word under the status.
     list_display = (
         "id",
-        "short_subject",
-        "recipient",
+        "subject_and_recipient",
         "template",
-        "status",
-        "delivery",
-        "attempts",
+        "status_cell",
         "error",
         "sent",
         "tenant_name",
     )
-    list_filter = ("status", "delivery_unknown", "template")
+    list_filter = ("status", "delivery_unknown", "template", TenantFilter)
     search_fields = ("=id", "=to_email", "subject", "=message_id", "idempotency_key")
     list_select_related = ("tenant",)
-    raw_id_fields = ("tenant", "notification")
-    readonly_fields = (
-        "status",
-        "delivery_unknown",
-        "attempts",
+    fields = (
+        "tenant",
+        "notification",
+        "to_email",
+        "to_name",
+        "subject",
+        "template",
+        "state",
+        "delivery_unknown_text",
         "last_error",
+        "priority",
         "message_id",
         "idempotency_key",
         "created_at",
+        "claimed_by",
+        "claimed_at",
         "sent_at",
+        "finished_at",
         "readable_context",
     )
-    exclude = ("context",)
+    readonly_fields = fields
     inlines = (EmailEventInline,)
-    actions = ("resend_failed",)
+    actions = ("resend_failed", "retry_now")
     show_full_result_count = False
     paginator = CappedCountPaginator
     change_form_template = "notifications/email/admin/outboundemail_change_form.html"
@@ -188,7 +319,7 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     def resend_one_view(self, request: HttpRequest, email_id: int) -> HttpResponse:
         """Resend one failed email, even one whose delivery is unknown: the operator has
         checked with the recipient, and this page says what is at stake first."""
-        if not self.has_change_permission(request):
+        if not self.has_resend_permission(request):
             raise PermissionDenied
         email = OutboundEmail.objects.filter(pk=email_id).select_related("tenant").first()
         if email is None:
@@ -214,6 +345,12 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "notifications/email/admin/resend_one_confirmation.html", context)
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = {"may_resend": self.has_resend_permission(request), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
+
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         public_url_warn(request)
         return super().changelist_view(request, extra_context)
@@ -223,21 +360,46 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         latest = EmailEvent.objects.filter(outbound_email=OuterRef("pk")).order_by("-received_at", "-pk")
         return super().get_queryset(request).annotate(latest_event=Subquery(latest.values("event_type")[:1]))
 
-    @admin.display(description="delivery")
-    def delivery(self, obj: OutboundEmail) -> str:
-        return getattr(obj, "latest_event", None) or "—"
+    @admin.display(description="subject and recipient", ordering="subject")
+    def subject_and_recipient(self, obj: OutboundEmail) -> SafeString:
+        return format_html(
+            '{}<br><span class="kgc-muted kgc-small kgc-nowrap">to {}</span>',
+            truncated(obj.subject, 46),
+            truncated(obj.to_email, 46),
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_cell(self, obj: OutboundEmail) -> SafeString:
+        full = self.state(obj)
+        short = email_status_short(status=obj.status, delivery_unknown=obj.delivery_unknown)
+        event = getattr(obj, "latest_event", None)
+        details = counted(obj.attempts, "attempt") + (f" · {event}" if event else "")
+        return format_html(
+            '<span class="kgc-nowrap" title="{}">{}</span><br><span class="kgc-muted kgc-small">{}</span>',
+            full,
+            short,
+            details,
+        )
+
+    @admin.display(description="status")
+    def state(self, obj: OutboundEmail) -> str:
+        return email_status_text(
+            status=obj.status,
+            attempts=obj.attempts,
+            max_attempts=_max_attempts(),
+            delivery_unknown=obj.delivery_unknown,
+            available_at=obj.available_at,
+        )
+
+    @admin.display(description="delivery unknown")
+    def delivery_unknown_text(self, obj: OutboundEmail) -> str:
+        if obj.delivery_unknown:
+            return "yes: the message may have reached the recipient; check before resending it"
+        return "no"
 
     @admin.display(description="last error")
     def error(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.last_error, 20)
-
-    @admin.display(description="subject", ordering="subject")
-    def short_subject(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.subject, 22)
-
-    @admin.display(description="to", ordering="to_email")
-    def recipient(self, obj: OutboundEmail) -> SafeString | str:
-        return truncated(obj.to_email, 20)
+        return truncated(obj.last_error, 16)
 
     @admin.display(description="sent", ordering="sent_at")
     def sent(self, obj: OutboundEmail) -> SafeString | str:
@@ -251,7 +413,7 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     def readable_context(self, obj: OutboundEmail) -> SafeString:
         return pretty_json(obj.context)
 
-    @admin.action(description="Resend selected failed emails", permissions=["change"])
+    @admin.action(description="Resend selected failed emails", permissions=["resend"])
     def resend_failed(self, request: HttpRequest, queryset: QuerySet[OutboundEmail]) -> HttpResponse | None:
         selected = list(queryset.values_list("pk", flat=True))
         if request.POST.get("confirm") != "yes":
@@ -260,7 +422,7 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         if result.resent:
             self.message_user(
                 request,
-                f"Queued {len(result.resent)} failed email(s) again; the email workers will send them."
+                f"Queued {counted(len(result.resent), 'failed email')} again; the email workers will send them."
                 + (
                     f" {result.skipped} left alone (not failed, or bounced/rejected/complained)."
                     if result.skipped
@@ -294,17 +456,54 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "notifications/email/admin/resend_confirmation.html", context)
 
+    @admin.action(description="Retry selected emails waiting to retry now", permissions=["resend"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboundEmail]) -> HttpResponse | None:
+        """Emails waiting out their backoff go back in line now, in their old place (an
+        operator who fixed the cause need not wait); the others are left alone."""
+        waiting = queryset.filter(status=OutboundStatus.RETRYING)
+        if request.POST.get("confirm") != "yes":
+            listed = list(waiting.order_by("pk")[: CONFIRM_LISTED + 1])
+            total = len(listed) if len(listed) <= CONFIRM_LISTED else waiting.count()
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Retry emails now",
+                "opts": self.model._meta,
+                "waiting": listed[:CONFIRM_LISTED],
+                "total": total,
+                "more": max(total - CONFIRM_LISTED, 0),
+                "skipped": queryset.count() - total,
+                "selected": list(queryset.values_list("pk", flat=True)),
+            }
+            return TemplateResponse(request, "notifications/email/admin/retry_now_confirmation.html", context)
+        with transaction.atomic():
+            retried = emails_retry_now(email_ids=list(waiting.values_list("pk", flat=True)))
+            if retried:
+                LogEntry.objects.log_actions(
+                    user_id=cast(int, request.user.pk),  # admin views run for a logged-in staff user only
+                    queryset=OutboundEmail.objects.filter(pk__in=retried),
+                    action_flag=CHANGE,
+                    change_message="Retried now: status waiting to retry → queued",
+                )
+        if retried:
+            self.message_user(
+                request, f"{counted(len(retried), 'email')} back in line now; the email workers will send them."
+            )
+        else:
+            self.message_user(request, "Nothing retried: none of the selected emails waits to retry.", messages.WARNING)
+        return None
+
 
 # --- Preferences -------------------------------------------------------------------------------
 
 
 @admin.register(NotificationPreference)
 class NotificationPreferenceAdmin(admin.ModelAdmin):
-    list_display = ("user", "tenant", "kind", "email", "updated_at")
-    list_filter = ("kind", "email")
+    list_display = ("user_name", "tenant_name", "kind", "email", "updated")
+    list_filter = ("kind", "email", TenantFilter)
     search_fields = ("user__email", "user__username", "tenant__slug", "tenant__name")
     list_select_related = ("tenant", "user")
-    raw_id_fields = ("tenant", "user")
+    # Found by name as they are typed (the tenant and user screens' own searches), never by id.
+    autocomplete_fields = ("tenant", "user")
     show_full_result_count = False
     paginator = CappedCountPaginator
 
@@ -312,16 +511,39 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
         public_url_warn(request)
         return super().changelist_view(request, extra_context)
 
+    @admin.display(description="user", ordering="user__username")
+    def user_name(self, obj: NotificationPreference) -> SafeString | str:
+        return truncated(obj.user.get_username(), 36)
+
+    @admin.display(description="tenant", ordering="tenant__name")
+    def tenant_name(self, obj: NotificationPreference) -> SafeString | str:
+        return truncated(obj.tenant.name, 36)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: NotificationPreference) -> SafeString | str:
+        return date_cell(obj.updated_at)
+
 
 class NotificationPreferenceInline(admin.TabularInline):
-    """A user's choices in each tenant they belong to (without a row: the tenant's default)."""
+    """A user's choices in each tenant they belong to (without a row: the tenant's default).
+
+    The tenant is chosen by name among the user's own tenants (a person belongs to a few),
+    never typed in as an id. The tenant's page links here (``PREFERENCES_ANCHOR``)."""
 
     model = NotificationPreference
     fields = ("tenant", "kind", "email", "updated_at")
     readonly_fields = ("updated_at",)
-    raw_id_fields = ("tenant",)
     extra = 0
     verbose_name_plural = "notification email preferences (kinds without one follow the tenant's default)"
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        tenant = formset.form.base_fields.get("tenant")
+        if tenant is not None:
+            # The form class is made for this request: narrowing its field touches no other.
+            members_of = Tenant.objects.filter(memberships__user=obj) if obj is not None else Tenant.objects.none()
+            tenant.queryset = members_of.order_by("name")  # type: ignore[attr-defined]
+        return formset
 
 
 def user_admin_with_preferences() -> None:
@@ -358,25 +580,38 @@ class DigestItemInline(admin.TabularInline):
 
 
 @admin.register(Digest)
-class DigestAdmin(admin.ModelAdmin):
-    """Each person's daily digest: its day, what it carried and the email that carried it."""
+class DigestAdmin(RecordAdmin):
+    """Each person's daily digest: its day, what it carried and the email that carried it (made
+    by the digest run only; resent, if need be, from that email's page)."""
 
-    list_display = ("local_date", "recipient", "tenant", "items_count", "email_status", "created_at")
-    list_filter = ("local_date",)
+    list_display = ("local_date", "recipient_name", "tenant_name", "items_count", "email_status", "created")
+    list_filter = ("local_date", TenantFilter)
     search_fields = ("recipient__email", "recipient__username", "tenant__slug")
     list_select_related = ("tenant", "recipient", "outbound_email")
-    raw_id_fields = ("tenant", "recipient", "outbound_email")
-    readonly_fields = ("tenant", "recipient", "local_date", "cutoff", "items_count", "outbound_email", "created_at")
+    fields = ("tenant", "recipient", "local_date", "cutoff", "items_count", "outbound_email", "created_at")
+    readonly_fields = fields
     inlines = (DigestItemInline,)
     show_full_result_count = False
     paginator = CappedCountPaginator
 
+    @admin.display(description="recipient", ordering="recipient__username")
+    def recipient_name(self, obj: Digest) -> SafeString | str:
+        return truncated(obj.recipient.email or obj.recipient.get_username(), 36)
+
+    @admin.display(description="tenant", ordering="tenant__name")
+    def tenant_name(self, obj: Digest) -> SafeString | str:
+        return truncated(obj.tenant.name, 36)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Digest) -> SafeString | str:
+        return date_cell(obj.created_at)
+
     @admin.display(description="email")
     def email_status(self, obj: Digest) -> str:
-        return obj.outbound_email.get_status_display() if obj.outbound_email else "—"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # made by the digest run only
+        email = obj.outbound_email
+        if email is None:
+            return "—"
+        return email_status_short(status=email.status, delivery_unknown=email.delivery_unknown)
 
 
 # --- Suppressions ------------------------------------------------------------------------------

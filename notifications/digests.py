@@ -421,6 +421,8 @@ class DigestResult:
     suppressed: int = 0  # waiting items whose address has since been suppressed
     resolved: int = 0  # waiting items left out: document renewed, filing filed since made
     expired: int = 0  # waiting items that waited longer than KGC_DIGEST_MAX_WAIT_DAYS
+    waiting_later: int = 0  # items still waiting after the run: for a later day (made after the digest hour)
+    waiting_held: int = 0  # items still waiting for the day: their person gets no digest (inactive, no address)
 
     @property
     def items(self) -> int:
@@ -436,6 +438,8 @@ class DigestResult:
             "suppressed": self.suppressed,
             "resolved": self.resolved,
             "expired": self.expired,
+            "waiting_later": self.waiting_later,
+            "waiting_held": self.waiting_held,
         }
 
 
@@ -532,6 +536,25 @@ WITH rows AS (
 )
 SELECT (SELECT count(*) FROM new_emails), (SELECT count(*) FROM linked)
 """
+
+
+# The items still waiting after a run: those for a later day's digest (made after this day's
+# cut-off and for no earlier day), and those for this day whose person gets no digest.
+_STILL_WAITING_SQL = """
+SELECT count(*) - count(*) FILTER (WHERE {for_the_day}), count(*) FILTER (WHERE {for_the_day})
+  FROM notifications_notification AS n
+ WHERE n.tenant_id = %(tenant_id)s AND n.email_status = 'digest_pending'
+"""
+
+
+def _waiting(tenant: Tenant, day: date, cutoff: datetime) -> tuple[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _STILL_WAITING_SQL.format(for_the_day=FOR_THE_DAY),
+            {"tenant_id": tenant.pk, "day_text": day.isoformat(), "cutoff": cutoff},
+        )
+        later, held = cursor.fetchone()
+    return int(later), int(held)
 
 
 @dataclass
@@ -714,6 +737,7 @@ def digests_send(*, tenant: Tenant, as_of: date) -> DigestResult:
             sent.append(DigestSent(digest.recipient_id, digest.email, name, len(digest.items), composed.subject))
         if rows:
             _queue(tenant, rows)
+        waiting_later, waiting_held = _waiting(tenant, as_of, cutoff)
     return DigestResult(
         tenant_id=tenant.pk,
         as_of=as_of,
@@ -722,12 +746,14 @@ def digests_send(*, tenant: Tenant, as_of: date) -> DigestResult:
         suppressed=suppressed,
         resolved=sum(resolved.values()),
         expired=expired,
+        waiting_later=waiting_later,
+        waiting_held=waiting_held,
     )
 
 
-def digests_plan(*, tenant: Tenant, as_of: date) -> list[DigestSent]:
+def digests_plan(*, tenant: Tenant, as_of: date) -> DigestResult:
     """What ``digests_send`` would queue now, without writing anything (``--dry-run``)."""
     with transaction.atomic():
         result = digests_send(tenant=tenant, as_of=as_of)
         transaction.set_rollback(True)
-    return result.digests
+    return result

@@ -140,9 +140,9 @@ async def _attempt_email(email: ClaimedEmail, transport: Transport, send: _Send 
 def outcome_log(email_fields: dict[str, Any], outcome: EmailOutcome, *, delivers: bool) -> None:
     fields = {**email_fields, "attempt": outcome.attempts}
     if outcome.status == "sent":
-        if logger.isEnabledFor(logging.INFO):
-            text = "email sent" if delivers else "email not delivered (console backend): logged only"
-            logger.info(text, extra={**fields, "message_id": outcome.message_id, "event": "email_sent"})
+        # The console backend (development) has logged the email itself: one line per email.
+        if delivers and logger.isEnabledFor(logging.INFO):
+            logger.info("email sent", extra={**fields, "message_id": outcome.message_id, "event": "email_sent"})
     elif outcome.status == "retrying":
         logger.warning(f"email not sent, will retry: {outcome.last_error}", extra={**fields, "event": "email_retry"})
     elif outcome.status == "suppressed":

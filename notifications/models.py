@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 
 from compliance.models import Membership, Tenant
+from kgc.texts import counted
 
 
 class NotificationKind(models.TextChoices):
@@ -310,7 +311,7 @@ class Digest(models.Model):
         indexes = [models.Index(fields=["tenant", "local_date"], name="digest_tenant_day_idx")]
 
     def __str__(self) -> str:
-        return f"Digest of {self.local_date} for {self.recipient} ({self.items_count} items)"
+        return f"Digest of {self.local_date} for {self.recipient} ({counted(self.items_count, 'item')})"
 
 
 class DigestRun(models.Model):

@@ -56,7 +56,11 @@ export interface CleanupResult {
 }
 
 export interface ComplianceRefreshOptions {
-  /** Who asked, for the score's audit trail (default 'manual'). */
+  /**
+   * Why the refresh was asked for, kept on each score (default 'manual'): 'manual', 'schedule',
+   * 'document_upload', 'document_update', 'filing_update', 'client_update', 'admin' or 'command',
+   * optionally followed by ':' and who or what ('manual:ana@firm.example'). Anything else is a 400.
+   */
   triggeredBy?: string;
   /** As in BullMQ: 1 is the highest priority, larger numbers are lower. */
   priority?: number;

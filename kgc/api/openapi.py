@@ -57,7 +57,9 @@ ERRORS = {
         **_json(_ref("Error"), "No bearer token, or not one of the server's KGC_API_TOKENS."),
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     },
-    404: _json(_ref("Error"), "No such queue, or no active tenant with that id."),
+    404: _json(
+        _ref("Error"), "No such queue, or no tenant with that id or slug, or an inactive one (the message says which)."
+    ),
     411: _json(_ref("Error"), "A body was sent without Content-Length."),
     413: _json(_ref("Error"), f"The body is over {parsing.MAX_BODY_BYTES} bytes."),
 }
@@ -123,8 +125,13 @@ SCHEMAS: dict[str, Any] = {
                     "type": "string",
                     "minLength": 1,
                     "maxLength": job_helpers.TRIGGERED_BY_MAX,
-                    "pattern": "\\S",
+                    "pattern": job_helpers.TRIGGER_PATTERN,
                     "default": "manual",
+                    "description": (
+                        "Why the refresh was asked for, kept on each score: one of "
+                        + ", ".join(job_helpers.TRIGGER_SOURCES)
+                        + ", optionally followed by ':' and who or what (manual:ana@firm.example)."
+                    ),
                 }
             ),
             "priority": _optional(

@@ -159,15 +159,21 @@ class _Fields:
 
 
 def compliance_refresh_args(body: dict[str, Any]) -> dict[str, Any]:
-    """``{tenantId?, triggeredBy?, priority?}`` (priority's range is the queue layer's rule).
+    """``{tenantId?, triggeredBy?, priority?}``; ``tenantId`` is a tenant's id or its slug.
 
-    ``tenantId`` is a tenant's id or its slug."""
+    What the values mean (priority's range, triggeredBy's sources) is the enqueue contract's
+    rule (``kgc.job_helpers``), asked here too, so that every bad field is named at once."""
+    from kgc.job_helpers import compliance_refresh_problems
+
     fields = _Fields(body, ("tenantId", "triggeredBy", "priority"))
     args = {
         "tenant_id": fields.tenant("tenantId"),
         "triggered_by": fields.string("triggeredBy", default="manual"),
         "priority": fields.integer("priority", minimum=-MAX_ID, maximum=MAX_ID),
     }
+    problems = compliance_refresh_problems(triggered_by=args["triggered_by"], priority=args["priority"])
+    for name, problem in problems.items():
+        fields.errors.setdefault(camel_case(name), problem)
     fields.done()
     return args
 

@@ -51,7 +51,7 @@ def _describe(settings: firm_settings.ReminderSettings) -> dict[str, Any]:
 
 def _tenant(tenant_id: int) -> Tenant:
     if tenant_id > parsing.MAX_ID:  # no such row; and no DataError on a bigint
-        raise UnknownApiTenant(f"no active tenant with id {tenant_id}")
+        raise UnknownApiTenant(f"no tenant with id {tenant_id}")
     return tenant_get(tenant_id)
 
 

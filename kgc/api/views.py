@@ -80,7 +80,7 @@ def _error(exc: ValueError) -> JsonResponse:
         return problem(404, str(exc))
     if isinstance(exc, parsing.InvalidRequest):
         return problem(400, str(exc), exc.errors)
-    if isinstance(exc, InvalidEmailRequest):
+    if isinstance(exc, InvalidEmailRequest | job_helpers.InvalidRefreshRequest):
         errors = {parsing.camel_case(name): message for name, message in exc.errors.items()}
         return problem(400, "; ".join(f"{name}: {message}" for name, message in errors.items()), errors)
     for error_type, (field, prefix) in FIELD_ERRORS.items():

@@ -19,6 +19,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc.console.job_rows import _state_of, jobs_annotated
 from kgc.queue import jobs
+from kgc.texts import counted
 
 
 def _user_id(request: HttpRequest) -> int:
@@ -95,7 +96,7 @@ class JobActions(admin.ModelAdmin):
         shown = ", ".join(str(job_id) for job_id in job_ids[:20]) + (", …" if len(job_ids) > 20 else "")
         self.message_user(
             request,
-            f"{verb} {len(job_ids)} {only} job(s): {shown}.",
+            f"{verb} {counted(len(job_ids), only + ' job')}: {shown}.",
             messages.SUCCESS,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest
@@ -22,6 +23,13 @@ class ConsoleAdminSite(admin.AdminSite):
     # The navigation sidebar takes a quarter of a 1280-pixel screen from every list (beside the
     # filters); the index and the breadcrumbs lead everywhere it does.
     enable_nav_sidebar = False
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        """ "View site" opens the web app (``KGC_APP_URL``); without one there is no site to view (this
+        service serves only the admin, the API and the email links), so there is no such link."""
+        context = super().each_context(request)
+        context["site_url"] = settings.KGC_APP_URL or None
+        return context
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:
         """procrastinate's job model is listed as "Jobs" (its own name is "Procrastinate jobs", and a

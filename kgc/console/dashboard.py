@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION
+from django.contrib.admin.models import CHANGE, DELETION
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -33,6 +33,7 @@ from kgc.console.actions import _log
 from kgc.queue import health, jobs
 from kgc.queue.models import QueuePause
 from kgc.queues import UnknownQueue, product_queues, queue_get
+from kgc.texts import counted
 
 AUTO_REFRESH_SECONDS = 5
 CHART_WIDTH = 864  # 288 five-minute buckets, 3 units each; the drawing stretches to the page's width
@@ -82,6 +83,22 @@ def chart_ticks(buckets: Sequence[metrics.FinishedBucket], *, width: int, every:
     return [(index * step, f"{bucket.start:%H:%M}") for index, bucket in enumerate(buckets) if index % every == 0]
 
 
+def backlog_as_dict(queue: metrics.QueueOverview, activity: selectors.QueueActivity) -> dict[str, Any]:
+    """How the oldest waiting job shows: in time, held back by the rate limit, or late."""
+    limit = activity.rate_limit
+    state = display.backlog_state(
+        oldest_waiting_seconds=queue.oldest_waiting_seconds,
+        window_used_ratio=activity.window_used_ratio if limit else None,
+    )
+    note = ""
+    if state == "paced" and limit is not None:
+        note = display.drain_note(waiting=queue.stats.waiting, limit=limit.limit, per_seconds=limit.per.total_seconds())
+    elif state == "late":
+        held = " (not held back by its rate limit)" if limit is not None else ""
+        note = f"waiting longer than 15 minutes{held}: is the queue paused, stuck or short of workers?"
+    return {"backlog": state, "backlog_note": note}
+
+
 def activity_as_dict(activity: selectors.QueueActivity) -> dict[str, Any]:
     """A queue's capacity and throughput as the dashboard shows them (the poll's fields)."""
     return {
@@ -104,6 +121,7 @@ def dashboard_data(*, now: datetime) -> dict[str, Any]:
                 **metrics.overview_as_dict(queue),
                 "oldest_waiting": metrics.age_format(queue.oldest_waiting_seconds),
                 **activity_as_dict(activity[queue.name]),
+                **backlog_as_dict(queue, activity[queue.name]),
             }
             for queue in metrics.queues_overview(now=now)
         },
@@ -131,6 +149,12 @@ class QueueDashboardAdmin(admin.ModelAdmin):
         """Pausing, resuming, cleaning up and retrying need the pause flags' change permission."""
         return request.user.has_perm("kgc.change_queuepause")
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """A queue's pause flag has no page of its own: its links (the admin log's) lead to the dashboard."""
+        return HttpResponseRedirect(reverse("admin:kgc_queuepause_changelist"))
+
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
@@ -156,7 +180,14 @@ class QueueDashboardAdmin(admin.ModelAdmin):
             "title": "Queue dashboard",
             "opts": self.opts,
             "now": now,
-            "queues": [(queue, activity[queue.name], activity_as_dict(activity[queue.name])) for queue in overview],
+            "queues": [
+                (
+                    queue,
+                    activity[queue.name],
+                    {**activity_as_dict(activity[queue.name]), **backlog_as_dict(queue, activity[queue.name])},
+                )
+                for queue in overview
+            ],
             "all_paused": all(queue.is_paused for queue in overview),
             "none_paused": not any(queue.is_paused for queue in overview),
             "may_operate": self._may_operate(request),
@@ -241,14 +272,7 @@ class QueueDashboardAdmin(admin.ModelAdmin):
         with transaction.atomic():
             changed = jobs.pause_queue(name, by=request.user.get_username()) if pause else jobs.resume_queue(name)
             if changed:
-                _log(
-                    request,
-                    model=QueuePause,
-                    object_id=name,
-                    text=f"{name} (paused)",
-                    flag=ADDITION if pause else DELETION,
-                    message=f"{done} the queue",
-                )
+                _queue_log(request, name, done=done, message=f"{done} the queue")
         if changed:
             return self._done(request, f"{done} the {name} queue.")
         return self._done(request, f"The {name} queue was {'already paused' if pause else 'not paused'}.")
@@ -284,17 +308,10 @@ class QueueDashboardAdmin(admin.ModelAdmin):
                 if (jobs.pause_queue(name, by=request.user.get_username()) if pause else jobs.resume_queue(name))
             ]
             for name in changed:
-                _log(
-                    request,
-                    model=QueuePause,
-                    object_id=name,
-                    text=f"{name} (paused)",
-                    flag=ADDITION if pause else DELETION,
-                    message=f"{done} the queue (all queues)",
-                )
+                _queue_log(request, name, done=done, message=f"{done} the queue (all queues)")
         if not changed:
             return self._done(request, f"Every queue was {'already paused' if pause else 'running already'}.")
-        return self._done(request, f"{done} {len(changed)} queue(s): {', '.join(changed)}.")
+        return self._done(request, f"{done} {counted(len(changed), 'queue')}: {', '.join(changed)}.")
 
     def retry_failed_view(self, request: HttpRequest, name: str) -> HttpResponse:
         if not self._may_operate(request):
@@ -303,9 +320,9 @@ class QueueDashboardAdmin(admin.ModelAdmin):
         if request.method != "POST":
             failed = jobs.get_queue_stats(name).failed
             held = jobs.failed_held_count(name)
-            lines = [
-                f"{failed - sum(held.values())} failed job(s) go back to waiting, each with a fresh set of attempts."
-            ]
+            back = failed - sum(held.values())
+            verb = "goes" if back == 1 else "go"
+            lines = [f"{counted(back, 'failed job')} {verb} back to waiting, each with a fresh set of attempts."]
             lines += [f"{count} left out: {_hold_description(hold)}." for hold, count in held.items() if count]
             return self._confirm(
                 request, title=f"Retry every failed job of the {name} queue?", lines=lines, button="Yes, retry them"
@@ -318,9 +335,9 @@ class QueueDashboardAdmin(admin.ModelAdmin):
                 object_id="",
                 text=f"failed jobs of {name}",
                 flag=CHANGE,
-                message=f"Retried {result.retried} failed job(s) of the {name} queue",
+                message=f"Retried {counted(result.retried, 'failed job')} of the {name} queue",
             )
-        message = f"Put {result.retried} failed job(s) of the {name} queue back in the queue."
+        message = f"Put {counted(result.retried, 'failed job')} of the {name} queue back in the queue."
         message += "".join(f" {count} left out: {_hold_description(h)}." for h, count in result.held.items() if count)
         return self._done(request, message)
 
@@ -347,9 +364,9 @@ class QueueDashboardAdmin(admin.ModelAdmin):
                 },
             )
         result = jobs.cleanup_queue(name, completed_age=completed_age, failed_age=failed_age, now=timezone.now())
-        message = (
-            f"Deleted {result.completed} completed and {result.failed} failed job(s) of the {name} queue ({described})."
-        )
+        deleted = counted(result.completed + result.failed, "finished job")
+        message = f"Deleted {deleted} of the {name} queue ({result.completed} completed, {result.failed} failed): "
+        message += f"{described}."
         _log(
             request,
             model=ProcrastinateJob,
@@ -359,6 +376,12 @@ class QueueDashboardAdmin(admin.ModelAdmin):
             message=message,
         )
         return self._done(request, message)
+
+
+def _queue_log(request: HttpRequest, name: str, *, done: str, message: str) -> None:
+    """Pausing and resuming change a queue: logged as changes (the admin's "Recent actions" shows
+    a deletion as a red cross, which a resumed queue is not), linked to the dashboard."""
+    _log(request, model=QueuePause, object_id=name, text=f"{name} queue: {done.lower()}", flag=CHANGE, message=message)
 
 
 def _hold_description(name: str) -> str:

@@ -89,6 +89,29 @@ def range_bound_parse(raw: str, *, end: bool) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def moment_text(at: datetime, *, now: datetime) -> str:
+    """A time in a list's column, always with its day: "5 Dec 14:03:07"; another year's with the
+    year instead of the seconds, "5 Dec 2025 14:03" (the exact time is on hover)."""
+    if at.year == now.year:
+        return f"{at.day} {at:%b %H:%M:%S}"
+    return f"{at.day} {at:%b %Y %H:%M}"
+
+
+def priority_text(stored: int) -> str:
+    """A job's stored priority on BullMQ's scale (1 is the highest).
+
+    procrastinate stores the highest first, so kgc stores the negated number. A stored 0 or
+    more was not given by kgc: a job deferred with procrastinate's own ``defer()`` and a
+    priority of procrastinate's (its scale: higher first), which runs before priority 1.
+    """
+    if stored < 0:
+        return str(-stored)
+    return (
+        f"above 1: procrastinate's own priority {stored}, given without the job helpers; "
+        "it runs before every job deferred with a priority of 1 or lower"
+    )
+
+
 # --- Attempts -----------------------------------------------------------------------------
 
 
@@ -215,6 +238,41 @@ def percent_format(ratio: float | None) -> str:
     if ratio is None:
         return "-"
     return f"{ratio * 100:.1f} %" if ratio < 0.1 else f"{ratio * 100:.0f} %"
+
+
+# --- Backlogs ------------------------------------------------------------------------------
+
+BACKLOG_LATE_AFTER = 900.0  # seconds the first job in line may wait before the dashboard says so
+# The share of its rate limit's window a queue uses while its limit holds it back: the email
+# queue's claim paces its limit (a tenth in any tenth of the window), so a busy window counts
+# some 85 to 90 starts of 100, not 100.
+PACED_FROM = 0.8
+
+
+def backlog_state(
+    *, oldest_waiting_seconds: float | None, window_used_ratio: float | None, late_after: float = BACKLOG_LATE_AFTER
+) -> str:
+    """How the dashboard marks a queue's oldest waiting job: "" (in time), "paced" (waiting longer
+    than ``late_after`` because the queue's rate limit holds it back, as designed: it starts jobs
+    as fast as the limit allows) or "late" (waiting longer while the queue does not use its limit:
+    stuck, paused, or short of workers). ``window_used_ratio`` is None for a queue without a limit."""
+    if oldest_waiting_seconds is None or oldest_waiting_seconds <= late_after:
+        return ""
+    if window_used_ratio is not None and window_used_ratio >= PACED_FROM:
+        return "paced"
+    return "late"
+
+
+def drain_note(*, waiting: int, limit: int | None, per_seconds: float | None) -> str:
+    """How long a rate-limited queue takes to start what waits, at its limit ("" without one)."""
+    if not limit or not per_seconds or waiting <= 0:
+        return ""
+    minutes = waiting / (limit * 60 / per_seconds)
+    spent = "under a minute" if minutes < 1 else f"about {round(minutes)} min"
+    return (
+        f"held back by its rate limit ({limit} / {per_seconds:g} s), as designed: "
+        f"the {waiting:,} waiting start within {spent}"
+    )
 
 
 # --- Workers ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from procrastinate.contrib.django.models import ProcrastinateEvent, Procrastinat
 
 from kgc.console import display
 from kgc.console.actions import JobActions
-from kgc.console.job_rows import _state_of, _times, jobs_annotated
+from kgc.console.job_rows import _state_of, _times, jobs_annotated, jobs_described, tenant_cell, worker_text
 from kgc.queue import jobs
 from kgc.queue.models import JobFailure, JobResult
 from kgc.queues import QUEUES
@@ -38,6 +38,7 @@ class JobPage(JobActions):
         job = jobs_annotated(self.get_queryset(request)).filter(pk=object_id).first() if object_id.isdigit() else None
         if job is None or not self.has_view_or_change_permission(request, job):
             raise Http404(f"no job with id {object_id}") if job is None else PermissionDenied
+        jobs_described([job])
         failures = list(JobFailure.objects.filter(job_id=job.pk).order_by("failed_at", "id"))
         numbered = display.attempts_numbered([failure.will_retry for failure in failures])
         events = ProcrastinateEvent.objects.filter(job_id=job.pk).order_by("at", "id")
@@ -51,7 +52,9 @@ class JobPage(JobActions):
             "state": _state_of(job),
             "times": _times(job),
             "duration": display.duration_format(_times(job).duration_seconds),
-            "priority": jobs.priority_from_stored(job.priority),
+            "priority": display.priority_text(job.priority),
+            "tenant": tenant_cell(job.tenant_shown, width=80),
+            "worker": worker_text(job.worker_shown),
             "default_priority": jobs.DEFAULT_PRIORITY,
             "args_json": json.dumps(job.args, indent=2, sort_keys=True),
             "result": result,

@@ -4,17 +4,22 @@ its times.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from procrastinate.contrib.django.models import ProcrastinateEvent
 
+from compliance.models import Tenant
 from kgc.console import display
-from kgc.queue.models import JobFailure, QueuePause
+from kgc.queue.models import JobFailure, QueuePause, WorkerProcess
 
 FINISHED_EVENTS = ["succeeded", "failed", "cancelled", "aborted"]
 
@@ -35,7 +40,81 @@ def jobs_annotated(queryset: QuerySet) -> QuerySet:
         last_error_type=Subquery(failures.values("exception_type")[:1]),
         last_error_message=Subquery(failures.values("message")[:1]),
         queue_paused=Exists(QueuePause.objects.filter(queue_name=OuterRef("queue_name"))),
+        # The worker of its latest attempt, kept after it ended (kgc/queue/sql.py FINISH).
+        ran_by=RawSQL("procrastinate_jobs.kgc_worker_id", ()),
     )
+
+
+@dataclass(frozen=True)
+class TenantShown:
+    id: int
+    name: str | None  # None: no such tenant any more
+    url: str | None
+
+
+@dataclass(frozen=True)
+class WorkerShown:
+    id: int
+    host: str | None  # None: the worker is no longer registered (stopped, or declared dead)
+    pid: int | None
+
+
+def jobs_described(jobs: Iterable[Any]) -> None:
+    """Give each job its tenant (``tenant_shown``: by name, linked) and the worker that runs or
+    ran it (``worker_shown``): two queries for a page of jobs."""
+    listed = list(jobs)
+    tenant_ids = {tenant_id for job in listed if isinstance(tenant_id := (job.args or {}).get("tenant_id"), int)}
+    names = dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "name")) if tenant_ids else {}
+    worker_ids = {worker_id for job in listed if (worker_id := _worker_of(job)) is not None}
+    processes = {
+        process.worker_id: process
+        for process in WorkerProcess.objects.filter(worker_id__in=worker_ids).only("worker_id", "host", "pid")
+    }
+    for job in listed:
+        tenant_id = (job.args or {}).get("tenant_id")
+        job.tenant_shown = (
+            TenantShown(
+                id=tenant_id,
+                name=names.get(tenant_id),
+                url=reverse("admin:compliance_tenant_change", args=[tenant_id]) if tenant_id in names else None,
+            )
+            if isinstance(tenant_id, int)
+            else None
+        )
+        worker_id = _worker_of(job)
+        process = processes.get(worker_id) if worker_id is not None else None
+        job.worker_shown = (
+            WorkerShown(id=worker_id, host=process.host if process else None, pid=process.pid if process else None)
+            if worker_id is not None
+            else None
+        )
+
+
+def _worker_of(job: Any) -> int | None:
+    """The running attempt's worker, else the latest attempt's."""
+    return job.worker_id if job.status == "doing" and job.worker_id else getattr(job, "ran_by", None)
+
+
+def tenant_cell(tenant: TenantShown | None, *, width: int) -> SafeString | str:
+    if tenant is None:
+        return "-"
+    if tenant.name is None:
+        return format_html('<span class="kgc-muted" title="no tenant has this id any more">{} (gone)</span>', tenant.id)
+    return format_html(
+        '<a href="{}" title="{} (tenant {})">{}</a>',
+        tenant.url,
+        tenant.name,
+        tenant.id,
+        display.text_shorten(tenant.name, width),
+    )
+
+
+def worker_text(worker: WorkerShown | None) -> str:
+    if worker is None:
+        return "-"
+    if worker.host is None:
+        return f"worker {worker.id} (no longer running)"
+    return f"worker {worker.id} on {worker.host}, pid {worker.pid}"
 
 
 def _times(job: Any) -> display.JobTimes:
@@ -56,9 +135,9 @@ def _state_of(job: Any) -> str:
 
 
 def _moment(at: datetime | None) -> SafeString | str:
-    """A time in a column: short (hours and minutes today, the date otherwise), exact on hover."""
+    """A time in a column, with its day ("5 Dec 14:03:07"), exact on hover."""
     if at is None:
         return "-"
     at = timezone.localtime(at)
-    short = f"{at:%H:%M:%S}" if at.date() == timezone.localdate() else f"{at:%Y-%m-%d %H:%M}"
+    short = display.moment_text(at, now=timezone.localtime())
     return format_html('<span class="kgc-nowrap" title="{} UTC">{}</span>', f"{at:%Y-%m-%d %H:%M:%S.%f}"[:-3], short)

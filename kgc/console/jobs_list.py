@@ -24,9 +24,10 @@ from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from kgc.console import display
-from kgc.console.filters import FinishedFilter, QueueFilter, StateFilter, TaskFilter, TenantFilter
+from kgc.console.filters import FinishedFilter, JobTenantFilter, QueueFilter, StateFilter, TaskFilter
 from kgc.console.job_page import JobPage
-from kgc.console.job_rows import _moment, _state_of, _times, jobs_annotated
+from kgc.console.job_rows import _moment, _state_of, _times, jobs_annotated, jobs_described, tenant_cell, worker_text
+from kgc.texts import counted
 
 # --- Jobs -------------------------------------------------------------------------------------
 
@@ -91,11 +92,15 @@ class JobChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         page_ids = list(self.result_list.values_list("pk", flat=True))
-        self.result_list = jobs_annotated(self.model._default_manager.filter(pk__in=page_ids)).order_by("-pk")
+        rows = list(jobs_annotated(self.model._default_manager.filter(pk__in=page_ids)).order_by("-pk"))
+        jobs_described(rows)  # tenants' names, workers' hosts: two queries for the page
+        self.result_list = rows
 
 
 @admin.register(ProcrastinateJob)
 class JobAdmin(JobPage):
+    # Fits a 1280-pixel screen beside the filters: the queue (and attempts past the first)
+    # under the task, the worker under the state, the run's duration under its start.
     list_display = [
         "id",
         "task",
@@ -104,14 +109,12 @@ class JobAdmin(JobPage):
         "queued",
         "started",
         "finished",
-        "duration",
-        "attempts",
         "last_error",
     ]
     list_display_links = ["id", "task"]
     # Always newest first: sorting a table of millions by another column would scan it all.
     sortable_by = ()
-    list_filter = [QueueFilter, StateFilter, TaskFilter, TenantFilter, FinishedFilter]
+    list_filter = [QueueFilter, StateFilter, TaskFilter, JobTenantFilter, FinishedFilter]
     search_fields = ["task_name"]
     search_help_text = "A job id, or part of a task name."
     ordering = ["-id"]
@@ -154,21 +157,32 @@ class JobAdmin(JobPage):
 
     # --- Columns --------------------------------------------------------------------------
 
-    @admin.display(description="state")
+    @admin.display(description="state and worker")
     def state(self, job: ProcrastinateJob) -> SafeString:
+        # The worker that runs or ran it under its state, on a second line (no column more).
         state = _state_of(job)
-        return format_html('<span class="kgc-state kgc-state-{}">{}</span>', state, state)
+        worker = getattr(job, "worker_shown", None)
+        if worker is None:
+            return format_html('<span class="kgc-state kgc-state-{}">{}</span>', state, state)
+        return format_html(
+            '<span class="kgc-state kgc-state-{}">{}</span><br>'
+            '<span class="kgc-muted kgc-small kgc-nowrap" title="{}">worker {}</span>',
+            state,
+            state,
+            worker_text(worker),
+            worker.id,
+        )
 
     @admin.display(description="task and queue")
     def task(self, job: ProcrastinateJob) -> SafeString:
-        # The queue under the task, on a second line: one column fewer keeps the list within 1280 px.
+        queue = job.queue_name if job.attempts < 2 else f"{job.queue_name} · {counted(job.attempts, 'attempt')}"
         return format_html(
-            '{}<br><span class="kgc-muted kgc-small">{}</span>', display.truncated(job.task_name, 28), job.queue_name
+            '{}<br><span class="kgc-muted kgc-small">{}</span>', display.truncated(job.task_name, 28), queue
         )
 
     @admin.display(description="tenant")
-    def tenant(self, job: ProcrastinateJob) -> Any:
-        return (job.args or {}).get("tenant_id", "-")
+    def tenant(self, job: ProcrastinateJob) -> SafeString | str:
+        return tenant_cell(getattr(job, "tenant_shown", None), width=22)
 
     @admin.display(description="queued")
     def queued(self, job: ProcrastinateJob) -> SafeString | str:
@@ -176,22 +190,22 @@ class JobAdmin(JobPage):
 
     @admin.display(description="started")
     def started(self, job: ProcrastinateJob) -> SafeString | str:
-        return _moment(_times(job).started_at)
+        times = _times(job)
+        if times.duration_seconds is None:
+            return _moment(times.started_at)
+        took = display.duration_format(times.duration_seconds)
+        return format_html('{}<br><span class="kgc-muted kgc-small">ran {}</span>', _moment(times.started_at), took)
 
     @admin.display(description="finished")
     def finished(self, job: ProcrastinateJob) -> SafeString | str:
         return _moment(_times(job).finished_at)
-
-    @admin.display(description="duration")
-    def duration(self, job: ProcrastinateJob) -> str:
-        return display.duration_format(_times(job).duration_seconds)
 
     @admin.display(description="last error")
     def last_error(self, job: ProcrastinateJob) -> SafeString | str:
         kind = getattr(job, "last_error_type", None)
         if not kind:
             return "-"
-        return display.truncated(f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}", 28)
+        return display.truncated(f"{kind.rsplit('.', 1)[-1]}: {getattr(job, 'last_error_message', '')}", 26)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

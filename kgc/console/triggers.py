@@ -24,6 +24,7 @@ from django.utils.html import format_html
 
 from compliance.models import Tenant
 from kgc import job_helpers
+from kgc.texts import counted
 
 CONFIRM_LISTED = 100
 JOBS_CHANGELIST = "admin:procrastinate_procrastinatejob_changelist"
@@ -115,12 +116,14 @@ def trigger_action(
 
 def _report(trigger: Trigger, result: TriggerResult) -> str:
     url = reverse(JOBS_CHANGELIST) + "?id__in=" + ",".join(map(str, result.job_ids))
-    waiting = f"; {len(result.already_waiting)} tenant(s) had one waiting already" if result.already_waiting else ""
+    waiting = (
+        f"; {counted(len(result.already_waiting), 'tenant')} had one waiting already" if result.already_waiting else ""
+    )
     return format_html(
-        '{}: queued {} for {} tenant(s){}. <a href="{}">See the jobs</a>.',
+        '{}: queued {} for {}{}. <a href="{}">See the jobs</a>.',
         trigger.label,
         trigger.job,
-        len(result.created),
+        counted(len(result.created), "tenant"),
         waiting,
         url,
     )

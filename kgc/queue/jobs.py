@@ -55,17 +55,29 @@ class JobNotRetryable(JobError):
 
 
 def task(*, queue: str, name: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """Declare a task on one of ``kgc/queues.py``'s queues, with that queue's retry policy."""
+    """Declare a task on one of ``kgc/queues.py``'s queues, with that queue's retry policy.
+
+    A job deferred with procrastinate's own ``defer()`` (the scheduler's ticks too) gets the
+    default priority on BullMQ's scale, like one deferred without a priority here:
+    procrastinate's own default, 0, would run it before every job of priority 1."""
     declared = queue_get(queue)
+    options.setdefault("priority", priority_to_stored(None))
     return app.task(queue=declared.name, name=name, retry=QueueRetryStrategy(declared.retry), **options)
 
 
-def priority_to_stored(priority: int | None) -> int:
+def priority_problem(priority: object) -> str | None:
+    """What is wrong with a priority (None: nothing; a missing one is the default)."""
     if priority is None:
-        return -DEFAULT_PRIORITY
+        return None
     if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= MAX_PRIORITY:
-        raise InvalidPriority(f"priority must be a whole number from 1 (highest) to {MAX_PRIORITY}, got {priority!r}")
-    return -priority
+        return f"must be a whole number from 1 (highest) to {MAX_PRIORITY}, got {priority!r}"
+    return None
+
+
+def priority_to_stored(priority: int | None) -> int:
+    if (problem := priority_problem(priority)) is not None:
+        raise InvalidPriority(f"priority {problem}")
+    return -DEFAULT_PRIORITY if priority is None else -priority
 
 
 def priority_from_stored(stored: int) -> int:

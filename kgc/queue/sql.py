@@ -76,8 +76,10 @@ WITH outcome AS (
            abort_requested = false,
            scheduled_at = CASE WHEN outcome.status = 'todo' THEN outcome.retry_at ELSE job.scheduled_at END,
            -- Finished or back in the queue, the job is no longer its worker's: removing a worker
-           -- then touches only the jobs it is running (kgc_jobs_worker_idx).
+           -- then touches only the jobs it is running (kgc_jobs_worker_idx). Which worker ran
+           -- this attempt is kept in a column of ours, for the console (no index, no key).
            worker_id = NULL,
+           kgc_worker_id = outcome.worker_id,
            queueing_lock = CASE
                WHEN outcome.status <> 'todo' THEN job.queueing_lock
                WHEN NOT %(keep_locks)s OR coalesce((SELECT nth FROM retrying WHERE retrying.id = job.id), 1) > 1
@@ -187,7 +189,7 @@ WITH requeued AS (
     UPDATE procrastinate_jobs AS job
        SET status = CASE WHEN job.abort_requested OR job.attempts + 1 >= %(max_attempts)s THEN 'failed'
                          ELSE 'todo' END::procrastinate_job_status,
-           attempts = job.attempts + 1, worker_id = NULL, abort_requested = false,
+           attempts = job.attempts + 1, worker_id = NULL, kgc_worker_id = job.worker_id, abort_requested = false,
            queueing_lock = kgc_lock_if_free(job.id, job.queueing_lock)
      WHERE job.id = %(job_id)s AND job.status = 'doing' AND job.attempts = %(attempts)s
        AND job.worker_id = %(worker_id)s
@@ -232,6 +234,7 @@ WITH stalled AS (
                          THEN 'todo' ELSE 'failed' END::procrastinate_job_status,
            attempts = job.attempts + 1,
            worker_id = NULL,
+           kgc_worker_id = job.worker_id,  -- NULL once the dead worker row is gone: not known
            abort_requested = false,
            queueing_lock = CASE WHEN %(keep_locks)s AND ranked.nth = 1 THEN kgc_lock_if_free(job.id, job.queueing_lock)
                                 ELSE NULL END

@@ -41,10 +41,10 @@ def test_compliance_refresh_already_waiting_answers_200_with_the_same_job(api, t
 
 
 def test_compliance_refresh_without_a_tenant_defers_the_fan_out(api):
-    response = api.post("jobs/compliance-refresh", {"triggeredBy": "deploy"})
+    response = api.post("jobs/compliance-refresh", {"triggeredBy": "document_upload:4711"})
     assert response.status_code == 201
     assert response.json()["name"] == "compliance.refresh_all"
-    assert ProcrastinateJob.objects.get().args == {"triggered_by": "deploy", "priority": None}
+    assert ProcrastinateJob.objects.get().args == {"triggered_by": "document_upload:4711", "priority": None}
 
 
 def test_compliance_refresh_without_a_tenant_twice_defers_two_jobs(api):

@@ -128,6 +128,64 @@ def test_refresh_rules_of_the_queue_layer_answer_per_field(api, tenant, jobs_tab
     assert jobs_table() == []
 
 
+def test_a_refresh_triggered_by_an_unknown_source_is_refused(api, tenant, jobs_table):
+    response = api.post("jobs/compliance-refresh", {"tenantId": tenant.pk, "triggeredBy": "bogus"})
+    assert response.status_code == 400
+    assert response.json()["errors"]["triggeredBy"].startswith("must be one of manual, schedule, document_upload")
+    assert "got 'bogus'" in response.json()["errors"]["triggeredBy"]
+    assert jobs_table() == []
+
+
+@pytest.mark.parametrize(
+    "triggered_by", ["manual", "document_upload", "filing_update:Q3 VAT", "manual:ana@firm.example"]
+)
+def test_a_refresh_names_why_it_was_asked_for(api, tenant, triggered_by):
+    response = api.post("jobs/compliance-refresh", {"tenantId": tenant.pk, "triggeredBy": triggered_by})
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"triggeredBy": "bogus", "priority": 0},
+        {"triggeredBy": "bogus", "priority": "high"},
+        {"triggeredBy": "", "priority": 10**7},
+    ],
+)
+def test_every_bad_field_of_a_refresh_is_named_at_once(api, tenant, jobs_table, body):
+    response = api.post("jobs/compliance-refresh", {"tenantId": tenant.pk, **body})
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"triggeredBy", "priority"}
+    assert jobs_table() == []
+
+
+def test_python_callers_also_hear_of_every_bad_argument_at_once(tenant):
+    from kgc.job_helpers import InvalidRefreshRequest, enqueue_compliance_refresh
+
+    with pytest.raises(InvalidRefreshRequest) as refused:
+        enqueue_compliance_refresh(tenant.pk, triggered_by="bogus", priority=0)
+    assert set(refused.value.errors) == {"triggered_by", "priority"}
+
+
+@pytest.mark.parametrize(
+    ("tenant_id", "message"),
+    [(999999, "no tenant with id 999999"), ("no-such-firm", "no tenant with slug 'no-such-firm'")],
+)
+def test_an_unknown_tenant_is_called_unknown(api, tenant_id, message):
+    response = api.post("jobs/expiry-check", {"tenantId": tenant_id})
+    assert (response.status_code, response.json()["error"]) == (404, message)
+
+
+@pytest.mark.parametrize("reference", ["slug", "pk"])
+def test_an_inactive_tenant_is_called_inactive(api, reference):
+    from tests.factories import TenantFactory
+
+    closed = TenantFactory(slug="closed-firm", is_active=False)
+    tenant_id = getattr(closed, reference)
+    response = api.post("jobs/expiry-check", {"tenantId": tenant_id})
+    assert (response.status_code, response.json()["error"]) == (404, f"tenant {tenant_id!r} is inactive")
+
+
 def test_email_errors_are_named_in_camel_case(api, tenant, jobs_table):
     body = {
         **EMAIL,

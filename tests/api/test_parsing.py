@@ -67,7 +67,10 @@ def test_body_parse_refuses_values_postgresql_cannot_store(raw, field, message):
             {"tenantId": None, "triggeredBy": None, "priority": None},
             {"tenant_id": None, "triggered_by": "manual", "priority": None},
         ),
-        ({"tenantId": 7, "triggeredBy": "api", "priority": 1}, {"tenant_id": 7, "triggered_by": "api", "priority": 1}),
+        (
+            {"tenantId": 7, "triggeredBy": "filing_update", "priority": 1},
+            {"tenant_id": 7, "triggered_by": "filing_update", "priority": 1},
+        ),
         ({"tenantId": "acme-tax"}, {"tenant_id": "acme-tax", "triggered_by": "manual", "priority": None}),
     ],
 )

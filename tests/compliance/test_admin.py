@@ -195,7 +195,7 @@ def test_a_tenant_trigger_defers_one_job_per_tenant_and_links_to_them(admin_clie
     [message] = [str(m) for m in response.context["messages"]]
     link = reverse("admin:procrastinate_procrastinatejob_changelist") + "?id__in=" + ",".join(str(j.pk) for j in jobs)
     assert f'<a href="{link}">See the jobs</a>' in message
-    assert "for 2 tenant(s)" in message
+    assert "for 2 tenants" in message
 
 
 def test_a_manual_refresh_runs_before_the_nightly_jobs(admin_client):
@@ -214,7 +214,7 @@ def test_a_refresh_already_waiting_is_reported_not_doubled(admin_client):
     _act(admin_client, "tenant", "refresh_compliance_now", [tenant.pk], confirm="yes")
     response = _act(admin_client, "tenant", "refresh_compliance_now", [tenant.pk], confirm="yes")
     assert ProcrastinateJob.objects.filter(task_name="compliance.refresh_tenant").count() == 1
-    assert "1 tenant(s) had one waiting already" in str(list(response.context["messages"])[0])
+    assert "1 tenant had one waiting already" in str(list(response.context["messages"])[0])
 
 
 def test_an_inactive_tenant_is_skipped_and_the_others_still_go(admin_client):
@@ -224,7 +224,8 @@ def test_an_inactive_tenant_is_skipped_and_the_others_still_go(admin_client):
     response = _act(admin_client, "tenant", "check_expiries_now", [active.pk, inactive.pk], confirm="yes")
     assert [job.args["tenant_id"] for job in ProcrastinateJob.objects.all()] == [active.pk]
     messages = [str(m) for m in response.context["messages"]]
-    assert any(m.startswith("Check expiries now: tenant closed-firm skipped: no active tenant") for m in messages)
+    skipped = f"Check expiries now: tenant closed-firm skipped: tenant {inactive.pk} is inactive"
+    assert any(m.startswith(skipped) for m in messages)
 
 
 def test_refresh_on_clients_refreshes_their_tenants_once_each(admin_client):
@@ -274,3 +275,25 @@ def test_dates_in_lists_are_short_and_never_wrap(admin_client):
     FilingFactory(due_date=date(2026, 6, 8))
     page = admin_client.get(changelist("filing")).content.decode()
     assert '<span class="kgc-nowrap">2026-06-08</span>' in page
+
+
+@pytest.mark.parametrize("model", ["client", "document", "filing", "compliancescore"])
+@pytest.mark.parametrize("by", ["slug", "pk"])
+def test_domain_lists_filter_by_a_tenant_typed_by_id_or_slug(admin_client, model, by):
+    ours, theirs = TenantFactory(slug="kestrel-tax"), TenantFactory(slug="granite-audit")
+    for tenant in (ours, theirs):
+        client = ClientFactory(tenant=tenant)
+        DocumentFactory(client=client)
+        FilingFactory(client=client)
+        refresh_tenant_compliance(tenant=tenant, as_of=timezone.localdate(), triggered_by="test")
+    response = admin_client.get(changelist(model), {"tenant": getattr(ours, by)})
+    rows = list(response.context["cl"].result_list)
+    assert rows and {row.tenant_id for row in rows} == {ours.pk}
+    assert 'placeholder="id or slug"' in response.text
+
+
+def test_a_tenant_filter_naming_no_tenant_says_so_and_lists_nothing(admin_client):
+    ClientFactory()
+    response = admin_client.get(changelist("client"), {"tenant": "no-such-firm"})
+    assert list(response.context["cl"].result_list) == []
+    assert "No tenant with id or slug &#x27;no-such-firm&#x27;." in response.text

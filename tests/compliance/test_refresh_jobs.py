@@ -46,7 +46,7 @@ def test_a_failing_tenant_is_recorded_and_does_not_stop_the_others(make_client):
     first, failing, last = TenantFactory(), TenantFactory(), TenantFactory()
     for tenant in (first, failing, last):
         make_client(tenant)
-    job_ids = [enqueue_compliance_refresh(t.pk, triggered_by="test") for t in (first, failing, last)]
+    job_ids = [enqueue_compliance_refresh(t.pk, triggered_by="manual:test") for t in (first, failing, last)]
     # Deactivated after its job was queued: the job fails at once (UnknownTenant is permanent).
     Tenant.objects.filter(pk=failing.pk).update(is_active=False)
     worker = manage_popen(
@@ -65,5 +65,5 @@ def test_a_failing_tenant_is_recorded_and_does_not_stop_the_others(make_client):
     assert set(ComplianceScore.objects.values_list("tenant_id", flat=True)) == {first.pk, last.pk}
     failure = JobFailure.objects.get(job_id=job_ids[1])
     assert failure.exception_type == "compliance.exceptions.UnknownTenant"
-    assert f"no active tenant with id or slug {failing.pk}" in failure.message
+    assert f"tenant {failing.pk} is inactive" in failure.message
     assert failure.will_retry is False

@@ -92,10 +92,37 @@ def test_bad_argument_exits_with_code_2_and_one_line():
     assert result.stderr.strip().splitlines()[-1].endswith("argument --tenants: must be at least 1, got 0")
 
 
-def test_every_third_tenant_reads_daily_digests():
+def test_demo_firms_read_daily_digests_and_some_members_choose_otherwise():
+    from notifications.models import NotificationPreference
+
     call_command("seed_demo", *ARGS, verbosity=0)
-    defaults = dict(Tenant.objects.values_list("slug", "notification_email_default"))
-    assert defaults == {"demo-0001": "immediate", "demo-0002": "immediate", "demo-0003": "daily_digest"}
+    assert set(Tenant.objects.values_list("notification_email_default", flat=True)) == {"daily_digest"}
+    chosen = set(NotificationPreference.objects.values_list("user__username", "kind", "email"))
+    assert ("demo-0001-admin-1", "compliance_alert", "immediate") in chosen
+    assert ("demo-0001-manager-2", "document_expiry", "off") in chosen
+
+
+def test_the_first_morning_of_make_runs_demo_queues_a_few_minutes_of_email_at_the_limit():
+    """``make run`` seeds 20 firms of 25 clients; the workers then run each firm's morning checks.
+    The emails that go at once must keep the email queue's rate limit busy (it shows on the
+    dashboard, working) but drain within a few minutes, far from the 15 minutes at which the
+    dashboard turns red and the backlog alert fires: each firm's other reminders wait for its
+    members' daily digest."""
+    from kgc.queues import EMAIL, rate_limits
+    from notifications.models import OutboundEmail
+    from notifications.reminders import expiry_reminders_send, filing_escalations_send, filing_reminders_send
+
+    as_of = date(2026, 11, 29)
+    call_command(
+        "seed_demo", "--tenants", "20", "--clients-per-tenant", "25", "--as-of", as_of.isoformat(), verbosity=0
+    )
+    for tenant in Tenant.objects.all():  # every firm's morning at once: the worst first run
+        for send in (expiry_reminders_send, filing_reminders_send, filing_escalations_send):
+            send(tenant=tenant, as_of=as_of)
+    limit = rate_limits()[EMAIL]
+    per_minute = limit.limit * (60 / limit.per.total_seconds())
+    immediate = OutboundEmail.objects.count()
+    assert per_minute < immediate <= 3 * per_minute  # over a minute's worth, drained within three
 
 
 def test_some_tenants_have_a_holiday_calendar_own_thresholds_and_overdue_filings():

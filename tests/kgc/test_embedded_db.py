@@ -29,18 +29,25 @@ with psycopg.connect(url, autocommit=True) as conn:
 """
 
 
-def run_embedded(data_dir) -> tuple[str, int]:
+def run_embedded(data_dir, *, runtime_dir=None) -> tuple[str, int]:
+    env = {**os.environ, **({"XDG_RUNTIME_DIR": str(runtime_dir)} if runtime_dir else {})}
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(data_dir)], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", SCRIPT, str(data_dir)], cwd=ROOT, capture_output=True, text=True, check=True, env=env
     )
     url, visits = out.stdout.split()
     return url, int(visits)
 
 
 def test_embedded_server_starts_keeps_its_data_and_stops(tmp_path):
-    url, visits = run_embedded(tmp_path)
+    runtime = tmp_path / "runtime"  # the user's runtime directory: nothing is left there
+    runtime.mkdir()
+    runtime.chmod(0o700)  # platformdirs uses it only then
+    url, visits = run_embedded(tmp_path / "data", runtime_dir=runtime)
+    tmp_path = tmp_path / "data"
     assert visits == 1
     assert (tmp_path / "pgdata" / "PG_VERSION").exists()
+    assert list(runtime.iterdir()) == []
+    assert (tmp_path / ".embedded-postgres.lock").exists()  # its start-up lock is the project's
     # The last process using the server has exited: the server is stopped.
     deadline = time.monotonic() + 10
     while not_stopped := (tmp_path / "pgdata" / "postmaster.pid").exists():

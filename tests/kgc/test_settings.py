@@ -8,7 +8,15 @@ import sys
 
 import pytest
 
-from kgc.config import ConfigError, Env, database_from_url, origins_parse, proxy_ssl_header_parse, route_problem
+from kgc.config import (
+    ConfigError,
+    Env,
+    database_from_url,
+    origins_parse,
+    proxy_ssl_header_parse,
+    route_problem,
+    sender_address,
+)
 from tests.helpers import ROOT, manage, subprocess_env
 
 
@@ -28,6 +36,7 @@ from tests.helpers import ROOT, manage, subprocess_env
         ({"KGC_PUBLIC_URL": "jobs.example.com"}, "KGC_PUBLIC_URL"),
         ({"KGC_DIGEST_HOUR": "24"}, "KGC_DIGEST_HOUR"),
         ({"KGC_APP_URL": "app.example.com"}, "KGC_APP_URL"),
+        ({"EMAIL_FROM": "KGC Compliance"}, "EMAIL_FROM"),
         ({"KGC_APP_FILING_ROUTE": "/filings/{id}"}, "KGC_APP_FILING_ROUTE"),
         ({"KGC_ESCALATION_EVERY_DAYS": "0"}, "KGC_ESCALATION_EVERY_DAYS"),
         ({"KGC_UNKNOWN_TASK_GRACE": "-5"}, "KGC_UNKNOWN_TASK_GRACE"),
@@ -255,3 +264,23 @@ def test_a_digest_hour_not_after_the_reminder_hour_is_warned_about(settings, rem
 
     settings.KGC_REMINDER_HOUR, settings.KGC_DIGEST_HOUR = reminder, digest
     assert [message.id for message in check_local_hours()] == (["notifications.W001"] if warned else [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "name", "expected"),
+    [
+        ("noreply@kgc-compliance.com", "KGC Compliance Cloud", "KGC Compliance Cloud <noreply@kgc-compliance.com>"),
+        ("Kestrel Tax <noreply@kestrel.example>", "KGC Compliance Cloud", "Kestrel Tax <noreply@kestrel.example>"),
+        ("noreply@kgc-compliance.com", "", "noreply@kgc-compliance.com"),
+        ("noreply@kgc-compliance.com", "Smith, Jones & Co.", '"Smith, Jones & Co." <noreply@kgc-compliance.com>'),
+        ("noreply@kgc-compliance.com", "Müller Steuerberatung", "Müller Steuerberatung <noreply@kgc-compliance.com>"),
+    ],
+)
+def test_the_sender_has_a_display_name(raw, name, expected):
+    assert sender_address(raw, name=name) == expected
+
+
+def test_the_default_sender_names_the_product(settings):
+    from kgc import settings as project_settings
+
+    assert project_settings.DEFAULT_FROM_EMAIL == "KGC Compliance Cloud <noreply@kgc-compliance.com>"

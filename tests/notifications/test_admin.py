@@ -70,8 +70,30 @@ def test_a_preference_in_a_tenant_the_user_is_not_a_member_of_is_refused_readabl
     form = {**_user_form(admin_client.get(url)), **_inline(TenantFactory().pk, "filing_reminder", "off")}
     response = admin_client.post(url, form)
     assert response.status_code == 200
-    assert "not a member of this tenant" in response.text
+    assert "Select a valid choice" in response.text
     assert not NotificationPreference.objects.exists()
+
+
+def test_a_preference_names_its_tenant_among_the_users_own_not_by_a_typed_id(admin_client, tenant, member_of):
+    from tests.factories import MembershipFactory
+
+    user = member_of(tenant, "manager")
+    other = TenantFactory(name="Granite Audit Group")
+    MembershipFactory(tenant=other, user=user, role="viewer")
+    TenantFactory(name="Someone Else's Firm")
+    page = admin_client.get(reverse("admin:auth_user_change", args=[user.pk]))
+    field = page.context["inline_admin_formsets"][-1].formset.empty_form.fields["tenant"]
+    assert {t.pk for t in field.queryset} == {tenant.pk, other.pk}
+    assert "Granite Audit Group</option>" in page.text and "Someone Else" not in page.text
+    assert "vForeignKeyRawIdAdminField" not in page.text  # no id to type in
+
+
+def test_the_tenant_page_links_each_member_straight_to_their_preferences(admin_client, tenant, member_of):
+    user = member_of(tenant, "manager")
+    tenant_page = admin_client.get(reverse("admin:compliance_tenant_change", args=[tenant.pk])).text
+    link = reverse("admin:auth_user_change", args=[user.pk]) + "#notification_preferences-group"
+    assert f'href="{link}"' in tenant_page
+    assert 'id="notification_preferences-group"' in admin_client.get(link.partition("#")[0]).text
 
 
 def _user_form(page) -> dict[str, str]:
@@ -165,3 +187,9 @@ def test_the_suppression_list_shows_their_scope(admin_client, tenant):
     Suppression.objects.create(email="sam@example.com", reason="complained", tenant=tenant)
     response = admin_client.get(reverse("admin:notifications_suppression_changelist"))
     assert "every tenant" in response.text and tenant.name in response.text
+
+
+def test_a_preference_is_added_by_finding_its_tenant_and_user_by_name(admin_client):
+    page = admin_client.get(reverse("admin:notifications_notificationpreference_add"))
+    assert page.status_code == 200
+    assert page.text.count("admin-autocomplete") >= 2  # the tenant and the user, searched as typed

@@ -96,8 +96,14 @@ test('enqueueComplianceRefresh returns the waiting refresh instead of a second o
 });
 
 test('enqueueComplianceRefresh without a tenant queues the refresh of every tenant', async () => {
-  const job = await enqueueComplianceRefresh(undefined, { triggeredBy: 'deploy' });
+  const job = await enqueueComplianceRefresh(undefined, { triggeredBy: 'document_upload:4711' });
   assert.equal(job.name, 'compliance.refresh_all');
+});
+
+test('enqueueComplianceRefresh refuses a trigger of no known source, and names every bad field', async () => {
+  const error = await rejection(enqueueComplianceRefresh(tenantId, { triggeredBy: 'bogus', priority: 0 }));
+  assert.equal(error.status, 400);
+  assert.deepEqual(Object.keys(error.errors).sort(), ['priority', 'triggeredBy']);
 });
 
 test('enqueueComplianceRefresh refuses a priority of 0 with the field named', async () => {
@@ -131,7 +137,7 @@ test('enqueueFilingReminder takes a tenant slug as well as an id', async () => {
 test('enqueueFilingReminder for an unknown tenant is a 404', async () => {
   const error = await rejection(enqueueFilingReminder(987654321));
   assert.equal(error.status, 404);
-  assert.match(error.message, /no active tenant/);
+  assert.equal(error.message, 'no tenant with id 987654321');
 });
 
 test('enqueueEmail queues the email on the email queue, and its id tells where it stands', async () => {

@@ -17,6 +17,7 @@ from compliance.models import ScoreLevel, Tenant
 from compliance.selectors import tenant_get, tenant_local_date
 from kgc.commands import ProjectCommand, iso_date
 from kgc.job_helpers import compliance_refresh_defer
+from kgc.texts import counted
 
 logger = logging.getLogger("compliance")
 
@@ -56,7 +57,7 @@ class Command(ProjectCommand):
             return
         tenants = [tenant] if tenant else list(Tenant.objects.filter(is_active=True).order_by("pk"))
         job_ids = services.compliance_refresh_for_day_fan_out(tenants=tenants, as_of=as_of, triggered_by=TRIGGERED_BY)
-        self.stdout.write(f"Queued {len(job_ids)} compliance refresh job(s) of {scope} for {as_of}")
+        self.stdout.write(f"Queued {counted(len(job_ids), 'compliance refresh job')} of {scope} for {as_of}")
 
     def _run(self, tenant: Tenant | None, as_of: date | None, *, show_progress: bool) -> None:
         tenants = [tenant] if tenant else list(Tenant.objects.filter(is_active=True).order_by("pk"))
@@ -79,8 +80,9 @@ class Command(ProjectCommand):
         per_level = ", ".join(f"{level} {levels.get(level, 0)}" for level in ScoreLevel.values)
         day_text = str(as_of) if as_of else "each tenant's today"
         self.stdout.write(
-            f"Scored {scored} clients of {len(tenants) - failed} tenant(s) for {day_text}: {per_level}; "
-            f"{dropped} level drop(s), {alerts} alert(s) raised"
+            f"Scored {counted(scored, 'client')} of {counted(len(tenants) - failed, 'tenant')} for {day_text}: "
+            f"{per_level}; "
+            f"{counted(dropped, 'level drop')}, {counted(alerts, 'alert')} raised"
         )
         if failed:
-            raise CommandError(f"{failed} tenant(s) failed; see above", returncode=1)
+            raise CommandError(f"{counted(failed, 'tenant')} failed; see above", returncode=1)

@@ -10,6 +10,7 @@ from django.core.management.base import CommandError, CommandParser
 from kgc.commands import ProjectCommand
 from kgc.queue import jobs
 from kgc.queues import UnknownQueue
+from kgc.texts import counted
 
 
 class Command(ProjectCommand):
@@ -33,7 +34,7 @@ class Command(ProjectCommand):
                 json.dumps({"queue": options["queue"], "retried": result.retried, "left_out": result.held})
             )
             return
-        line = f"{options['queue'] or 'all queues'}: {result.retried} failed job(s) put back in the queue"
+        line = f"{options['queue'] or 'all queues'}: {counted(result.retried, 'failed job')} put back in the queue"
         for hold in jobs.retry_holds():
             if result.held.get(hold.name):
                 line += f"; {result.held[hold.name]} left out: {hold.description}"

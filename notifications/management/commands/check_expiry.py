@@ -14,6 +14,7 @@ from compliance.exceptions import UnknownTenant
 from compliance.models import Tenant
 from compliance.selectors import tenant_get, tenant_local_date
 from kgc.commands import ProjectCommand, iso_date
+from kgc.texts import counted
 from notifications import reminders
 
 
@@ -76,11 +77,12 @@ class ReminderCommand(ProjectCommand):
             duplicates += result.duplicates
             skipped += result.skipped_assignees
         line = (
-            f"{self.what.capitalize()} for {count} tenant(s) on {as_of or 'each tenant’s today'}: "
-            f"{notifications} notification(s) and {emails} email(s) created, {duplicates} already sent"
+            f"{self.what.capitalize()} for {counted(count, 'tenant')} on {as_of or 'each tenant’s today'}: "
+            f"{counted(notifications, 'notification')} and {counted(emails, 'email')} created, "
+            f"{duplicates} already sent"
         )
         if skipped:
-            line += f", {skipped} assignee(s) skipped (not active members)"
+            line += f", {counted(skipped, 'assignee')} skipped (not active members)"
         self.stdout.write(line)
 
 

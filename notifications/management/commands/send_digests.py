@@ -5,6 +5,7 @@ from __future__ import annotations
 from argparse import ArgumentTypeError
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from compliance.exceptions import UnknownTenant
 from compliance.models import Tenant
 from compliance.selectors import tenant_get, tenant_local_date
 from kgc.commands import iso_date
+from kgc.texts import counted
 from notifications import digests
 
 
@@ -39,17 +41,31 @@ class Command(BaseCommand):
         tenants = [tenant] if tenant else list(Tenant.objects.filter(is_active=True).order_by("pk"))
         now = timezone.now()
         dry_run = options["dry_run"]
-        count = items = 0
+        count = items = later = held = 0
         for each in tenants:
             day = as_of or tenant_local_date(each, now)
-            sent = (
+            result = (
                 digests.digests_plan(tenant=each, as_of=day)
                 if dry_run
-                else digests.digests_send(tenant=each, as_of=day).digests
+                else digests.digests_send(tenant=each, as_of=day)
             )
-            for digest in sent:
+            for digest in result.digests:
                 self.stdout.write(f"{each.slug} {day}: {digest.name} <{digest.email}> ← {digest.subject}")
-            count += len(sent)
-            items += sum(digest.items for digest in sent)
+            count += len(result.digests)
+            items += result.items
+            later += result.waiting_later
+            held += result.waiting_held
         verb = "would be queued; nothing was written" if dry_run else "queued"
-        self.stdout.write(f"{count} digest(s) with {items} item(s) for {len(tenants)} tenant(s) {verb}")
+        line = f"{counted(count, 'digest')} with {counted(items, 'item')} for {counted(len(tenants), 'tenant')} {verb}"
+        self.stdout.write(line)
+        if later:
+            self.stdout.write(
+                f"{counted(later, 'item')} {'waits' if later == 1 else 'wait'} for a later day's digest: made after "
+                f"that day's digest hour ({settings.KGC_DIGEST_HOUR:02d}:00 in each tenant's time)"
+            )
+        if held:
+            self.stdout.write(
+                f"{counted(held, 'item')} of members who get no digest (inactive, or without an email address) "
+                f"{'waits' if held == 1 else 'wait'}: {'it expires' if held == 1 else 'they expire'} after "
+                f"{counted(settings.KGC_DIGEST_MAX_WAIT_DAYS, 'day')}"
+            )

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.urls import reverse
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
@@ -15,6 +15,7 @@ from kgc.console import display
 from kgc.console import jobs_list as console_admin
 from kgc.queue import jobs
 from kgc.queue.models import JobFailure, JobResult, RateLimitSlot
+from tests.factories import TenantFactory
 from tests.kgc.console.conftest import (
     defer,
     events_move,
@@ -192,8 +193,8 @@ def test_pause_all_pauses_every_product_queue_and_logs_each(staff_client, superu
     response = staff_client.post(reverse("admin:kgc_queue_pause_all"), follow=True)
     assert all(jobs.is_paused(name) for name in PRODUCT_QUEUES)
     assert not jobs.is_paused("maintenance")
-    assert "Paused 3 queue(s): compliance, expiry-notification, filing-reminder." in _messages(response)
-    assert LogEntry.objects.filter(user=superuser, action_flag=ADDITION).count() == 3
+    assert "Paused 3 queues: compliance, expiry-notification, filing-reminder." in _messages(response)
+    assert LogEntry.objects.filter(user=superuser, action_flag=CHANGE).count() == 3
 
 
 def test_resume_all_resumes_every_paused_queue(staff_client):
@@ -201,7 +202,7 @@ def test_resume_all_resumes_every_paused_queue(staff_client):
         jobs.pause_queue(name)
     response = staff_client.post(reverse("admin:kgc_queue_resume_all"), follow=True)
     assert not any(jobs.is_paused(name) for name in PRODUCT_QUEUES)
-    assert "Resumed 4 queue(s): compliance, expiry-notification, filing-reminder, email." in _messages(response)
+    assert "Resumed 4 queues: compliance, expiry-notification, filing-reminder, email." in _messages(response)
 
 
 def test_viewer_cannot_pause_all(admin_client_for, staff_viewer):
@@ -232,7 +233,7 @@ def test_pause_pauses_says_so_and_is_logged_with_the_user(staff_client, superuse
     assert jobs.is_paused("email")
     assert "Paused the email queue." in _messages(response)
     entry = LogEntry.objects.get()
-    assert (entry.user, entry.action_flag, entry.object_id) == (superuser, ADDITION, "email")
+    assert (entry.user, entry.action_flag, entry.object_id) == (superuser, CHANGE, "email")
 
 
 def test_resume_resumes_says_so_and_is_logged(staff_client, superuser):
@@ -240,7 +241,29 @@ def test_resume_resumes_says_so_and_is_logged(staff_client, superuser):
     response = staff_client.post(reverse("admin:kgc_queue_resume", args=["email"]), follow=True)
     assert not jobs.is_paused("email")
     assert "Resumed the email queue." in _messages(response)
-    assert LogEntry.objects.get().action_flag == DELETION
+    assert LogEntry.objects.get().action_flag == CHANGE
+
+
+def test_recent_actions_show_a_pause_and_a_resume_as_changes_leading_to_the_dashboard(staff_client):
+    staff_client.post(reverse("admin:kgc_queue_pause", args=["email"]))
+    staff_client.post(reverse("admin:kgc_queue_resume", args=["email"]))
+    index = staff_client.get(reverse("admin:index")).content.decode()
+    recent = index[index.index('id="recent-actions-module"') :]
+    # The admin marks a deletion with a red cross ("deletelink"): resuming a queue deletes nothing.
+    assert recent.count('class="changelink"') == 2 and "deletelink" not in recent and "addlink" not in recent
+    assert "email queue: resumed" in recent and "email queue: paused" in recent
+    link = reverse("admin:kgc_queuepause_change", args=["email"])
+    assert link in recent
+    assert staff_client.get(link)["Location"] == reverse(DASHBOARD)
+
+
+@pytest.mark.parametrize(("app_url", "shown"), [("", False), ("https://app.example.com", True)])
+def test_view_site_leads_to_the_web_app_or_is_not_offered(staff_client, settings, app_url, shown):
+    settings.KGC_APP_URL = app_url
+    page = staff_client.get(reverse("admin:index")).content.decode()
+    assert ("View site" in page) is shown
+    if shown:
+        assert 'href="https://app.example.com"' in page
 
 
 def test_pause_of_an_unknown_queue_is_not_found(staff_client):
@@ -253,14 +276,14 @@ def test_retry_failed_of_a_queue_puts_its_failed_jobs_back(staff_client):
     fail(other)
     response = staff_client.post(reverse("admin:kgc_queue_retry_failed", args=["filing-reminder"]), follow=True)
     assert (status_of(failed), status_of(other)) == ("todo", "failed")
-    assert "Put 1 failed job(s) of the filing-reminder queue back in the queue." in _messages(response)
+    assert "Put 1 failed job of the filing-reminder queue back in the queue." in _messages(response)
 
 
 def test_retry_failed_confirmation_counts_the_emails_left_out_for_unknown_delivery(staff_client, failed_send_job):
     failed_send_job(delivery_unknown=True)
     failed_send_job(delivery_unknown=False)
     page = staff_client.get(reverse("admin:kgc_queue_retry_failed", args=["email"])).content.decode()
-    assert "1 failed job(s) go back to waiting" in page
+    assert "1 failed job goes back to waiting" in page
     assert "1 left out: emails whose delivery is unknown" in page
 
 
@@ -272,7 +295,7 @@ def test_retry_failed_of_the_email_queue_leaves_out_emails_whose_delivery_is_unk
     other.refresh_from_db()
     assert (unknown.status, other.status) == ("failed", "queued")
     [message] = _messages(response)
-    assert message.startswith("Put 1 failed job(s) of the email queue back in the queue. 1 left out: emails whose")
+    assert message.startswith("Put 1 failed job of the email queue back in the queue. 1 left out: emails whose")
 
 
 def test_cleanup_asks_for_confirmation_then_deletes_old_finished_jobs(staff_client):
@@ -285,7 +308,9 @@ def test_cleanup_asks_for_confirmation_then_deletes_old_finished_jobs(staff_clie
     assert ProcrastinateJob.objects.filter(pk=old).exists()
     response = staff_client.post(reverse("admin:kgc_queue_cleanup"), {**form, "confirm": "yes"}, follow=True)
     assert list(ProcrastinateJob.objects.values_list("pk", flat=True)) == [recent]
-    assert any(m.startswith("Deleted 1 completed and 0 failed job(s)") for m in _messages(response))
+    assert any(
+        m.startswith("Deleted 1 finished job of the email queue (1 completed, 0 failed)") for m in _messages(response)
+    )
     assert LogEntry.objects.get().action_flag == DELETION
 
 
@@ -324,10 +349,12 @@ def test_job_detail_shows_its_event_timeline(staff_client):
         ({"queue_name": "compliance"}, ["compliance-7"]),
         ({"status": "failed"}, ["email-9"]),
         ({"tenant": "7"}, ["compliance-7"]),
+        ({"tenant": "firm-seven"}, ["compliance-7"]),
         ({"task_name": "tests.noop_email"}, ["email-9", "email-None"]),
     ],
 )
 def test_job_list_filters(staff_client, query, expected):
+    TenantFactory(pk=7, slug="firm-seven")
     defer("email")
     defer("compliance", tenant_id=7)
     fail(defer("email", tenant_id=9))
@@ -378,7 +405,7 @@ def test_retry_action_retries_only_failed_jobs_and_logs_each(staff_client, super
         follow=True,
     )
     assert (status_of(failed), status_of(done)) == ("todo", "succeeded")
-    assert f"Retried 1 failed job(s): {failed}." in _messages(response)
+    assert f"Retried 1 failed job: {failed}." in _messages(response)
     entry = LogEntry.objects.get()
     assert (entry.object_id, entry.user, entry.action_flag) == (str(failed), superuser, CHANGE)
 
@@ -392,7 +419,7 @@ def test_cancel_action_cancels_only_waiting_jobs(staff_client):
         follow=True,
     )
     assert (status_of(waiting), status_of(failed)) == ("cancelled", "failed")
-    assert f"Cancelled 1 waiting job(s): {waiting}." in _messages(response)
+    assert f"Cancelled 1 waiting job: {waiting}." in _messages(response)
     assert LogEntry.objects.get().object_id == str(waiting)
 
 
@@ -497,9 +524,11 @@ def test_job_list_shows_tenant_times_duration_and_the_last_error_shortened(staff
     )
     page = staff_client.get(reverse(JOBS)).content.decode()
     row = page[page.index(f">{job_id}</a>") :].split("</tr>")[0]
-    assert '<td class="field-tenant">31</td>' in row
+    assert "31 (gone)" in row  # no tenant 31: the id, said to be gone
+    queued = timezone.localtime(job.queued_at)
+    assert f">{queued.day} {queued:%b %H:%M:%S}</span>" in row  # today's times too carry their day
     text = "ValueError: the SMTP server refused the recipient " + "x" * 80
-    assert f'title="{text}">{display.text_shorten(text, 28)}</span>' in row
+    assert f'title="{text}">{display.text_shorten(text, 26)}</span>' in row
 
 
 def test_job_list_filters_by_when_jobs_finished(staff_client):
@@ -601,3 +630,94 @@ def test_an_unknown_state_shows_no_jobs_and_names_the_known_ones(staff_client):
     assert _messages(response) == [
         "Unknown state 'todo': one of waiting, active, delayed, completed, failed, paused, cancelled."
     ]
+
+
+# --- Who and for whom: tenants by name, the worker of finished jobs, priorities ---------------------
+
+
+def _ran_on(job_id: int, worker_id: int) -> None:
+    """The job's latest attempt ended on that worker, as the finish statement records it."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE procrastinate_jobs SET kgc_worker_id = %s WHERE id = %s", [worker_id, job_id])
+
+
+def test_the_job_list_names_each_tenant_and_links_to_it(staff_client):
+    tenant = TenantFactory(name="Kestrel Tax Advisors")
+    defer("compliance", tenant_id=tenant.pk)
+    defer("compliance", tenant_id=987654)  # a tenant deleted since
+    page = staff_client.get(reverse(JOBS)).content.decode()
+    link = reverse("admin:compliance_tenant_change", args=[tenant.pk])
+    assert f'<a href="{link}" title="Kestrel Tax Advisors (tenant {tenant.pk})">Kestrel Tax Advisors</a>' in page
+    assert "987654 (gone)" in page
+
+
+def test_a_jobs_page_names_its_tenant_and_links_to_it(staff_client):
+    tenant = TenantFactory(name="Kestrel Tax Advisors")
+    job_id = defer("compliance", tenant_id=tenant.pk)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert reverse("admin:compliance_tenant_change", args=[tenant.pk]) in page and "Kestrel Tax Advisors" in page
+
+
+def test_finished_jobs_show_the_worker_that_ran_them(staff_client):
+    worker = worker_process(host="jobs-1", pid=4107)
+    done, failed = defer("email"), defer("email")
+    succeed(done)
+    fail(failed)
+    _ran_on(done, worker)
+    _ran_on(failed, worker)
+    listing = staff_client.get(reverse(JOBS)).content.decode()
+    assert listing.count(f'title="worker {worker} on jobs-1, pid 4107">worker {worker}</span>') == 2
+    page = staff_client.get(reverse(CHANGE_URL, args=[done])).content.decode()
+    assert f"worker {worker} on jobs-1, pid 4107" in page and "(ran its latest attempt)" in page
+    from procrastinate.contrib.django.models import ProcrastinateWorker
+
+    ProcrastinateWorker.objects.filter(pk=worker).delete()  # stopped: its process row goes with it
+    page = staff_client.get(reverse(CHANGE_URL, args=[done])).content.decode()
+    assert f"worker {worker} (no longer running)" in page
+
+
+def test_a_job_deferred_with_procrastinates_own_defer_has_the_default_priority(staff_client):
+    from procrastinate.contrib.django import app as procrastinate_app
+
+    import tests.kgc.sample_tasks  # noqa: F401
+
+    job_id = procrastinate_app.tasks["tests.noop_email"].defer()
+    assert ProcrastinateJob.objects.get(pk=job_id).priority == jobs.priority_to_stored(None)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert '<td id="job-priority">100 <span' in page
+
+
+def test_a_job_with_a_priority_of_procrastinates_scale_says_where_it_stands(staff_client):
+    job_id = defer("email")
+    ProcrastinateJob.objects.filter(pk=job_id).update(priority=0)
+    page = staff_client.get(reverse(CHANGE_URL, args=[job_id])).content.decode()
+    assert "above 1: procrastinate&#x27;s own priority 0" in page
+
+
+def _oldest_waiting_cell(page: str, queue: str) -> str:
+    row = page[page.index(f'<tr data-queue="{queue}">') :].split("</tr>")[0]
+    return row[row.index('data-field="oldest_waiting"') :].split("</td>")[0]
+
+
+def test_a_backlog_held_back_by_the_rate_limit_is_amber_and_says_why(staff_client):
+    waiting = [defer("compliance") for _ in range(3)]
+    events_move(waiting[0], by=timedelta(minutes=40))
+    RateLimitSlot.objects.create(queue_name="compliance", slot=timezone.now(), starts=5)  # its 5 a minute, all used
+    page = staff_client.get(reverse(DASHBOARD)).content.decode()
+    cell = _oldest_waiting_cell(page, "compliance")
+    assert "kgc-paced" in cell and "kgc-backlog" not in cell
+    assert "held back by its rate limit (5 / 60 s), as designed: the 3 waiting start within under a minute" in cell
+    data = staff_client.get(reverse("admin:kgc_dashboard_data")).json()["queues"]["compliance"]
+    assert data["backlog"] == "paced"
+
+
+def test_a_backlog_the_rate_limit_does_not_explain_is_red(staff_client):
+    waiting = [defer("compliance") for _ in range(3)]
+    events_move(waiting[0], by=timedelta(minutes=40))
+    page = staff_client.get(reverse(DASHBOARD)).content.decode()
+    cell = _oldest_waiting_cell(page, "compliance")
+    assert "kgc-backlog" in cell and "kgc-paced" not in cell
+    assert "not held back by its rate limit" in cell
+    assert staff_client.get(reverse("admin:kgc_dashboard_data")).json()["queues"]["compliance"]["backlog"] == "late"

@@ -174,3 +174,53 @@ def test_dates_in_lists_are_iso_dates():
     assert display.date_cell(datetime(2026, 6, 8, 9, 30, tzinfo=UTC)) == (
         '<span class="kgc-nowrap" title="2026-06-08 09:30:00 UTC">2026-06-08</span>'
     )
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (datetime(2026, 12, 5, 14, 3, 7, tzinfo=UTC), "5 Dec 14:03:07"),  # today: with its day all the same
+        (datetime(2026, 1, 30, 9, 0, 0, tzinfo=UTC), "30 Jan 09:00:00"),
+        (datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC), "31 Dec 2025 23:59"),
+    ],
+)
+def test_list_times_carry_their_day(at, expected):
+    assert display.moment_text(at, now=datetime(2026, 12, 5, 15, 0, tzinfo=UTC)) == expected
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [(-1, "1"), (-100, "100"), (-5000, "5000")],
+)
+def test_priorities_show_on_bullmqs_scale(stored, expected):
+    assert display.priority_text(stored) == expected
+
+
+@pytest.mark.parametrize("stored", [0, 7])
+def test_a_priority_of_procrastinates_own_scale_says_where_it_stands(stored):
+    text = display.priority_text(stored)
+    assert text.startswith("above 1: procrastinate's own priority") and f" {stored}," in text
+
+
+@pytest.mark.parametrize(
+    ("oldest", "used", "state"),
+    [
+        (None, None, ""),
+        (600.0, None, ""),
+        (900.0, 1.0, ""),
+        (1200.0, None, "late"),  # no rate limit: nothing but a stall explains it
+        (1200.0, 0.2, "late"),  # a limit it does not use
+        (1200.0, 0.85, "paced"),  # starting jobs as fast as its (paced) limit allows
+        (1200.0, 0.5, "late"),
+        (1200.0, 1.0, "paced"),
+    ],
+)
+def test_a_backlog_held_back_by_the_rate_limit_is_told_from_a_stuck_one(oldest, used, state):
+    assert display.backlog_state(oldest_waiting_seconds=oldest, window_used_ratio=used) == state
+
+
+def test_a_paced_backlog_says_how_long_the_rest_takes_at_the_limit():
+    note = display.drain_note(waiting=1592, limit=100, per_seconds=60)
+    assert note == "held back by its rate limit (100 / 60 s), as designed: the 1,592 waiting start within about 16 min"
+    assert display.drain_note(waiting=30, limit=100, per_seconds=60).endswith("within under a minute")
+    assert display.drain_note(waiting=30, limit=None, per_seconds=None) == ""

@@ -95,14 +95,14 @@ def test_retry_failed_puts_failed_jobs_of_one_queue_back():
 def test_retry_failed_without_a_queue_retries_all():
     fail(defer("filing-reminder"))
     fail(defer("compliance"))
-    assert run("retry_failed").strip() == "all queues: 2 failed job(s) put back in the queue"
+    assert run("retry_failed").strip() == "all queues: 2 failed jobs put back in the queue"
 
 
 def test_retry_failed_leaves_out_emails_whose_delivery_is_unknown_and_says_how_many(failed_send_job):
     _, unknown = failed_send_job(delivery_unknown=True)
     _, other = failed_send_job(delivery_unknown=False)
     line = run("retry_failed", "--queue", "email").strip()
-    assert line.startswith("email: 1 failed job(s) put back in the queue; 1 left out: emails whose delivery is unknown")
+    assert line.startswith("email: 1 failed job put back in the queue; 1 left out: emails whose delivery is unknown")
     unknown.refresh_from_db()
     other.refresh_from_db()
     assert (unknown.status, other.status) == ("failed", "queued")

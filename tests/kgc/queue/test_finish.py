@@ -293,3 +293,14 @@ def test_an_outcome_refused_even_simplified_is_left_for_the_reconciliation(sql, 
     assert [row(sql, claim.job.id)[0] for claim in claims] == ["succeeded", "doing", "succeeded"]
     assert "job_outcome_unwritable" in {getattr(record, "event", "") for record in caplog.records}
     assert "job_outcome_refused" not in {getattr(record, "event", "") for record in caplog.records}
+
+
+def test_a_finished_job_keeps_the_worker_that_ran_it(sql, link, worker_row, job_row):
+    worker = worker_row()
+    done, failed = claimed(sql, job_row(), worker), claimed(sql, job_row(), worker)
+    finish(link, [outcome(done), outcome(failed, "failed")])
+    kept = sql("SELECT id, worker_id, kgc_worker_id FROM procrastinate_jobs ORDER BY id")
+    # procrastinate's worker_id is cleared (its foreign key), ours is kept.
+    assert kept == [(done.job.id, None, worker), (failed.job.id, None, worker)]
+    sql("DELETE FROM procrastinate_workers WHERE id = %s", [worker])
+    assert sql("SELECT count(*) FROM procrastinate_jobs WHERE kgc_worker_id = %s", [worker]) == [(2,)]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
+from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from notifications.models import EmailEvent, Notification, OutboundEmail
@@ -75,7 +78,7 @@ def test_confirmed_resend_puts_the_email_back_in_line(admin_client, failed_email
 
 def test_confirmed_resend_says_what_it_did_and_logs_it(admin_client, failed_email):
     response = resend(admin_client, failed_email, confirm=True)
-    assert "Queued 1 failed email(s) again" in response.content.decode()
+    assert "Queued 1 failed email again" in response.content.decode()
     entry = LogEntry.objects.get(object_id=str(failed_email.pk))
     assert entry.change_message.startswith("Resent")
 
@@ -130,3 +133,140 @@ def test_failed_email_page_links_to_its_resend(admin_client, failed_send_job):
     _, email = failed_send_job(delivery_unknown=True)
     page = admin_client.get(reverse("admin:notifications_outboundemail_change", args=[email.pk])).content.decode()
     assert reverse("admin:notifications_outboundemail_resend", args=[email.pk]) in page
+
+
+# --- Records: read-only, with actions for what an operator may do ---------------------------------
+
+EMAIL_PAGE = "admin:notifications_outboundemail_change"
+
+
+def test_there_is_no_adding_an_outbound_email(admin_client):
+    assert admin_client.get(reverse("admin:notifications_outboundemail_add")).status_code == 403
+    assert "addlink" not in admin_client.get(reverse(CHANGELIST)).content.decode()
+
+
+def test_a_sent_emails_recipient_subject_and_template_cannot_be_edited(admin_client, make_email):
+    email = make_email(status="sent", subject="Your documents")
+    page = admin_client.get(reverse(EMAIL_PAGE, args=[email.pk])).content.decode()
+    for field in ("to_email", "subject", "template", "status"):
+        assert f'name="{field}"' not in page
+    assert 'name="_save"' not in page and "Your documents" in page
+    response = admin_client.post(
+        reverse(EMAIL_PAGE, args=[email.pk]),
+        {"to_email": "someone@else.example", "subject": "Edited", "template": "custom", "tenant": email.tenant_id},
+    )
+    assert response.status_code == 403
+    email.refresh_from_db()
+    assert (email.to_email, email.subject) == ("pat@example.com", "Your documents")
+
+
+def test_a_notifications_email_status_is_no_dropdown_and_cannot_be_set(admin_client, notified_email):
+    notification = notified_email().notification
+    url = reverse("admin:notifications_notification_change", args=[notification.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="email_status"' not in page and "<select" not in page.split('id="content-main"')[1]
+    assert admin_client.post(url, {"email_status": "sent"}).status_code == 403
+    notification.refresh_from_db()
+    assert notification.email_status == "queued"
+
+
+@pytest.mark.parametrize("model", ["notification", "outboundemail", "digest"])
+def test_records_are_neither_added_nor_deleted_in_the_admin(admin_client, model):
+    assert admin_client.get(reverse(f"admin:notifications_{model}_add")).status_code == 403
+    changelist = admin_client.get(reverse(f"admin:notifications_{model}_changelist")).content.decode()
+    assert 'value="delete_selected"' not in changelist
+
+
+def test_delivery_unknown_no_is_a_word_not_a_red_cross(admin_client, make_email):
+    email = make_email(status="sent")
+    page = admin_client.get(reverse(EMAIL_PAGE, args=[email.pk])).content.decode()
+    assert "icon-no.svg" not in page and "icon-yes.svg" not in page
+    unknown = make_email(status="failed", delivery_unknown=True, last_error="no answer after the data")
+    page = admin_client.get(reverse(EMAIL_PAGE, args=[unknown.pk])).content.decode()
+    assert "yes: the message may have reached the recipient" in page
+    assert "Failed: delivery unknown" in page
+
+
+def test_an_email_waiting_to_retry_says_so_in_its_list_page_and_notification(admin_client, notified_email):
+    email = notified_email()
+    due = timezone.now() + timedelta(minutes=4)
+    OutboundEmail.objects.filter(pk=email.pk).update(
+        status="retrying", attempts=2, available_at=due, last_error="SMTP 451 try later"
+    )
+    listing = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert ">waiting to retry</span>" in listing and "Waiting to retry (attempt 3 of 6" in listing
+    page = admin_client.get(reverse(EMAIL_PAGE, args=[email.pk])).content.decode()
+    assert f"Waiting to retry (attempt 3 of 6, due {due:%Y-%m-%d %H:%M} UTC)" in page
+    notifications = admin_client.get(reverse("admin:notifications_notification_changelist")).content.decode()
+    assert "Waiting to retry" in notifications
+
+
+def test_retry_now_asks_then_puts_an_email_waiting_to_retry_back_in_line_and_logs_it(admin_client, make_email):
+    waiting = make_email(status="retrying", attempts=1, available_at=timezone.now() + timedelta(minutes=30))
+    sent = make_email(status="sent")
+    form = {"action": "retry_now", "_selected_action": [waiting.pk, sent.pk]}
+    confirmation = admin_client.post(reverse(CHANGELIST), form).content.decode()
+    assert "1 email waiting to retry will go back in line now" in confirmation
+    assert "1 selected email is left alone" in confirmation
+    waiting.refresh_from_db()
+    assert waiting.status == "retrying"
+    response = admin_client.post(reverse(CHANGELIST), {**form, "confirm": "yes"}, follow=True)
+    assert "1 email back in line now" in response.content.decode()
+    waiting.refresh_from_db()
+    sent.refresh_from_db()
+    assert (waiting.status, waiting.available_at, waiting.attempts, sent.status) == ("queued", None, 1, "sent")
+    assert LogEntry.objects.get(object_id=str(waiting.pk)).change_message.startswith("Retried now")
+
+
+def test_an_email_waiting_to_retry_offers_retry_now_on_its_page(admin_client, make_email):
+    waiting = make_email(status="retrying", attempts=1, available_at=timezone.now() + timedelta(minutes=30))
+    assert 'id="retry-email-now"' in admin_client.get(reverse(EMAIL_PAGE, args=[waiting.pk])).content.decode()
+
+
+def test_an_operator_who_may_only_view_sees_emails_but_cannot_resend(client, failed_email):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_outboundemail"))
+    client.force_login(viewer)
+    page = client.get(reverse(EMAIL_PAGE, args=[failed_email.pk]))
+    assert page.status_code == 200 and 'id="resend-email"' not in page.content.decode()
+    assert client.get(reverse("admin:notifications_outboundemail_resend", args=[failed_email.pk])).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("status", "attempts", "unknown", "expected"),
+    [
+        ("queued", 0, False, "Queued"),
+        ("queued", 2, False, "Queued to retry (attempt 3 of 6)"),
+        ("retrying", 1, False, "Waiting to retry (attempt 2 of 6)"),
+        ("sending", 1, False, "Sending (attempt 1 of 6)"),
+        ("sent", 1, False, "Sent"),
+        ("failed", 6, False, "Failed"),
+        ("failed", 1, True, "Failed: delivery unknown (it may have reached the recipient)"),
+        ("suppressed", 0, False, "Suppressed (not handed to the server)"),
+    ],
+)
+def test_an_emails_state_in_words(status, attempts, unknown, expected):
+    from notifications.admin import email_status_text
+
+    assert email_status_text(status=status, attempts=attempts, max_attempts=6, delivery_unknown=unknown) == expected
+
+
+@pytest.mark.parametrize(
+    ("notification", "email", "expected"),
+    [
+        ("queued", "queued", "Queued"),
+        ("queued", "retrying", "Waiting to retry"),
+        ("queued", "sending", "Sending"),
+        ("queued", None, "Queued"),
+        ("sent", "sent", "Sent"),
+        ("digest_pending", None, "Waiting for the daily digest"),
+    ],
+)
+def test_a_notifications_email_state_is_its_emails_while_that_one_is_on_its_way(notification, email, expected):
+    from notifications.admin import notification_email_text
+
+    assert notification_email_text(email_status=notification, email_of_it=email) == expected

@@ -49,13 +49,27 @@ def test_message_carries_the_stable_message_id_and_kgc_headers(delivered):
     assert message["X-KGC-Tenant"] == str(email.tenant_id)
     assert message["X-KGC-Notification"] == str(email.notification_id)
     assert message["Subject"] == email.subject
-    assert message["From"] == "noreply@kgc-compliance.com"
+    assert message["From"] == "KGC Compliance Cloud <noreply@kgc-compliance.com>"
 
 
 def test_an_email_of_no_notification_carries_no_notification_header(db, smtp_mailer, make_email):
     make_email()
     send_now()
     assert smtp_mailer.received[0].message["X-KGC-Notification"] is None
+
+
+def test_a_digest_carries_no_notification_header(db, smtp_mailer, tenant, reader, waiting, digest_day):
+    from notifications.digests import digests_send
+    from tests.notifications.digests.conftest import document_draft
+
+    ana = reader()
+    waiting(document_draft(ana), document_draft(ana))
+    digests_send(tenant=tenant, as_of=digest_day)
+    assert send_now().count("sent") == 1
+    [received] = smtp_mailer.received
+    assert received.message["Subject"].startswith("2 documents expiring")
+    assert received.message["X-KGC-Tenant"] == str(tenant.pk)
+    assert "X-KGC-Notification" not in received.message
 
 
 def test_envelope_goes_to_the_one_recipient(delivered):
