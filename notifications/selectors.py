@@ -98,6 +98,20 @@ def _upcoming(tenant: Tenant, as_of: date, horizon: int, prefix: str = "") -> di
     }
 
 
+# What the reminder and escalation runs read of a filing, in this order.
+_FILING_COLUMNS = (
+    "pk",
+    "client_id",
+    "client__name",
+    "filing_type",
+    "period",
+    "due_date",
+    "status",
+    "holiday_country",
+    "holiday_subdivision",
+)
+
+
 def filings_upcoming(*, tenant: Tenant, as_of: date, horizon: int = max(FILING_THRESHOLDS)) -> list[UpcomingFiling]:
     """Active clients' draft or prepared filings effectively due from ``as_of`` to ``horizon`` days
     later, with their assignees. Each counts to its effective due date: its statutory date, moved
@@ -109,17 +123,7 @@ def filings_upcoming(*, tenant: Tenant, as_of: date, horizon: int = max(FILING_T
     rows = list(
         Filing.objects.filter(**_upcoming(tenant, as_of, horizon))
         .order_by("due_date", "pk")
-        .values_list(
-            "pk",
-            "client_id",
-            "client__name",
-            "filing_type",
-            "period",
-            "due_date",
-            "status",
-            "holiday_country",
-            "holiday_subdivision",
-        )
+        .values_list(*_FILING_COLUMNS)
     )
     assignments: dict[int, list[FilingAssignment]] = {}
     if rows:
@@ -172,21 +176,7 @@ def filings_overdue(*, tenant: Tenant, as_of: date) -> list[OverdueFiling]:
         "status__in": FILING_STATUSES_ESCALATED,
         "due_date__lt": as_of,  # the effective date is never earlier than the statutory one
     }
-    rows = list(
-        Filing.objects.filter(**open_past)
-        .order_by("due_date", "pk")
-        .values_list(
-            "pk",
-            "client_id",
-            "client__name",
-            "filing_type",
-            "period",
-            "due_date",
-            "status",
-            "holiday_country",
-            "holiday_subdivision",
-        )
-    )
+    rows = list(Filing.objects.filter(**open_past).order_by("due_date", "pk").values_list(*_FILING_COLUMNS))
     names: dict[int, list[str]] = {}
     if rows:
         tasks = (
