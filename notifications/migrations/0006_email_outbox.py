@@ -265,6 +265,27 @@ UPDATE notifications_outboundemail AS email SET status = 'retrying', available_a
    AND job.args->>'outbound_email_id' ~ '^[0-9]{1,18}$'
    AND email.id = (job.args->>'outbound_email_id')::bigint AND email.status = 'queued';
 
+-- A waiting email whose send job is gone (an operator cancelled it, it failed before it
+-- sent, it was purged) was never going to leave with the earlier release. It does not
+-- leave now either, months late: it fails with the reason, for an operator to resend.
+WITH live AS (
+    SELECT job.args->>'outbound_email_id' AS email_id
+      FROM procrastinate_jobs AS job
+     WHERE job.task_name = 'notifications.send_email' AND job.status IN ('todo', 'doing')
+       AND job.args ? 'outbound_email_id'
+), orphaned AS (
+    UPDATE notifications_outboundemail AS email
+       SET status = 'failed', finished_at = now(),
+           last_error = 'not sent: its send job had been cancelled or had failed before the email queue '
+                        'became the outbox; resend it if it is still wanted'
+     WHERE email.status = 'queued' AND email.id::text NOT IN (SELECT live.email_id FROM live)
+    RETURNING email.tenant_id, email.notification_id
+)
+UPDATE notifications_notification AS notification SET email_status = 'failed'
+  FROM orphaned
+ WHERE notification.id = orphaned.notification_id AND notification.tenant_id = orphaned.tenant_id
+   AND notification.email_status = 'queued';
+
 WITH placed AS (
     SELECT id, row_number() OVER (PARTITION BY tenant_id, priority ORDER BY id) AS place
       FROM notifications_outboundemail WHERE status IN ('queued', 'retrying')
@@ -284,14 +305,35 @@ SELECT status, notifications_email_count_bucket(status, coalesce(finished_at, se
   FROM notifications_outboundemail GROUP BY 1, 2;
 """
 
-# Back to one send job per email: the waiting emails get theirs again.
+# Back to one send job per email: the waiting emails get theirs again, a retry's due when
+# the row was. An email a dispatcher had claimed (the dispatchers are stopped to migrate)
+# may have left: the earlier release reads rows only through their jobs and would leave
+# it "sending" for ever, so it is failed as delivery unknown here, as the sweep would.
 MOVE_BACK = """
-UPDATE notifications_outboundemail SET status = 'queued', available_at = NULL WHERE status = 'retrying';
+WITH unknown AS (
+    UPDATE notifications_outboundemail
+       SET status = 'failed', delivery_unknown = true, finished_at = now(),
+           last_error = 'delivery unknown: the worker sending this email stopped before recording the outcome; '
+                        'it may have been delivered. Check with the recipient or the provider, then resend if needed.'
+     WHERE status = 'sending' AND claimed_by IS NOT NULL
+    RETURNING tenant_id, notification_id
+)
+UPDATE notifications_notification AS notification SET email_status = 'failed'
+  FROM unknown WHERE notification.id = unknown.notification_id AND notification.tenant_id = unknown.tenant_id;
+
+WITH waiting AS (
+    SELECT id, tenant_id, CASE WHEN status = 'retrying' THEN available_at END AS due
+      FROM notifications_outboundemail WHERE status IN ('queued', 'retrying')
+       FOR UPDATE
+), back AS (
+    UPDATE notifications_outboundemail AS email SET status = 'queued', available_at = NULL
+      FROM waiting WHERE email.id = waiting.id
+)
 SELECT procrastinate_defer_jobs_v1(array_agg(
            ROW('email', 'notifications.send_email', -100, NULL, NULL,
-               jsonb_build_object('outbound_email_id', id, 'tenant_id', tenant_id), NULL
+               jsonb_build_object('outbound_email_id', id, 'tenant_id', tenant_id), due
            )::procrastinate_job_to_defer_v1 ORDER BY id))
-  FROM notifications_outboundemail WHERE status = 'queued' HAVING count(*) > 0;
+  FROM waiting HAVING count(*) > 0;
 """
 
 

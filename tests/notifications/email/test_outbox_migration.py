@@ -1,5 +1,6 @@
 """The migration to the outbox moves the emails already waiting, with their send jobs' state,
-and loses or doubles none; back again, every waiting email gets a send job once more."""
+and loses or doubles none; an email whose job was gone stays unsent. Back again, every
+waiting email gets a send job once more, and one a dispatcher had claimed is delivery unknown."""
 
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ def test_waiting_emails_and_their_retries_move_into_the_outbox_and_back():
         in_flight_job = send_job(in_flight, tenant, status="doing")
         sent = email(tenant, "sent", "sent")
         send_job(sent, tenant, status="succeeded")
+        cancelled = email(tenant, "cancelled", "queued")  # an operator cancelled its job
+        send_job(cancelled, tenant, status="cancelled")
+        jobless = email(tenant, "jobless", "queued")
 
         migrate(AFTER)
 
@@ -81,22 +85,34 @@ def test_waiting_emails_and_their_retries_move_into_the_outbox_and_back():
         assert state[backoff][0] == "retrying" and state[backoff][1] == 2
         assert abs((state[backoff][2] - timezone.now()).total_seconds() - 600) < 30  # due when its job was
         assert state[in_flight][0] == "sending" and state[sent][0] == "sent"
+        assert (state[cancelled][0], state[jobless][0]) == ("failed", "failed")  # not sent late
+        assert rows(
+            "SELECT count(*) FROM notifications_outboundemail WHERE last_error LIKE 'not sent: its send job%%'"
+        )[0] == (2,)
         jobs = dict(rows("SELECT id, status::text FROM procrastinate_jobs"))
         assert (jobs[due_job], jobs[backoff_job], jobs[in_flight_job]) == ("cancelled", "cancelled", "doing")
         counts = dict(rows("SELECT state, sum(delta) FROM notifications_emailcount GROUP BY 1"))
-        assert counts == {"queued": 1, "retrying": 1, "sending": 1, "sent": 1}
+        assert counts == {"queued": 1, "retrying": 1, "sending": 1, "sent": 1, "failed": 2}
         assert rows("SELECT priority, last_key FROM notifications_emailfairclock WHERE tenant_id = %s", [tenant]) == [
             (2, 2)
         ]
 
+        claimed = email(tenant, "claimed", "queued")  # then taken by a dispatcher, which stopped
+        rows("UPDATE notifications_outboundemail SET status = 'sending', claimed_by = 42 WHERE id = %s", [claimed])
+
         migrate(BEFORE)
 
-        waiting = {row[0]: row[1] for row in rows("SELECT id, status FROM notifications_outboundemail")}
-        assert (waiting[due], waiting[backoff]) == ("queued", "queued")
+        waiting = {
+            row[0]: row[1:] for row in rows("SELECT id, status, delivery_unknown FROM notifications_outboundemail")
+        }
+        assert (waiting[due][0], waiting[backoff][0]) == ("queued", "queued")
+        assert waiting[claimed] == ("failed", True)  # never "sending" with no job to settle it
+        assert waiting[in_flight][0] == "sending"  # its own job settles it
         queued_jobs = rows(
-            """SELECT (args->>'outbound_email_id')::bigint FROM procrastinate_jobs
+            """SELECT (args->>'outbound_email_id')::bigint, scheduled_at FROM procrastinate_jobs
                 WHERE task_name = 'notifications.send_email' AND status = 'todo' ORDER BY 1"""
         )
-        assert queued_jobs == [(due,), (backoff,)]
+        assert [email_id for email_id, _ in queued_jobs] == [due, backoff]
+        assert queued_jobs[0][1] is None and queued_jobs[1][1] == state[backoff][2]  # the retry keeps its backoff
     finally:
         migrate(None)
