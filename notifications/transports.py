@@ -214,11 +214,17 @@ class SmtpTransport:
 
     async def _session(self) -> _Session:
         now = time.monotonic()
-        while self._idle:
-            session = self._idle.pop()
+        # Every idle session past its time is closed, not only the one on top: the pool
+        # would otherwise keep as many open as the busiest moment needed.
+        keep: list[_Session] = []
+        for session in self._idle:
             if session.client.is_connected and now - session.used_at <= KEEP_OPEN_SECONDS:
-                return session
-            session.client.close()
+                keep.append(session)
+            else:
+                session.client.close()
+        self._idle = keep
+        if self._idle:
+            return self._idle.pop()
         config = self.config
         client = aiosmtplib.SMTP(
             hostname=config.host,
@@ -286,8 +292,13 @@ class SmtpTransport:
         return smtp_refusal(reply.code, reply.message, stage="data")
 
     async def _refused(self, client: aiosmtplib.SMTP, code: int, text: str, *, stage: str) -> SendResult:
+        # The session goes back to the pool only if the server says it is reset: one left
+        # mid-transaction would refuse the next email's MAIL, perhaps another firm's.
+        reset = None
         with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-            await client.execute_command(b"RSET", timeout=self.config.timeout)
+            reset = await client.execute_command(b"RSET", timeout=self.config.timeout)
+        if reset is None or reset.code != 250:
+            client.close()
         return smtp_refusal(code, text, stage=stage)
 
     async def close(self) -> None:

@@ -51,6 +51,7 @@ class RecordingHandler:
     received: list[Received] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)  # consumed one per RCPT, then 250
     data_replies: list[str] = field(default_factory=list)  # consumed one per DATA, then 250
+    rset_replies: list[str] = field(default_factory=list)  # consumed one per RSET, then 250
     data_commands: int = 0
     sessions: int = 0  # EHLO greetings: one per SMTP session
     in_data: threading.Event = field(default_factory=threading.Event)
@@ -69,6 +70,9 @@ class RecordingHandler:
             return self.rcpt_replies.pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+        return self.rset_replies.pop(0) if self.rset_replies else "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.data_commands += 1

@@ -83,6 +83,34 @@ def test_a_4xx_at_rcpt_is_retried_and_the_session_goes_on(smtp_server):
     assert smtp_server.handler.sessions == 1
 
 
+def test_a_session_the_server_does_not_reset_after_a_refusal_is_closed_not_reused(smtp_server):
+    smtp_server.handler.rcpt_replies.append("451 4.3.0 Try again later")
+    smtp_server.handler.rset_replies.append("503 5.5.1 Bad sequence of commands")
+    results = send_all(smtp(smtp_server), [message(1), message(2)])
+    assert [result.kind for result in results] == ["retry", "sent"]
+    assert smtp_server.handler.sessions == 2  # the second email had a session of its own
+
+
+def test_every_idle_session_past_its_time_is_closed(smtp_server, monkeypatch):
+    """After a burst, a trickle of sends reuses one session; the burst's others are closed in time."""
+    monkeypatch.setattr("notifications.transports.KEEP_OPEN_SECONDS", 1.0)
+    transport = smtp(smtp_server)
+
+    async def run() -> list:
+        try:
+            await asyncio.gather(*(transport.send(message(n)) for n in range(3)))
+            burst = [session.client for session in transport._idle]
+            for n in (4, 5):
+                await asyncio.sleep(0.6)  # the burst's sessions are 1.2 s old at the second
+                await transport.send(message(n))  # the freshest session, again and again
+            return [client.is_connected for client in burst]  # before the transport closes
+        finally:
+            await transport.close()
+
+    assert sorted(asyncio.run(run())) == [False, False, True]  # the one still in use stays open
+    assert len(smtp_server.received) == 5
+
+
 def test_a_5xx_at_rcpt_fails_and_says_whether_the_address_is_gone(smtp_server):
     smtp_server.handler.rcpt_replies += ["550 5.1.1 No such user here", "550 5.7.1 Rejected as spam"]
     gone, policy = send_all(smtp(smtp_server), [message(1), message(2)])
