@@ -190,9 +190,11 @@ def outcome_decide(
 
 # The outcomes of a batch, their mirror in the notifications, and the suppression of
 # addresses the server says do not exist (for every tenant), in one statement; each outcome
-# only from the attempt that claimed the row. A late "sent" of an attempt whose row the
+# only from the attempt that claimed the row. A late outcome of an attempt whose row the
 # sweep failed as "delivery unknown" meanwhile (its worker was cut off) is still taken:
-# the delivery is known after all. An attempt given up at shutdown before its message was
+# "sent", or a refusal or a give-up before the message was handed over, the delivery is
+# known after all, and a retry goes back in line (its notification waiting again) rather
+# than wait for an operator's resend. An attempt given up at shutdown before its message was
 # handed over goes back in line unspent ("queued", its attempt not counted). Committed
 # durably, whatever the server's default, one flush for the whole batch: a record a crash
 # could lose would leave a sent email "sending" under a live worker, which would then take
@@ -215,14 +217,17 @@ outcome AS (
            available_at = o.available_at
       FROM outcome AS o
      WHERE email.id = o.id AND email.claimed_by = %(worker_id)s AND email.attempts = o.attempts
-       AND (email.status = 'sending' OR (o.status = 'sent' AND email.status = 'failed' AND email.delivery_unknown))
+       AND (email.status = 'sending'
+            OR (email.status = 'failed' AND email.delivery_unknown AND NOT o.delivery_unknown))
        AND EXISTS (SELECT FROM durable)
-    RETURNING email.id, email.tenant_id, email.notification_id, email.to_email, o.mirror, o.gone, o.last_error
+    RETURNING email.id, email.tenant_id, email.notification_id, email.to_email,
+              CASE WHEN o.status IN ('retrying', 'queued') THEN 'queued' ELSE o.mirror END AS mirror,
+              o.gone, o.last_error
 ), mirrored AS (
     UPDATE notifications_notification AS notification SET email_status = email.mirror
       FROM email
      WHERE notification.id = email.notification_id AND notification.tenant_id = email.tenant_id
-       AND email.mirror IS NOT NULL
+       AND email.mirror IS NOT NULL AND notification.email_status IS DISTINCT FROM email.mirror
 ), gone AS (
     INSERT INTO notifications_suppression (email, reason, tenant_id, description, created_at)
     SELECT DISTINCT ON (lower(trim(email.to_email))) lower(trim(email.to_email)), 'bounced', NULL,

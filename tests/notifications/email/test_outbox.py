@@ -18,11 +18,15 @@ from notifications.dispatcher import RECONCILE_SQL
 from notifications.models import EmailPriority, Notification, OutboundEmail
 from notifications.outbox import (
     CLAIM_SQL,
+    RECORD_SQL,
     SWEEP_SQL,
     UNKNOWN_AFTER_LOSS,
     EmailQueueReader,
     claim_params,
+    claimed_from_row,
     email_places_take,
+    outcome_decide,
+    record_params,
 )
 from notifications.services import NotificationDraft, email_enqueue, notifications_deliver
 from tests import helpers
@@ -292,6 +296,48 @@ def test_a_row_a_dead_worker_left_sending_becomes_delivery_unknown(db, unlimited
     assert (email.status, email.delivery_unknown) == ("failed", True)
     assert email.last_error.startswith("delivery unknown")
     assert Notification.objects.get(pk=email.notification_id).email_status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "row", "mirror"),
+    [
+        ("sent", "SMTP 250 OK", ("sent", False), "sent"),
+        ("retry", "SMTP 451 4.3.0 Try again later", ("retrying", False), "queued"),
+        ("failed", "SMTP 550 5.7.1 Rejected", ("failed", False), "failed"),
+        ("unknown", "delivery unknown: no reply to the end of the data", ("failed", True), "failed"),
+    ],
+)
+def test_a_late_outcome_of_a_swept_attempt_is_taken_when_it_knows_more(
+    db, unlimited, tenant, member_of, kind, reason, row, mirror
+):
+    """A worker cut off from the database past the sweep comes back with what its send did."""
+    user = member_of(tenant, "admin")
+    notifications_deliver(
+        tenant=tenant,
+        drafts=[
+            NotificationDraft(
+                recipient_id=user.pk, recipient_email=user.email, recipient_name="Pat", kind="compliance_alert",
+                title="Alert", body="...", dedupe_key="alert:late", email_template="custom", email_subject="Alert",
+                data={"body": "Alert"},
+            )
+        ],
+    )  # fmt: skip
+    cut_off = worker()
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, claim_params(worker_id=cut_off, want=1))
+        claimed = claimed_from_row(dict(zip([c.name for c in cursor.description], cursor.fetchone(), strict=True)))
+        cursor.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute' WHERE id = %s",
+                       [cut_off])  # fmt: skip
+    assert sweep() == [claimed.pk]
+    now = timezone.now()
+    late = outcome_decide(claimed, kind=kind, reason=reason, now=now, backoff=timedelta(seconds=30))
+    with connection.cursor() as cursor:
+        cursor.execute(RECORD_SQL, record_params([late], worker_id=cut_off))
+        taken = [found for (found,) in cursor.fetchall()]
+    email = OutboundEmail.objects.get(pk=claimed.pk)
+    assert (email.status, email.delivery_unknown) == row
+    assert taken == ([] if kind == "unknown" else [claimed.pk])
+    assert Notification.objects.get(pk=email.notification_id).email_status == mirror
 
 
 def test_a_row_a_live_worker_is_sending_is_left_alone(db, unlimited, tenant):
