@@ -153,6 +153,17 @@ def test_the_rate_limit_counts_emails_across_claims(db, settings, tenant):
     assert [len(claim(3)), len(claim(3)), len(claim(3))] == [3, 1, 0]
 
 
+def test_the_pace_counts_a_tenth_of_the_window_not_a_second_more(db, settings, tenant):
+    settings.KGC_RATE_LIMITS = "email=40/60s"
+    enqueue(tenant, 10)
+    with connection.cursor() as cursor:  # a tenth's worth, six seconds ago: that tenth is over
+        cursor.execute(
+            "INSERT INTO kgc_ratelimitslot (queue_name, slot, starts) "
+            "VALUES ('email', date_trunc('second', clock_timestamp()) - interval '6 seconds', 4)"
+        )
+    assert len(claim(10)) == 4  # 100 a minute is 100 a minute, not 86
+
+
 def test_the_rate_limits_window_holds_whatever_the_pace(db, settings, tenant):
     settings.KGC_RATE_LIMITS = "email=4/60s"
     enqueue(tenant, 10)
