@@ -190,7 +190,15 @@ elif EMAIL_PROVIDER == "ses":
         raise ConfigError("EMAIL_PROVIDER", "ses needs boto3 (pip install 'django-anymail[amazon-ses]')") from None
     # Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an
     # instance role...), never from here.
-    _ses_options: dict[str, object] = {"client_params": {"region_name": env.str("AWS_REGION")}}
+    # botocore retries a call by itself, a read timeout too (the request went out): that
+    # would send again what the outbox must call "delivery unknown". One attempt; the
+    # outbox retries what certainly did not go out.
+    _ses_options: dict[str, object] = {
+        "client_params": {
+            "region_name": env.str("AWS_REGION"),
+            "config": {"retries": {"total_max_attempts": 1, "mode": "standard"}},
+        }
+    }
     if env.is_set("SES_CONFIGURATION_SET"):
         _ses_options["configuration_set_name"] = env.str("SES_CONFIGURATION_SET")
     _mailer = {"BACKEND": "anymail.backends.amazon_ses.EmailBackend", "OPTIONS": _ses_options}

@@ -101,6 +101,8 @@ def provider_failure_classify(exc: BaseException) -> SendResult:
         return SendResult("failed", f"{type(exc).__name__}: {exc.args[0] if exc.args else ''}"[:500])
     if isinstance(exc, requests.RequestException) and getattr(exc, "status_code", None) is None:
         return _request_failure(exc)  # no answer at all: did the request go out?
+    if isinstance(exc, AnymailAPIError) and _boto_classes(exc.__cause__):
+        return _boto_failure(exc.__cause__)  # type: ignore[arg-type]
     if isinstance(exc, AnymailAPIError):
         status = exc.status_code
         text = getattr(exc.response, "text", "") or ""
@@ -117,8 +119,18 @@ def _request_failure(exc: requests.RequestException) -> SendResult:
     cause = exc.__cause__ if isinstance(exc.__cause__, requests.RequestException) else exc
     name = type(cause).__name__
     reason = f"provider request failed ({name})"
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.InvalidURL):
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.InvalidURL):
         return SendResult("retry", reason)
+    if isinstance(exc, requests.exceptions.SSLError):
+        # urllib3 names a TLS error SSLError whether it came in the handshake (nothing went
+        # out) or while the answer was read (the request had gone).
+        if _tls_refused_before_sending(cause):
+            return SendResult("retry", reason)
+        return SendResult("unknown", f"delivery unknown: the TLS connection to the provider broke after the "
+                                     f"request was sent ({name}); it may have accepted the message")  # fmt: skip
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return SendResult("unknown", f"delivery unknown: the provider's answer broke off ({name}); it may have "
+                                     f"accepted the message")  # fmt: skip
     if isinstance(exc, requests.ReadTimeout):
         return SendResult("unknown", f"delivery unknown: the provider did not answer in time after the request was "
                                      f"sent ({name}); it may have accepted the message")  # fmt: skip
@@ -129,6 +141,70 @@ def _request_failure(exc: requests.RequestException) -> SendResult:
         return SendResult("unknown", f"delivery unknown: the connection to the provider broke after the request was "
                                      f"sent ({name}); it may have accepted the message")  # fmt: skip
     return SendResult("retry", reason)
+
+
+# What a TLS error says when the connection was refused before the request went out: the
+# certificate, the handshake, the protocol version.
+_TLS_BEFORE_SENDING = ("certificate", "handshake", "wrong_version_number", "unsupported protocol", "protocol version")
+
+
+def _tls_refused_before_sending(exc: BaseException) -> bool:
+    errors: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(errors) < 10:
+        errors.append(seen)
+        reason = getattr(seen, "reason", None)  # urllib3's MaxRetryError carries the error as its reason
+        seen = reason if isinstance(reason, BaseException) else (seen.__cause__ or seen.__context__)
+        if seen is None and errors[-1].args and isinstance(errors[-1].args[0], BaseException):
+            seen = errors[-1].args[0]
+    if any(isinstance(error, ssl.SSLCertVerificationError) for error in errors):
+        return True
+    text = " ".join(str(error) for error in errors).lower()
+    return any(word in text for word in _TLS_BEFORE_SENDING)
+
+
+# botocore's errors (Amazon SES, through anymail, which raises AnymailAPIError from them),
+# told apart by class name: botocore is only installed with the SES extra.
+_BOTO_NOT_SENT = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ProxyConnectionError", "NoCredentialsError",
+     "PartialCredentialsError", "NoRegionError", "CredentialRetrievalError"}
+)  # fmt: skip
+_BOTO_NO_ANSWER = frozenset({"ReadTimeoutError", "ConnectionClosedError", "ResponseStreamingError"})
+_BOTO_THROTTLED = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException"})
+
+
+def _boto_classes(exc: BaseException | None) -> set[str]:
+    if exc is None:
+        return set()
+    names = {klass.__name__ for klass in type(exc).__mro__}
+    return names if "BotoCoreError" in names or "ClientError" in names else set()
+
+
+def _boto_failure(exc: BaseException) -> SendResult:
+    """An Amazon SES call's error: a refusal by its HTTP status, a request that never went out
+    retried, one that went out and got no whole answer "delivery unknown"."""
+    names = _boto_classes(exc)
+    name = type(exc).__name__
+    if "ClientError" in names:
+        response = getattr(exc, "response", None) or {}
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        code = (response.get("Error") or {}).get("Code") or ""
+        reason = f"Amazon SES API {status or 'error'}: {code} {(response.get('Error') or {}).get('Message') or ''}"
+        permanent = status is not None and 400 <= status < 500 and status != 429 and code not in _BOTO_THROTTLED
+        return SendResult("failed" if permanent else "retry", reason.strip()[:500])
+    if names & _BOTO_NO_ANSWER:
+        return SendResult("unknown", f"delivery unknown: Amazon SES did not answer after the request was sent "
+                                     f"({name}); it may have accepted the message")  # fmt: skip
+    if "SSLError" in names and not _tls_refused_before_sending(exc):
+        return SendResult("unknown", f"delivery unknown: the TLS connection to Amazon SES broke after the request "
+                                     f"was sent ({name}); it may have accepted the message")  # fmt: skip
+    if names & _BOTO_NOT_SENT or "SSLError" in names:
+        return SendResult("retry", f"Amazon SES request failed before it was sent ({name})")
+    if "ParamValidationError" in names:
+        return SendResult("failed", f"Amazon SES refused the request's parameters ({name}): {exc}"[:500])
+    # Anything else may have come after the request went out: not guessed by sending again.
+    return SendResult("unknown", f"delivery unknown: the Amazon SES call failed ({name}: {exc}); it may have "
+                                 f"accepted the message"[:500])  # fmt: skip
 
 
 def _text(value: Any) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 
 import pytest
 import requests
+import urllib3
 from anymail.exceptions import (
     AnymailAPIError,
     AnymailInvalidAddress,
@@ -70,6 +72,23 @@ def test_failure_reason_quotes_the_provider_status_and_reply():
         (requests.ReadTimeout("read timed out"), "unknown"),
         (requests.ConnectTimeout("connect timed out"), "retry"),
         (requests.ConnectionError("Connection aborted: RemoteDisconnected"), "unknown"),
+        (requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(12 bytes read)"), "unknown"),
+        # urllib3's TLS errors: a certificate or a handshake refused nothing went out; one
+        # while the answer was read came after the request
+        (
+            requests.exceptions.SSLError(
+                urllib3.exceptions.MaxRetryError(
+                    None, "/email", urllib3.exceptions.SSLError(ssl.SSLCertVerificationError(1, "verify failed"))
+                )
+            ),
+            "retry",
+        ),
+        (requests.exceptions.SSLError("[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure"), "retry"),
+        (requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number"), "retry"),
+        (
+            requests.exceptions.SSLError("[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol"),
+            "unknown",
+        ),
     ],
 )
 def test_a_provider_request_lost_after_it_went_out_is_delivery_unknown(error, kind):

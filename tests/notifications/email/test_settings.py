@@ -17,6 +17,7 @@ SHOW = "from django.conf import settings; print(settings.MAILERS['default']['BAC
         ({"SMTP_HOST": "smtp.sendgrid.net"}, "notifications.mime.SMTPBackend"),
         ({"EMAIL_PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "t"}, "anymail.backends.postmark.EmailBackend"),
         ({"EMAIL_PROVIDER": "mailgun", "MAILGUN_API_KEY": "k"}, "anymail.backends.mailgun.EmailBackend"),
+        ({"EMAIL_PROVIDER": "ses", "AWS_REGION": "eu-west-1"}, "anymail.backends.amazon_ses.EmailBackend"),
     ],
 )
 def test_environment_picks_the_backend(db, env, backend):
@@ -31,7 +32,7 @@ def test_environment_picks_the_backend(db, env, backend):
         ({"EMAIL_PROVIDER": "sendgrid-api"}, "EMAIL_PROVIDER"),
         ({"EMAIL_PROVIDER": "postmark"}, "POSTMARK_SERVER_TOKEN"),
         ({"EMAIL_PROVIDER": "mailgun"}, "MAILGUN_API_KEY"),
-        ({"EMAIL_PROVIDER": "ses"}, "EMAIL_PROVIDER"),  # boto3 is not installed
+        ({"EMAIL_PROVIDER": "ses", "AWS_REGION": None}, "AWS_REGION"),
         ({"SMTP_HOST": "smtp.example.com", "SMTP_TIMEOUT": "soon"}, "SMTP_TIMEOUT"),
         ({"ANYMAIL_WEBHOOK_SECRET": "no-colon"}, "ANYMAIL_WEBHOOK_SECRET"),
         (
@@ -46,6 +47,14 @@ def test_bad_email_variable_stops_startup_naming_it(db, env, variable):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"kgc: configuration error: {variable}:")
+
+
+def test_amazon_ses_calls_are_made_once_by_botocore(db):
+    """botocore's own retries would send again a request that went out and got no answer."""
+    show = "from django.conf import settings; print(settings.MAILERS['default']['OPTIONS']['client_params']['config'])"
+    result = manage("shell", "-c", show, env=subprocess_env(EMAIL_PROVIDER="ses", AWS_REGION="eu-west-1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "{'retries': {'total_max_attempts': 1, 'mode': 'standard'}}"
 
 
 def test_webhooks_stay_shut_without_a_configured_secret(db):

@@ -260,3 +260,107 @@ def test_a_provider_that_cannot_be_reached_is_retried(settings):
 
     [result] = send_all(postmark(settings, f"http://127.0.0.1:{free_port()}/", timeout=2), [message()])
     assert result.kind == "retry"
+
+
+# --- Amazon SES (anymail's SES backend, real boto3) against a local server ---------------------
+
+
+class _SesHandler(http.server.BaseHTTPRequestHandler):
+    """SES v2's SendEmail: answers with a message id, a scripted error, or late."""
+
+    delay = 0.0
+    error: tuple[int, str] | None = None  # (HTTP status, SES error code)
+    requests: list[str]
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.requests.append(self.path)
+        time.sleep(self.delay)
+        status, payload, headers = 200, {"MessageId": "ses-0001"}, {}
+        if self.error:
+            status, code = self.error
+            payload, headers = {"message": f"{code} from the test"}, {"x-amzn-ErrorType": code}
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def ses_server() -> Iterator[tuple[str, type[_SesHandler]]]:
+    handler = type("Handler", (_SesHandler,), {"requests": [], "delay": 0.0, "error": None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def ses(settings, monkeypatch, url: str, read_timeout: float = 5) -> BackendTransport:  # noqa: ANN001
+    pytest.importorskip("boto3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "anymail.backends.amazon_ses.EmailBackend",
+            "OPTIONS": {
+                "client_params": {
+                    "region_name": "eu-west-1",
+                    "endpoint_url": url,
+                    # as kgc/settings.py makes it, with short timeouts for the test
+                    "config": {"retries": {"total_max_attempts": 1, "mode": "standard"}, "read_timeout": read_timeout,
+                               "connect_timeout": 2},
+                }
+            },
+        }
+    }  # fmt: skip
+    transport = transport_for("default", size=2)
+    assert isinstance(transport, BackendTransport)
+    return transport
+
+
+def test_amazon_ses_that_answers_gives_its_message_id(settings, monkeypatch, ses_server):
+    url, handler = ses_server
+    [result] = send_all(ses(settings, monkeypatch, url), [message()])
+    assert (result.kind, result.message_id) == ("sent", "ses-0001")
+    assert handler.requests == ["/v2/email/outbound-emails"]
+
+
+def test_amazon_ses_silent_after_the_request_is_delivery_unknown_and_asked_once(settings, monkeypatch, ses_server):
+    url, handler = ses_server
+    handler.delay = 2.0
+    [result] = send_all(ses(settings, monkeypatch, url, read_timeout=0.5), [message()])
+    assert result.kind == "unknown"
+    assert result.reason.startswith("delivery unknown: Amazon SES did not answer")
+    assert len(handler.requests) == 1  # botocore sent it once, not again
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ((400, "MessageRejected"), "failed"),
+        ((429, "TooManyRequestsException"), "retry"),
+        ((500, "InternalFailure"), "retry"),
+    ],
+)
+def test_amazon_ses_refusals_are_read_by_their_status(settings, monkeypatch, ses_server, error, kind):
+    url, handler = ses_server
+    handler.error = error
+    [result] = send_all(ses(settings, monkeypatch, url), [message()])
+    assert result.kind == kind
+    assert result.reason.startswith(f"Amazon SES API {error[0]}: {error[1]}")
+
+
+def test_amazon_ses_that_cannot_be_reached_is_retried(settings, monkeypatch):
+    from tests.notifications.email.conftest import free_port
+
+    [result] = send_all(ses(settings, monkeypatch, f"http://127.0.0.1:{free_port()}"), [message()])
+    assert result.kind == "retry"
+    assert "before it was sent" in result.reason
