@@ -76,7 +76,7 @@ test-faults: $(STAMP)
 	DEBUG=true $(BIN)/pytest -m fault
 
 bench: $(STAMP)
-	@for name in queue refresh reminders email admin; do echo "== bench/$$name.py"; DEBUG=true $(BIN)/python -m bench.$$name || exit 1; done
+	@for name in queue refresh reminders email first_run admin; do echo "== bench/$$name.py"; DEBUG=true $(BIN)/python -m bench.$$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
