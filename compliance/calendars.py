@@ -125,11 +125,15 @@ def effective_due_date(*, due: date, calendar: HolidayCalendar | None) -> DueDat
     return DueDate(due, day, tuple(reasons.values()))
 
 
+# Cached: a digest writes hundreds of items over a few dozen dates, and strftime's names cost
+# more than the rest of an item's text.
+@lru_cache(maxsize=4096)
 def day_and_month(day: date) -> str:
     """``Saturday 16 May``."""
     return f"{day:%A} {day.day} {day:%B}"
 
 
+@lru_cache(maxsize=4096)
 def long_day(day: date) -> str:
     """``Monday 18 May 2026``."""
     return f"{day_and_month(day)} {day.year}"
