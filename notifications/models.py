@@ -66,8 +66,12 @@ class Notification(models.Model):
     Urgency = NotificationUrgency
     EmailStatus = NotificationEmailStatus
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="notifications")
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    # No index of their own: notification_tenant_kind_idx and notification_inbox_idx lead with
+    # them. Every index is written again when an item moves into its digest (migration 0010).
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="notifications", db_index=False)
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", db_index=False
+    )
     kind = models.CharField(max_length=32, choices=Kind.choices)
     urgency = models.CharField(max_length=8, choices=Urgency.choices, null=True, blank=True)
     title = models.CharField(max_length=300)
