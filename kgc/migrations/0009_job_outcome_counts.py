@@ -20,6 +20,8 @@ update. Compaction folds them, keeping the sums; cleanup and retention delete jo
 these rows. The counts start at zero with this migration.
 """
 
+import importlib
+
 from django.db import migrations, models
 
 # Upper bounds (seconds) of the run-time buckets, +Infinity implied, for FINISH. kgc.queue.jobs
@@ -73,33 +75,24 @@ CREATE OR REPLACE FUNCTION kgc_job_counts_compact() RETURNS void LANGUAGE sql AS
 $$;
 """
 
-# Migration 0002's functions, as they were.
-OUTCOMES_DROP = """
-CREATE OR REPLACE FUNCTION kgc_job_counts_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO kgc_jobcountdelta (queue_name, status, delta)
-        SELECT queue_name, status, sum(delta)
-          FROM (
-                SELECT queue_name, status::text AS status, 1 AS delta FROM new_jobs
-                UNION ALL
-                SELECT queue_name, status::text, -1 FROM old_jobs
-          ) AS changes
-         GROUP BY 1, 2
-        HAVING sum(delta) <> 0;
-    RETURN NULL;
-END;
-$$;
+_QUEUE_LAYER_SQL = importlib.import_module("kgc.migrations.0002_queue_layer_sql")
 
-CREATE OR REPLACE FUNCTION kgc_job_counts_compact() RETURNS void LANGUAGE sql AS $$
-    WITH folded AS (
-        DELETE FROM kgc_jobcountdelta RETURNING queue_name, status, delta
-    )
-    INSERT INTO kgc_jobcountdelta (queue_name, status, delta)
-        SELECT queue_name, status, sum(delta) FROM folded GROUP BY 1, 2 HAVING sum(delta) <> 0;
-$$;
 
-DROP FUNCTION IF EXISTS kgc_job_duration_bounds();
-"""
+def _function_of(text: str, name: str) -> str:
+    """A function's definition out of migration 0002's statements, as CREATE OR REPLACE."""
+    start = text.index(f"CREATE FUNCTION {name}(")
+    end = text.index("$$;", text.index("AS $$", start) + len("AS $$")) + len("$$;")
+    return text[start:end].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+
+
+# The way back: migration 0002's functions, as they were.
+OUTCOMES_DROP = "\n\n".join(
+    [
+        _function_of(_QUEUE_LAYER_SQL.JOB_COUNTS, "kgc_job_counts_on_update"),
+        _function_of(_QUEUE_LAYER_SQL.JOB_COUNTS, "kgc_job_counts_compact"),
+        "DROP FUNCTION IF EXISTS kgc_job_duration_bounds();",
+    ]
+)
 
 
 class Migration(migrations.Migration):
